@@ -1,0 +1,79 @@
+//! ARM's error body (`CloudError`) and the HTTP status that goes with it.
+
+use ajar_domain::{ErrorCode, Problem};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudError {
+    pub error: CloudErrorBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub details: Vec<CloudErrorBody>,
+}
+
+/// An error answer: status, code, message and the field it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub body: CloudErrorBody,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        ApiError { status, body: CloudErrorBody { code: code.to_owned(), message: message.into(), target: None, details: Vec::new() } }
+    }
+
+    pub fn with_target(mut self, target: Option<String>) -> Self {
+        self.body.target = target;
+        self
+    }
+
+    pub fn bad_request(code: &str, target: &str, message: impl Into<String>) -> Self {
+        ApiError::new(400, code, message).with_target(Some(target.to_owned()))
+    }
+
+    pub fn internal() -> Self {
+        ApiError::new(500, "InternalServerError", "the server failed to complete the operation; see its log")
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&CloudError { error: self.body.clone() }).unwrap_or_else(|_| b"{\"error\":{\"code\":\"InternalServerError\",\"message\":\"\"}}".to_vec())
+    }
+}
+
+impl From<Problem> for ApiError {
+    fn from(p: Problem) -> Self {
+        let status = if p.code.is_not_found() {
+            404
+        } else if p.code.is_conflict() {
+            409
+        } else {
+            400
+        };
+        let code = match p.code {
+            // ARM's generic name for a missing resource of another provider.
+            ErrorCode::VirtualMachineNotFound if status == 404 => "ResourceNotFound",
+            other => other.as_str(),
+        };
+        ApiError::new(status, code, p.message).with_target(p.target)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.body.code, self.body.message)?;
+        if let Some(t) = &self.body.target {
+            write!(f, " (at {t})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiError {}

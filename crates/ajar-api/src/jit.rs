@@ -1,0 +1,370 @@
+//! `Microsoft.Security/locations/jitNetworkAccessPolicies`: the ARM JSON shapes
+//! and their conversion to and from the domain.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use ajar_domain::initiate::{AccessRequest, EndSpec, Grant, InitiateDraft, PortAsk, VmAsk};
+use ajar_domain::policy::{Policy, PortRule, Protocol, VmPolicy};
+use ajar_domain::{AccessDuration, PolicyId, SourcePrefix, Sources, VmId};
+
+use crate::{ApiError, wire_time};
+
+pub const RESOURCE_TYPE: &str = "Microsoft.Security/locations/jitNetworkAccessPolicies";
+
+// ------------------------------------------------------------------ output
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JitNetworkAccessPolicy {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub kind: Option<String>,
+    pub location: String,
+    pub properties: JitNetworkAccessPolicyProperties,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JitNetworkAccessPolicyProperties {
+    pub virtual_machines: Vec<JitNetworkAccessPolicyVirtualMachine>,
+    #[serde(default)]
+    pub requests: Vec<JitNetworkAccessRequest>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub provisioning_state: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JitNetworkAccessPolicyVirtualMachine {
+    pub id: String,
+    pub ports: Vec<JitNetworkAccessPortRule>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub public_ip_address: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JitNetworkAccessPortRule {
+    pub number: u16,
+    pub protocol: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub allowed_source_address_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub allowed_source_address_prefixes: Option<Vec<String>>,
+    pub max_request_access_duration: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JitNetworkAccessRequest {
+    pub virtual_machines: Vec<JitNetworkAccessRequestVirtualMachine>,
+    pub start_time_utc: String,
+    pub requestor: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub justification: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JitNetworkAccessRequestVirtualMachine {
+    pub id: String,
+    pub ports: Vec<JitNetworkAccessRequestPort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JitNetworkAccessRequestPort {
+    pub number: u16,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub allowed_source_address_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub allowed_source_address_prefixes: Option<Vec<String>>,
+    pub end_time_utc: String,
+    pub status: String,
+    pub status_reason: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub mapped_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JitNetworkAccessPoliciesList {
+    pub value: Vec<JitNetworkAccessPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next_link: Option<String>,
+}
+
+/// Splits sources back into the field they were written in.
+fn sources_out(sources: &Sources) -> (Option<String>, Option<Vec<String>>) {
+    match sources {
+        Sources::One(p) => (Some(p.to_string()), None),
+        Sources::List(list) => (None, Some(list.iter().map(ToString::to_string).collect())),
+    }
+}
+
+pub fn port_rule_out(rule: &PortRule) -> JitNetworkAccessPortRule {
+    let (one, list) = sources_out(&rule.sources);
+    JitNetworkAccessPortRule {
+        number: rule.number,
+        protocol: rule.protocol.as_str().to_owned(),
+        allowed_source_address_prefix: one,
+        allowed_source_address_prefixes: list,
+        max_request_access_duration: rule.max_duration.to_string(),
+    }
+}
+
+fn grant_out(grant: &Grant, now: OffsetDateTime) -> JitNetworkAccessRequestPort {
+    let (one, list) = sources_out(&grant.sources);
+    let (status, reason) = grant.status_at(now);
+    JitNetworkAccessRequestPort {
+        number: grant.number,
+        allowed_source_address_prefix: one,
+        allowed_source_address_prefixes: list,
+        end_time_utc: wire_time::format(grant.end),
+        status: status.as_str().to_owned(),
+        status_reason: reason.as_str().to_owned(),
+        mapped_port: grant.mapped_port,
+    }
+}
+
+/// A request as `requests[]` and the initiate response show it, with each
+/// port's status as of `now`.
+pub fn request_out(request: &AccessRequest, now: OffsetDateTime) -> JitNetworkAccessRequest {
+    JitNetworkAccessRequest {
+        virtual_machines: request
+            .vms
+            .iter()
+            .map(|vm| JitNetworkAccessRequestVirtualMachine { id: vm.vm.to_string(), ports: vm.grants.iter().map(|g| grant_out(g, now)).collect() })
+            .collect(),
+        start_time_utc: wire_time::format(request.start),
+        requestor: request.requestor.clone(),
+        justification: request.justification.clone(),
+    }
+}
+
+pub fn policy_out(policy: &Policy, requests: &[AccessRequest], now: OffsetDateTime) -> JitNetworkAccessPolicy {
+    JitNetworkAccessPolicy {
+        id: policy.id.to_string(),
+        name: policy.id.name.to_string(),
+        resource_type: RESOURCE_TYPE.to_owned(),
+        kind: policy.kind.clone(),
+        location: policy.id.location.to_string(),
+        properties: JitNetworkAccessPolicyProperties {
+            virtual_machines: policy
+                .vms
+                .iter()
+                .map(|vm| JitNetworkAccessPolicyVirtualMachine {
+                    id: vm.vm.to_string(),
+                    ports: vm.ports.iter().map(port_rule_out).collect(),
+                    public_ip_address: vm.public_ip.clone(),
+                })
+                .collect(),
+            requests: requests.iter().map(|r| request_out(r, now)).collect(),
+            provisioning_state: Some("Succeeded".to_owned()),
+        },
+    }
+}
+
+// ------------------------------------------------------------------ input
+
+/// A PUT body. Read-only fields are accepted (Azure's own example sends them
+/// back) and must agree with the URL; `requests` is history the server keeps,
+/// so what a client sends there is ignored.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyIn {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(rename = "type", default)]
+    pub resource_type: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub location: Option<String>,
+    pub properties: PolicyPropertiesIn,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyPropertiesIn {
+    pub virtual_machines: Vec<PolicyVmIn>,
+    #[serde(default)]
+    pub requests: Option<serde_json::Value>,
+    #[serde(default)]
+    pub provisioning_state: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyVmIn {
+    pub id: String,
+    pub ports: Vec<PortRuleIn>,
+    #[serde(default)]
+    pub public_ip_address: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortRuleIn {
+    pub number: i64,
+    pub protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_source_address_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_source_address_prefixes: Option<Vec<String>>,
+    pub max_request_access_duration: String,
+}
+
+fn invalid(code: &str, target: &str, message: impl Into<String>) -> ApiError {
+    ApiError::bad_request(code, target, message)
+}
+
+fn port_number(code: &str, target: &str, n: i64) -> Result<u16, ApiError> {
+    u16::try_from(n).map_err(|_| invalid(code, target, format!("port number {n} is outside 0 to 65535")))
+}
+
+/// Exactly one of the two source fields, each entry `*`, an address or a CIDR.
+/// `None` when neither is given.
+fn sources_in(code: &str, at: &str, one: Option<&str>, list: Option<&[String]>) -> Result<Option<Sources>, ApiError> {
+    match (one, list) {
+        (Some(_), Some(_)) => Err(invalid(
+            code,
+            &format!("{at}.allowedSourceAddressPrefixes"),
+            "give either allowedSourceAddressPrefix or allowedSourceAddressPrefixes, not both",
+        )),
+        (Some(p), None) => {
+            let prefix: SourcePrefix = p.parse().map_err(|e| invalid(code, &format!("{at}.allowedSourceAddressPrefix"), format!("{e}")))?;
+            Ok(Some(Sources::One(prefix)))
+        }
+        (None, Some(list)) => {
+            if list.is_empty() {
+                return Err(invalid(code, &format!("{at}.allowedSourceAddressPrefixes"), "the list is empty; give at least one prefix, or '*'"));
+            }
+            let prefixes = list
+                .iter()
+                .enumerate()
+                .map(|(k, p)| p.parse::<SourcePrefix>().map_err(|e| invalid(code, &format!("{at}.allowedSourceAddressPrefixes[{k}]"), format!("{e}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(Sources::List(prefixes)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+pub fn port_rule_in(port: &PortRuleIn, at: &str) -> Result<PortRule, ApiError> {
+    const CODE: &str = "InvalidPolicy";
+    let number = port_number(CODE, &format!("{at}.number"), port.number)?;
+    let protocol: Protocol = port.protocol.parse().map_err(|e: String| invalid(CODE, &format!("{at}.protocol"), e))?;
+    let sources = sources_in(CODE, at, port.allowed_source_address_prefix.as_deref(), port.allowed_source_address_prefixes.as_deref())?.ok_or_else(|| {
+        invalid(CODE, &format!("{at}.allowedSourceAddressPrefix"), "say which sources may ask: allowedSourceAddressPrefix ('*' for any) or allowedSourceAddressPrefixes")
+    })?;
+    let max_duration: AccessDuration =
+        port.max_request_access_duration.parse().map_err(|e| invalid(CODE, &format!("{at}.maxRequestAccessDuration"), format!("{e}")))?;
+    Ok(PortRule { number, protocol, sources, max_duration })
+}
+
+/// Turns a PUT body into a policy for the resource at `id`.
+pub fn policy_in(id: &PolicyId, body: &[u8]) -> Result<Policy, ApiError> {
+    const CODE: &str = "InvalidPolicy";
+    let input: PolicyIn = crate::parse_body(body)?;
+    if let Some(name) = &input.name
+        && !name.eq_ignore_ascii_case(id.name.as_str())
+    {
+        return Err(invalid(CODE, "name", format!("the body names policy '{name}' but the URL names '{}'", id.name)));
+    }
+    if let Some(location) = &input.location
+        && !location.eq_ignore_ascii_case(id.location.as_str())
+    {
+        return Err(invalid(CODE, "location", format!("the body says location '{location}' but the URL says '{}'", id.location)));
+    }
+    if let Some(body_id) = &input.id
+        && !body_id.eq_ignore_ascii_case(&id.to_string())
+    {
+        return Err(invalid(CODE, "id", format!("the body's id '{body_id}' is not the URL's resource '{id}'")));
+    }
+    if let Some(t) = &input.resource_type
+        && !t.eq_ignore_ascii_case(RESOURCE_TYPE)
+    {
+        return Err(invalid(CODE, "type", format!("type '{t}' is not {RESOURCE_TYPE}")));
+    }
+    let mut vms = Vec::with_capacity(input.properties.virtual_machines.len());
+    for (i, vm) in input.properties.virtual_machines.iter().enumerate() {
+        let at = format!("properties.virtualMachines[{i}]");
+        let vm_id: VmId = vm.id.parse().map_err(|e| invalid(CODE, &format!("{at}.id"), format!("{e}")))?;
+        let ports = vm
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(j, p)| port_rule_in(p, &format!("{at}.ports[{j}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        vms.push(VmPolicy { vm: vm_id, ports, public_ip: vm.public_ip_address.clone() });
+    }
+    Ok(Policy { id: id.clone(), kind: input.kind, vms })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InitiateIn {
+    pub virtual_machines: Vec<InitiateVmIn>,
+    #[serde(default)]
+    pub justification: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InitiateVmIn {
+    pub id: String,
+    pub ports: Vec<InitiatePortIn>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InitiatePortIn {
+    pub number: i64,
+    #[serde(default)]
+    pub end_time_utc: Option<String>,
+    #[serde(default)]
+    pub duration: Option<String>,
+    #[serde(default)]
+    pub allowed_source_address_prefix: Option<String>,
+    #[serde(default)]
+    pub allowed_source_address_prefixes: Option<Vec<String>>,
+}
+
+/// Turns an initiate body into a draft request. The service (unlike the spec)
+/// takes `duration` in place of `endTimeUtc`, exactly one of them, and a
+/// source list as well as a single source.
+pub fn initiate_in(body: &[u8]) -> Result<InitiateDraft, ApiError> {
+    const CODE: &str = "InvalidInitiateInput";
+    let input: InitiateIn = crate::parse_body(body).map_err(|mut e| {
+        e.body.code = CODE.to_owned();
+        e
+    })?;
+    let mut vms = Vec::with_capacity(input.virtual_machines.len());
+    for (i, vm) in input.virtual_machines.iter().enumerate() {
+        let at = format!("virtualMachines[{i}]");
+        let vm_id: VmId = vm.id.parse().map_err(|e| invalid(CODE, &format!("{at}.id"), format!("{e}")))?;
+        let mut ports = Vec::with_capacity(vm.ports.len());
+        for (j, p) in vm.ports.iter().enumerate() {
+            let at = format!("{at}.ports[{j}]");
+            let number = port_number(CODE, &format!("{at}.number"), p.number)?;
+            let end = match (&p.end_time_utc, &p.duration) {
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(invalid(CODE, &format!("{at}.endTimeUtc"), "Only one of fields 'EndTimeUtc' and 'Duration' can be set: give exactly one"));
+                }
+                (Some(t), None) => EndSpec::At(wire_time::parse(t).map_err(|e| invalid(CODE, &format!("{at}.endTimeUtc"), e))?),
+                (None, Some(d)) => EndSpec::For(d.parse().map_err(|e| invalid(CODE, &format!("{at}.duration"), format!("{e}")))?),
+            };
+            let sources = sources_in(CODE, &at, p.allowed_source_address_prefix.as_deref(), p.allowed_source_address_prefixes.as_deref())?;
+            ports.push(PortAsk { number, end, sources });
+        }
+        vms.push(VmAsk { vm: vm_id, ports });
+    }
+    Ok(InitiateDraft { vms, justification: input.justification })
+}

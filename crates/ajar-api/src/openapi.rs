@@ -1,0 +1,115 @@
+//! The OpenAPI (Swagger 2.0) document of everything ajar serves: Azure's JIT
+//! spec, verbatim, with its shared types inlined, merged with ajar's own paths.
+
+use serde_json::{Map, Value};
+
+const AZURE_JIT: &str = include_str!("../openapi/jitNetworkAccessPolicies.json");
+const AZURE_TYPES: &str = include_str!("../openapi/types.json");
+const AJAR: &str = include_str!("../openapi/ajar.json");
+/// How the Azure spec refers to its shared types file.
+const TYPES_REF: &str = "../../../common/v1/types.json#";
+
+/// Points references into the shared types file at this document instead, and
+/// drops `x-ms-examples`, which name example files ajar does not serve.
+fn inline_refs(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            map.remove("x-ms-examples");
+            if let Some(Value::String(r)) = map.get_mut("$ref")
+                && let Some(rest) = r.strip_prefix(TYPES_REF)
+            {
+                *r = format!("#{rest}");
+            }
+            map.values_mut().for_each(inline_refs);
+        }
+        Value::Array(items) => items.iter_mut().for_each(inline_refs),
+        _ => {}
+    }
+}
+
+fn section<'a>(doc: &'a mut Value, name: &str) -> Result<&'a mut Map<String, Value>, String> {
+    let obj = doc.as_object_mut().ok_or("the document is not an object")?;
+    obj.entry(name).or_insert_with(|| Value::Object(Map::new())).as_object_mut().ok_or_else(|| format!("'{name}' is not an object"))
+}
+
+fn merge(into: &mut Value, from: &Value, name: &str) -> Result<(), String> {
+    if let Some(Value::Object(extra)) = from.get(name) {
+        let target = section(into, name)?;
+        for (k, v) in extra {
+            if target.insert(k.clone(), v.clone()).is_some() {
+                return Err(format!("'{name}/{k}' is defined twice"));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn document() -> Result<Value, String> {
+    let mut doc: Value = serde_json::from_str(AZURE_JIT).map_err(|e| format!("Azure JIT spec: {e}"))?;
+    let types: Value = serde_json::from_str(AZURE_TYPES).map_err(|e| format!("Azure types: {e}"))?;
+    let ajar: Value = serde_json::from_str(AJAR).map_err(|e| format!("ajar spec: {e}"))?;
+    inline_refs(&mut doc);
+    for part in ["definitions", "parameters"] {
+        merge(&mut doc, &types, part)?;
+        merge(&mut doc, &ajar, part)?;
+    }
+    merge(&mut doc, &ajar, "paths")?;
+    let obj = doc.as_object_mut().ok_or("the document is not an object")?;
+    // Served by whatever host the client reached, with bearer tokens instead of Azure AD.
+    obj.remove("host");
+    obj.insert("info".into(), serde_json::json!({
+        "title": "ajar",
+        "version": crate::API_VERSION,
+        "description": "Just-in-time access to management ports. Speaks Azure's Microsoft.Security/jitNetworkAccessPolicies API (api-version 2020-01-01) and ajar's own API under /ajar/v1. Every call needs 'Authorization: Bearer <token>'."
+    }));
+    obj.insert("securityDefinitions".into(), serde_json::json!({"bearer": {"type": "apiKey", "name": "Authorization", "in": "header", "description": "Bearer <token>"}}));
+    obj.insert("security".into(), serde_json::json!([{"bearer": []}]));
+    Ok(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `$ref` points at something the document defines.
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let doc = document().unwrap();
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        assert!(!all.is_empty());
+        for r in all {
+            let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("external reference left: {r}"));
+            assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
+        }
+    }
+
+    #[test]
+    fn jit_part_is_azures_verbatim() {
+        let doc = document().unwrap();
+        let azure: Value = serde_json::from_str(AZURE_JIT).unwrap();
+        for (name, def) in azure["definitions"].as_object().unwrap() {
+            let mut expected = def.clone();
+            inline_refs(&mut expected);
+            assert_eq!(doc["definitions"][name], expected, "definition {name}");
+        }
+        for (path, item) in azure["paths"].as_object().unwrap() {
+            let mut expected = item.clone();
+            inline_refs(&mut expected);
+            assert_eq!(doc["paths"][path], expected, "path {path}");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The activity log's vocabulary: who did what to which resource, and how it ended.
+
+use std::net::IpAddr;
+
+use time::OffsetDateTime;
+
+/// Azure's action strings, used as operation names in the activity log and,
+/// later, as permissions.
+pub mod actions {
+    pub const JIT_READ: &str = "Microsoft.Security/locations/jitNetworkAccessPolicies/read";
+    pub const JIT_WRITE: &str = "Microsoft.Security/locations/jitNetworkAccessPolicies/write";
+    pub const JIT_DELETE: &str = "Microsoft.Security/locations/jitNetworkAccessPolicies/delete";
+    pub const JIT_INITIATE: &str = "Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action";
+    pub const VM_READ: &str = "Microsoft.Compute/virtualMachines/read";
+    pub const VM_WRITE: &str = "Microsoft.Compute/virtualMachines/write";
+    pub const VM_DELETE: &str = "Microsoft.Compute/virtualMachines/delete";
+    pub const SUBSCRIPTIONS_READ: &str = "Microsoft.Resources/subscriptions/read";
+    pub const ACTIVITY_READ: &str = "Ajar/activityLog/read";
+    /// Authentication refused before any operation could be named.
+    pub const AUTHENTICATE: &str = "Ajar/authenticate";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed { code: String },
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "Succeeded",
+            Outcome::Failed { .. } => "Failed",
+        }
+    }
+
+    pub fn error_code(&self) -> Option<&str> {
+        match self {
+            Outcome::Succeeded => None,
+            Outcome::Failed { code } => Some(code),
+        }
+    }
+}
+
+/// What an operation is about, before it has run: enough to record its outcome
+/// whichever way it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    pub operation: &'static str,
+    pub subscription: Option<String>,
+    pub resource_group: Option<String>,
+    pub resource_id: String,
+    pub caller: String,
+    pub caller_addr: Option<IpAddr>,
+    /// Keys of every resource the entry is about (the target and the machines
+    /// it names), so a machine's log also shows the policy changes and requests
+    /// that concerned it.
+    pub subjects: Vec<String>,
+    /// What was asked, recorded whether or not it succeeded.
+    pub details: Vec<(String, String)>,
+}
+
+impl Audit {
+    pub fn detail(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.details.push((name.to_owned(), value.into()));
+        self
+    }
+}
+
+/// One recorded operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityEntry {
+    pub seq: i64,
+    pub time: OffsetDateTime,
+    pub subscription: Option<String>,
+    pub resource_group: Option<String>,
+    pub resource_id: String,
+    pub operation: String,
+    pub caller: String,
+    pub caller_addr: Option<IpAddr>,
+    pub outcome: Outcome,
+    /// Name/value pairs: ports, sources, end times, justification, error message.
+    pub details: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActivityQuery {
+    /// Entries about this resource (a VM's key also finds the policy changes and
+    /// requests that named it).
+    pub resource_key: Option<String>,
+    pub caller: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    pub limit: Option<usize>,
+}

@@ -1,0 +1,20 @@
+//! ajar's pure core: the vocabulary of just-in-time access and its rules.
+//!
+//! Everything here is a value or a pure function. There is no I/O, no clock (the
+//! caller passes `now`), and no serialisation of wire formats: the API crate turns
+//! JSON into these types and back, the store persists them.
+
+pub mod activity;
+pub mod duration;
+pub mod ids;
+pub mod initiate;
+pub mod inventory;
+pub mod policy;
+pub mod prefix;
+pub mod problem;
+pub mod status;
+
+pub use duration::AccessDuration;
+pub use ids::{Location, PolicyId, PolicyName, ResourceGroup, SubscriptionId, VmId, VmName};
+pub use prefix::{SourcePrefix, Sources};
+pub use problem::{ErrorCode, Problem};

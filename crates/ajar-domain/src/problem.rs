@@ -1,0 +1,78 @@
+//! A rule violation, named by code, with the offending field and a message a
+//! person can act on. The API crate renders it as an ARM error body.
+
+use std::fmt;
+
+/// Why something was refused. Each code is stable: scripts match on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    InvalidPolicy,
+    InvalidInitiateInput,
+    InvalidVirtualMachine,
+    InvalidResourceId,
+    PolicyNotFound,
+    VirtualMachineNotFound,
+    SubscriptionNotFound,
+    VirtualMachineInAnotherPolicy,
+    VirtualMachineInUse,
+    Conflict,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidPolicy => "InvalidPolicy",
+            ErrorCode::InvalidInitiateInput => "InvalidInitiateInput",
+            ErrorCode::InvalidVirtualMachine => "InvalidVirtualMachine",
+            ErrorCode::InvalidResourceId => "InvalidResourceId",
+            ErrorCode::PolicyNotFound => "PolicyNotFound",
+            ErrorCode::VirtualMachineNotFound => "VirtualMachineNotFound",
+            ErrorCode::SubscriptionNotFound => "SubscriptionNotFound",
+            ErrorCode::VirtualMachineInAnotherPolicy => "VirtualMachineInAnotherPolicy",
+            ErrorCode::VirtualMachineInUse => "VirtualMachineInUse",
+            ErrorCode::Conflict => "Conflict",
+        }
+    }
+
+    /// Not-found codes are answered 404, conflicts 409, the rest 400.
+    pub fn is_not_found(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::PolicyNotFound | ErrorCode::SubscriptionNotFound
+        )
+    }
+
+    pub fn is_conflict(self) -> bool {
+        matches!(self, ErrorCode::VirtualMachineInUse | ErrorCode::Conflict)
+    }
+}
+
+/// One refused input. `target` is the path of the field in the API's own terms
+/// (`properties.virtualMachines[0].ports[1].number`), so a user can find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub code: ErrorCode,
+    pub target: Option<String>,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(code: ErrorCode, target: impl Into<Option<String>>, message: impl Into<String>) -> Self {
+        Problem { code, target: target.into(), message: message.into() }
+    }
+
+    pub fn at(code: ErrorCode, target: &str, message: impl Into<String>) -> Self {
+        Problem::new(code, Some(target.to_owned()), message)
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.target {
+            Some(t) => write!(f, "{}: {} ({t})", self.code.as_str(), self.message),
+            None => write!(f, "{}: {}", self.code.as_str(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for Problem {}

@@ -1,0 +1,108 @@
+//! First start: a subscription, resource group and location to work in, an
+//! admin token and an agent join token, written to `DATA_DIR/bootstrap.json`
+//! (mode 0600) for the operator. Later starts reuse them.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use ajar_store::{BootstrapPlan, Store, Subscription};
+
+use crate::auth::hash_token;
+use crate::config::ServeConfig;
+
+pub const BOOTSTRAP_FILE: &str = "bootstrap.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapFile {
+    pub url: String,
+    pub ca: String,
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub location: String,
+    pub admin_token: String,
+    pub join_token: String,
+}
+
+/// A fresh secret: 256 random bits, base64url, with a prefix that says what it is.
+pub fn new_token(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}_{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// Creates the bootstrap records on first start; on later starts keeps them and
+/// refreshes the file's `url` and `ca`, which may change between starts.
+pub async fn ensure(store: &dyn Store, config: &ServeConfig, url: &str, ca: &Path) -> anyhow::Result<()> {
+    let path = config.data_dir.join(BOOTSTRAP_FILE);
+    let ca = ca.canonicalize().unwrap_or_else(|_| ca.to_owned()).display().to_string();
+    if store.defaults().await?.is_some() {
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let mut file: BootstrapFile = serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?;
+                if file.url != url || file.ca != ca {
+                    file.url = url.to_owned();
+                    file.ca = ca;
+                    write_private(&path, &serde_json::to_vec_pretty(&file)?)?;
+                }
+            }
+            Err(_) => tracing::warn!(path = %path.display(), "the bootstrap file is gone; its tokens still work, but cannot be shown again"),
+        }
+        return Ok(());
+    }
+    let subscription = config.first_start.subscription.clone().map_or_else(|| uuid::Uuid::new_v4().to_string().parse(), Ok).context("making a subscription ID")?;
+    let admin_token = new_token("ajar");
+    let join_token = new_token("ajarjoin");
+    let file = BootstrapFile {
+        url: url.to_owned(),
+        ca,
+        subscription_id: subscription.to_string(),
+        resource_group: config.first_start.resource_group.to_string(),
+        location: config.first_start.location.to_string(),
+        admin_token: admin_token.clone(),
+        join_token: join_token.clone(),
+    };
+    // The file first: if the process dies before the store commits, the next
+    // start finds no records and writes both again.
+    write_private(&path, &serde_json::to_vec_pretty(&file)?)?;
+    store
+        .bootstrap(BootstrapPlan {
+            subscription: Subscription { id: subscription, display_name: "ajar".to_owned() },
+            resource_group: config.first_start.resource_group.clone(),
+            location: config.first_start.location.clone(),
+            admin_name: "admin".to_owned(),
+            admin_token_hash: hash_token(&admin_token),
+            join_token_hash: hash_token(&join_token),
+        })
+        .await?;
+    eprintln!(
+        "First start: created subscription {} (resource group '{}', location '{}'), an admin token and an agent join token.\n\
+         They are in {} (readable only by you). Use them with:\n  export AJAR_BOOTSTRAP={}\n  ajar vm add web1 --os linux --address 10.0.0.4\n  ajar policy enable web1 --defaults\n  ajar request web1 --port 22 --for 1h",
+        file.subscription_id,
+        file.resource_group,
+        file.location,
+        path.display(),
+        path.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! `ajar serve`: the control plane. It holds JIT policies, access requests and
+//! the VM inventory in the store, serves them over HTTPS in Azure's wire
+//! contract (and ajar's own API), and keeps grant statuses true to the clock.
+
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod http;
+pub mod listener;
+pub mod routes;
+pub mod scheduler;
+pub mod tls;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use ajar_store::{SqliteStore, Store};
+
+use crate::config::{ServeConfig, TlsSource};
+use crate::routes::AppState;
+
+/// How long in-flight requests may finish after shutdown is asked for.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the server until `shutdown` resolves.
+pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    bootstrap::create_private_dir(&config.data_dir)?;
+    let tls = match &config.tls {
+        TlsSource::SelfSigned { extra_sans } => tls::ensure_self_signed(&config.data_dir, extra_sans),
+        TlsSource::Given { cert, key } => tls::load_given(cert, key),
+    }
+    .context("preparing TLS")?;
+    let db_path = config.data_dir.join("ajar.db");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db_path).with_context(|| format!("opening the store {}", db_path.display()))?);
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    let local = listener.local_addr().context("reading the listening address")?;
+    let url = format!("https://{}", local);
+    bootstrap::ensure(store.as_ref(), &config, &url, &tls.ca_pem_path).await?;
+
+    let state = AppState::new(Arc::clone(&store), &config);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scheduler = tokio::spawn(scheduler::run(Arc::clone(&store), state.expiry_wake(), stop_rx));
+    let app = routes::router(state);
+
+    tracing::info!(%url, data_dir = %config.data_dir.display(), "ajar is serving");
+    // A line on stdout that scripts and tests wait for.
+    println!("listening on {url}");
+    let served = listener::serve_https(listener, tls.server_config, app, shutdown, DRAIN_TIMEOUT).await;
+    let _ = stop_tx.send(true);
+    if let Err(e) = scheduler.await {
+        tracing::warn!(error = %e, "the expiry scheduler ended abnormally");
+    }
+    tracing::info!("ajar stopped");
+    served
+}

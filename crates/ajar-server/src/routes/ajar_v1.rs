@@ -1,0 +1,136 @@
+//! ajar's own API: JIT status per machine, enabling JIT, recommended ports and
+//! the activity log.
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use ajar_api::ApiError;
+use ajar_api::activity::{ActivityList, activity_out, to_csv};
+use ajar_api::ajar_v1::{EnableOut, RecommendedPorts, VmStatusList, enable_in, recommended_ports as recommended, status_out};
+use ajar_api::jit::policy_out;
+use ajar_domain::VmId;
+use ajar_domain::activity::{ActivityQuery, Audit, actions};
+use ajar_store::PageRequest;
+use time::OffsetDateTime;
+
+use super::{AppState, location, require_subscription, resource_group, scope, subscription};
+use crate::auth::Caller;
+use crate::http::{ArmPath, HttpError, HttpResult, JsonBody, Query, next_link, skip_token};
+
+/// Most activity entries one answer carries unless `limit` says otherwise.
+const DEFAULT_ACTIVITY_LIMIT: usize = 1000;
+
+pub(super) async fn jit_status(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmPath(sub): ArmPath<String>,
+    query: Query,
+    headers: HeaderMap,
+    uri: Uri,
+) -> HttpResult<Json<VmStatusList>> {
+    let sub = subscription(&sub)?;
+    require_subscription(&state, &sub).await?;
+    state.authorizer.authorize(&caller, actions::JIT_READ, &format!("/subscriptions/{sub}")).map_err(HttpError)?;
+    let rg = query.get("resourceGroup").map(resource_group).transpose()?;
+    let loc = query.get("location").map(location).transpose()?;
+    let wanted = query.get("state").map(str::to_ascii_lowercase);
+    if let Some(w) = &wanted
+        && !["configured", "notconfigured", "unsupported"].contains(&w.as_str())
+    {
+        return Err(HttpError(ApiError::bad_request("InvalidRequestContent", "state", format!("state '{w}' is not one of Configured, NotConfigured, Unsupported"))));
+    }
+    let page = PageRequest { after: skip_token(&query)?, size: state.page_size };
+    let found = state.store.vm_statuses(&scope(sub, rg, loc), page).await?;
+    let value = found
+        .items
+        .iter()
+        .filter(|s| wanted.as_deref().is_none_or(|w| s.state.as_str().eq_ignore_ascii_case(w)))
+        .map(status_out)
+        .collect();
+    Ok(Json(VmStatusList { value, next_link: next_link(&headers, &uri, found.next) }))
+}
+
+pub(super) async fn recommended_ports() -> Json<RecommendedPorts> {
+    Json(recommended())
+}
+
+pub(super) async fn enable(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Result<JsonBody, HttpError>) -> HttpResult<Json<EnableOut>> {
+    let mut audit = Audit {
+        operation: actions::JIT_WRITE,
+        subscription: None,
+        resource_group: None,
+        resource_id: "/ajar/v1/jit/enable".to_owned(),
+        caller: caller.principal.name.clone(),
+        caller_addr: Some(caller.addr),
+        subjects: Vec::new(),
+        details: Vec::new(),
+    };
+    let request = match body.and_then(|JsonBody(bytes)| enable_in(&bytes).map_err(HttpError)) {
+        Ok(r) => r,
+        Err(e) => return Err(state.refuse(audit, e).await),
+    };
+    if let Some(first) = request.vms.first() {
+        audit.subscription = Some(first.subscription.to_string());
+        audit.resource_group = Some(first.resource_group.to_string());
+        audit.resource_id = first.to_string();
+    }
+    audit.subjects = request.vms.iter().map(VmId::key).collect();
+    audit.details.push(("virtualMachines".into(), request.vms.iter().map(|v| v.name.to_string()).collect::<Vec<_>>().join(" ")));
+    for vm in &request.vms {
+        state.authorize(&caller, &vm.to_string(), &audit).await?;
+        let vm_write = Audit { operation: actions::VM_WRITE, ..audit.clone() };
+        state.authorize(&caller, &vm.to_string(), &vm_write).await?;
+    }
+    let views = state.store.enable(request.vms, request.policy_name, request.ports, state.limits, audit).await?;
+    let now = OffsetDateTime::now_utc();
+    Ok(Json(EnableOut { value: views.iter().map(|v| policy_out(&v.policy, &v.requests, now)).collect() }))
+}
+
+fn time_param(query: &Query, name: &str) -> HttpResult<Option<OffsetDateTime>> {
+    query
+        .get(name)
+        .map(|t| ajar_api::wire_time::parse(t).map_err(|e| HttpError(ApiError::bad_request("InvalidRequestContent", name, e))))
+        .transpose()
+}
+
+pub(super) async fn activity(State(state): State<AppState>, Extension(caller): Extension<Caller>, query: Query) -> HttpResult<Response> {
+    state.authorizer.authorize(&caller, actions::ACTIVITY_READ, "/").map_err(HttpError)?;
+    let resource_key = match query.get("vm") {
+        Some(vm) => Some(vm.parse::<VmId>().map_err(|e| HttpError(ApiError::bad_request("InvalidResourceId", "vm", e.to_string())))?.key()),
+        None => None,
+    };
+    let limit = match query.get("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| *l > 0)
+            .ok_or_else(|| HttpError(ApiError::bad_request("InvalidRequestContent", "limit", "limit must be a positive whole number")))?,
+        None => DEFAULT_ACTIVITY_LIMIT,
+    };
+    let q = ActivityQuery {
+        resource_key,
+        caller: query.get("caller").map(str::to_owned),
+        since: time_param(&query, "since")?,
+        until: time_param(&query, "until")?,
+        limit: Some(limit),
+    };
+    let entries = state.store.activity(q).await?;
+    match query.get("format").unwrap_or("json") {
+        "json" => Ok(Json(ActivityList { value: entries.iter().map(activity_out).collect() }).into_response()),
+        "csv" => {
+            let bytes = to_csv(&entries).map_err(|e| {
+                tracing::error!(error = %e, "writing the activity CSV");
+                HttpError(ApiError::internal())
+            })?;
+            Ok((
+                [(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"ajar-activity.csv\"")],
+                bytes,
+            )
+                .into_response())
+        }
+        other => Err(HttpError(ApiError::bad_request("InvalidRequestContent", "format", format!("format '{other}' is not json or csv")))),
+    }
+}

@@ -1,0 +1,187 @@
+//! `Microsoft.Security/locations/jitNetworkAccessPolicies`: list ×4, get, put,
+//! delete, initiate.
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use time::OffsetDateTime;
+
+use ajar_api::ApiError;
+use ajar_api::jit::{JitNetworkAccessPoliciesList, JitNetworkAccessPolicy, JitNetworkAccessRequest, initiate_in, policy_in, policy_out, request_out};
+use ajar_domain::activity::actions;
+use ajar_domain::ids::Scope;
+use ajar_domain::initiate::{Caller as DomainCaller, EndSpec};
+use ajar_domain::policy::Policy;
+use ajar_store::PageRequest;
+
+use super::{AppState, audit, location, policy_id, require_subscription, resource_group, scope, subscription};
+use crate::auth::Caller;
+use crate::http::{ArmPath, HttpError, HttpResult, JsonBody, Query, next_link, skip_token};
+
+async fn list(state: &AppState, caller: &Caller, scope: Scope, query: &Query, headers: &HeaderMap, uri: &Uri) -> HttpResult<Json<JitNetworkAccessPoliciesList>> {
+    require_subscription(state, &scope.subscription).await?;
+    state
+        .authorizer
+        .authorize(caller, actions::JIT_READ, &format!("/subscriptions/{}", scope.subscription))
+        .map_err(HttpError)?;
+    let page = PageRequest { after: skip_token(query)?, size: state.page_size };
+    let found = state.store.list_policies(&scope, page).await?;
+    let now = OffsetDateTime::now_utc();
+    Ok(Json(JitNetworkAccessPoliciesList {
+        value: found.items.iter().map(|v| policy_out(&v.policy, &v.requests, now)).collect(),
+        next_link: next_link(headers, uri, found.next),
+    }))
+}
+
+pub(super) async fn list_in_subscription(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmPath(sub): ArmPath<String>,
+    query: Query,
+    headers: HeaderMap,
+    uri: Uri,
+) -> HttpResult<Json<JitNetworkAccessPoliciesList>> {
+    list(&state, &caller, scope(subscription(&sub)?, None, None), &query, &headers, &uri).await
+}
+
+pub(super) async fn list_in_location(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmPath((sub, loc)): ArmPath<(String, String)>,
+    query: Query,
+    headers: HeaderMap,
+    uri: Uri,
+) -> HttpResult<Json<JitNetworkAccessPoliciesList>> {
+    list(&state, &caller, scope(subscription(&sub)?, None, Some(location(&loc)?)), &query, &headers, &uri).await
+}
+
+pub(super) async fn list_in_resource_group(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmPath((sub, rg)): ArmPath<(String, String)>,
+    query: Query,
+    headers: HeaderMap,
+    uri: Uri,
+) -> HttpResult<Json<JitNetworkAccessPoliciesList>> {
+    list(&state, &caller, scope(subscription(&sub)?, Some(resource_group(&rg)?), None), &query, &headers, &uri).await
+}
+
+pub(super) async fn list_in_resource_group_and_location(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmPath((sub, rg, loc)): ArmPath<(String, String, String)>,
+    query: Query,
+    headers: HeaderMap,
+    uri: Uri,
+) -> HttpResult<Json<JitNetworkAccessPoliciesList>> {
+    list(&state, &caller, scope(subscription(&sub)?, Some(resource_group(&rg)?), Some(location(&loc)?)), &query, &headers, &uri).await
+}
+
+fn policy_not_found(id: &ajar_domain::PolicyId) -> HttpError {
+    HttpError(ApiError::new(404, "PolicyNotFound", format!("JIT policy '{}' was not found in resource group '{}', location '{}'", id.name, id.resource_group, id.location)))
+}
+
+pub(super) async fn get_policy(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmPath((sub, rg, loc, name)): ArmPath<(String, String, String, String)>,
+) -> HttpResult<Json<JitNetworkAccessPolicy>> {
+    let id = policy_id(&sub, &rg, &loc, &name)?;
+    state.authorizer.authorize(&caller, actions::JIT_READ, &id.to_string()).map_err(HttpError)?;
+    let view = state.store.get_policy(&id).await?.ok_or_else(|| policy_not_found(&id))?;
+    Ok(Json(policy_out(&view.policy, &view.requests, OffsetDateTime::now_utc())))
+}
+
+/// What the activity log records about a policy's content.
+fn describe_policy(policy: &Policy) -> Vec<(String, String)> {
+    policy
+        .vms
+        .iter()
+        .map(|vm| {
+            let ports: Vec<String> = vm
+                .ports
+                .iter()
+                .map(|p| {
+                    let from: Vec<String> = p.sources.prefixes().iter().map(ToString::to_string).collect();
+                    format!("{}/{} from {} max {}", p.number, p.protocol, from.join(" "), p.max_duration)
+                })
+                .collect();
+            (vm.vm.name.to_string(), ports.join(", "))
+        })
+        .collect()
+}
+
+pub(super) async fn put_policy(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmPath((sub, rg, loc, name)): ArmPath<(String, String, String, String)>,
+    body: Result<JsonBody, HttpError>,
+) -> HttpResult<Json<JitNetworkAccessPolicy>> {
+    let id = policy_id(&sub, &rg, &loc, &name)?;
+    let mut audit = audit(&caller, actions::JIT_WRITE, id.to_string(), &id.subscription, Some(&id.resource_group));
+    state.authorize(&caller, &id.to_string(), &audit).await?;
+    let policy = match body.and_then(|JsonBody(bytes)| policy_in(&id, &bytes).map_err(HttpError)) {
+        Ok(p) => p,
+        Err(e) => return Err(state.refuse(audit, e).await),
+    };
+    audit.subjects = policy.vms.iter().map(|v| v.vm.key()).collect();
+    audit.details = describe_policy(&policy);
+    let (_, view) = state.store.put_policy(policy, state.limits, audit).await?;
+    // ARM's contract for this PUT is 200 whether it created or replaced.
+    Ok(Json(policy_out(&view.policy, &view.requests, OffsetDateTime::now_utc())))
+}
+
+pub(super) async fn delete_policy(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmPath((sub, rg, loc, name)): ArmPath<(String, String, String, String)>,
+) -> HttpResult<StatusCode> {
+    let id = policy_id(&sub, &rg, &loc, &name)?;
+    let mut audit = audit(&caller, actions::JIT_DELETE, id.to_string(), &id.subscription, Some(&id.resource_group));
+    state.authorize(&caller, &id.to_string(), &audit).await?;
+    if let Some(view) = state.store.get_policy(&id).await? {
+        audit.subjects = view.policy.vms.iter().map(|v| v.vm.key()).collect();
+    }
+    let existed = state.store.delete_policy(&id, audit).await?;
+    Ok(if existed { StatusCode::OK } else { StatusCode::NO_CONTENT })
+}
+
+pub(super) async fn initiate(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmPath((sub, rg, loc, name, action)): ArmPath<(String, String, String, String, String)>,
+    body: Result<JsonBody, HttpError>,
+) -> HttpResult<(StatusCode, Json<JitNetworkAccessRequest>)> {
+    let id = policy_id(&sub, &rg, &loc, &name)?;
+    if action != "initiate" {
+        return Err(HttpError(ApiError::new(404, "NotFound", format!("'{action}' is not an action of a JIT policy; the only one is 'initiate'"))));
+    }
+    let mut audit = audit(&caller, actions::JIT_INITIATE, id.to_string(), &id.subscription, Some(&id.resource_group));
+    state.authorize(&caller, &id.to_string(), &audit).await?;
+    let draft = match body.and_then(|JsonBody(bytes)| initiate_in(&bytes).map_err(HttpError)) {
+        Ok(d) => d,
+        Err(e) => return Err(state.refuse(audit, e).await),
+    };
+    audit.subjects = draft.vms.iter().map(|v| v.vm.key()).collect();
+    if let Some(j) = &draft.justification {
+        audit.details.push(("justification".into(), j.clone()));
+    }
+    for vm in &draft.vms {
+        for port in &vm.ports {
+            let from = match &port.sources {
+                Some(s) => s.prefixes().iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+                None => format!("{} (caller)", caller.addr),
+            };
+            let span = match port.end {
+                EndSpec::At(t) => format!("until {}", ajar_api::wire_time::format(t)),
+                EndSpec::For(d) => format!("for {d}"),
+            };
+            audit.details.push((format!("{}:{}", vm.vm.name, port.number), format!("from {from} {span}")));
+        }
+    }
+    let who = DomainCaller { principal_id: caller.principal.id.clone(), name: caller.principal.name.clone(), addr: caller.addr };
+    let request = state.store.initiate(&id, draft, who, audit).await?;
+    state.expiry_wake.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(request_out(&request, OffsetDateTime::now_utc()))))
+}

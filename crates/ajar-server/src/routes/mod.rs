@@ -1,0 +1,242 @@
+//! The HTTP routes: Azure's ARM paths for ARM resources, `/ajar/v1` for ajar's
+//! own operations, and the unauthenticated `/healthz` and `/openapi.json`.
+
+mod ajar_v1;
+mod jit;
+mod vms;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::Notify;
+use tower::ServiceBuilder;
+use tower_http::trace::TraceLayer;
+
+use ajar_api::{API_VERSION, ApiError};
+use ajar_domain::activity::{Audit, Outcome};
+use ajar_domain::ids::Scope;
+use ajar_domain::policy::Limits;
+use ajar_domain::{Location, PolicyId, PolicyName, ResourceGroup, SubscriptionId, VmId, VmName};
+use ajar_store::Store;
+
+use crate::auth::{self, AnyAuthenticatedPrincipal, Authorizer, Caller};
+use crate::config::ServeConfig;
+use crate::http::{HttpError, HttpResult};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    authorizer: Arc<dyn Authorizer>,
+    limits: Limits,
+    page_size: usize,
+    max_body_bytes: usize,
+    expiry_wake: Arc<Notify>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, config: &ServeConfig) -> Self {
+        AppState {
+            store,
+            authorizer: Arc::new(AnyAuthenticatedPrincipal),
+            limits: config.limits,
+            page_size: config.page_size,
+            max_body_bytes: config.max_body_bytes,
+            expiry_wake: Arc::new(Notify::new()),
+        }
+    }
+
+    fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// Woken whenever a grant is added, so the scheduler can see an earlier end time.
+    pub fn expiry_wake(&self) -> Arc<Notify> {
+        Arc::clone(&self.expiry_wake)
+    }
+
+    /// Checks the caller may do `audit.operation` on `scope`; a refusal is logged.
+    async fn authorize(&self, caller: &Caller, scope: &str, audit: &Audit) -> HttpResult<()> {
+        match self.authorizer.authorize(caller, audit.operation, scope) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.refuse(audit.clone(), e).await),
+        }
+    }
+
+    /// Logs a failed attempt that never reached the store, and returns its error.
+    async fn refuse(&self, audit: Audit, error: impl Into<HttpError>) -> HttpError {
+        let error = error.into();
+        let audit = audit.detail("error", error.0.body.message.clone());
+        if let Err(e) = self.store.record(audit, Outcome::Failed { code: error.0.body.code.clone() }).await {
+            tracing::error!(error = %e, "could not record a failed attempt");
+        }
+        error
+    }
+}
+
+pub(crate) fn audit(caller: &Caller, operation: &'static str, resource_id: String, subscription: &SubscriptionId, resource_group: Option<&ResourceGroup>) -> Audit {
+    Audit {
+        operation,
+        subscription: Some(subscription.to_string()),
+        resource_group: resource_group.map(ToString::to_string),
+        resource_id,
+        caller: caller.principal.name.clone(),
+        caller_addr: Some(caller.addr),
+        subjects: Vec::new(),
+        details: Vec::new(),
+    }
+}
+
+fn path_part<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|e: T::Err| ApiError::bad_request("InvalidResourceId", name, e.to_string()))
+}
+
+pub(crate) fn subscription(value: &str) -> Result<SubscriptionId, ApiError> {
+    path_part("subscriptionId", value)
+}
+
+pub(crate) fn resource_group(value: &str) -> Result<ResourceGroup, ApiError> {
+    path_part("resourceGroupName", value)
+}
+
+pub(crate) fn location(value: &str) -> Result<Location, ApiError> {
+    path_part("ascLocation", value)
+}
+
+pub(crate) fn policy_id(sub: &str, rg: &str, loc: &str, name: &str) -> Result<PolicyId, ApiError> {
+    Ok(PolicyId {
+        subscription: subscription(sub)?,
+        resource_group: resource_group(rg)?,
+        location: location(loc)?,
+        name: path_part::<PolicyName>("jitNetworkAccessPolicyName", name)?,
+    })
+}
+
+pub(crate) fn vm_id(sub: &str, rg: &str, name: &str) -> Result<VmId, ApiError> {
+    Ok(VmId { subscription: subscription(sub)?, resource_group: resource_group(rg)?, name: path_part::<VmName>("vmName", name)? })
+}
+
+/// 404 for a subscription this server does not hold.
+pub(crate) async fn require_subscription(state: &AppState, id: &SubscriptionId) -> HttpResult<()> {
+    if state.store.subscriptions().await?.iter().any(|s| s.id == *id) {
+        Ok(())
+    } else {
+        Err(ApiError::new(404, "SubscriptionNotFound", format!("subscription '{id}' is not known to this server")).into())
+    }
+}
+
+pub(crate) fn scope(sub: SubscriptionId, rg: Option<ResourceGroup>, loc: Option<Location>) -> Scope {
+    Scope { subscription: sub, resource_group: rg, location: loc }
+}
+
+/// ARM requires `api-version` on every call, and ajar serves one.
+async fn require_api_version(req: Request, next: Next) -> Response {
+    let version = req.uri().query().and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "api-version").map(|(_, v)| v.into_owned()));
+    match version.as_deref() {
+        Some(API_VERSION) => next.run(req).await,
+        None => HttpError(ApiError::new(
+            400,
+            "MissingApiVersionParameter",
+            format!("the api-version query parameter is required; add ?api-version={API_VERSION}"),
+        ))
+        .into_response(),
+        Some(other) => HttpError(
+            ApiError::new(400, "InvalidApiVersionParameter", format!("api-version '{other}' is not supported; the supported version is '{API_VERSION}'"))
+                .with_target(Some("api-version".into())),
+        )
+        .into_response(),
+    }
+}
+
+/// ARM path segments are case-insensitive; axum's routes are not. Spell the
+/// fixed segments canonically before routing.
+fn canonical_path(mut req: Request) -> Request {
+    const LITERALS: [&str; 8] = ["subscriptions", "resourceGroups", "providers", "Microsoft.Security", "locations", "jitNetworkAccessPolicies", "Microsoft.Compute", "virtualMachines"];
+    let uri = req.uri();
+    let path = uri.path();
+    let fixed: Vec<&str> = path.split('/').map(|seg| LITERALS.iter().find(|l| l.eq_ignore_ascii_case(seg)).copied().unwrap_or(seg)).collect();
+    let fixed = fixed.join("/");
+    if fixed != path {
+        let rebuilt = match uri.query() {
+            Some(q) => format!("{fixed}?{q}"),
+            None => fixed,
+        };
+        if let Ok(new_uri) = rebuilt.parse::<Uri>() {
+            *req.uri_mut() = new_uri;
+        }
+    }
+    req
+}
+
+async fn not_found(uri: Uri) -> HttpError {
+    HttpError(ApiError::new(404, "NotFound", format!("no resource or operation at '{}'", uri.path())))
+}
+
+async fn method_not_allowed() -> HttpError {
+    HttpError(ApiError::new(405, "MethodNotAllowed", "this resource does not support that HTTP method"))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn openapi() -> Response {
+    match ajar_api::openapi::document() {
+        Ok(doc) => ([(header::CONTENT_TYPE, "application/json")], doc.to_string()).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "the embedded OpenAPI document is broken");
+            HttpError(ApiError::internal()).into_response()
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    const SUB: &str = "/subscriptions/{sub}";
+    const RG: &str = "/subscriptions/{sub}/resourceGroups/{rg}";
+    let jit = "providers/Microsoft.Security/jitNetworkAccessPolicies";
+    let jit_loc = "providers/Microsoft.Security/locations/{loc}/jitNetworkAccessPolicies";
+    let vms = "providers/Microsoft.Compute/virtualMachines";
+    let arm = Router::new()
+        .route("/subscriptions", get(vms::list_subscriptions))
+        .route(&format!("{SUB}/{jit}"), get(jit::list_in_subscription))
+        .route(&format!("{SUB}/{jit_loc}"), get(jit::list_in_location))
+        .route(&format!("{RG}/{jit}"), get(jit::list_in_resource_group))
+        .route(&format!("{RG}/{jit_loc}"), get(jit::list_in_resource_group_and_location))
+        .route(&format!("{RG}/{jit_loc}/{{name}}"), get(jit::get_policy).put(jit::put_policy).delete(jit::delete_policy))
+        .route(&format!("{RG}/{jit_loc}/{{name}}/{{action}}"), post(jit::initiate))
+        .route(&format!("{SUB}/{vms}"), get(vms::list_in_subscription))
+        .route(&format!("{RG}/{vms}"), get(vms::list_in_resource_group))
+        .route(&format!("{RG}/{vms}/{{name}}"), get(vms::get_vm).put(vms::put_vm).delete(vms::delete_vm))
+        .layer(middleware::from_fn(require_api_version));
+    let own = Router::new()
+        .route("/ajar/v1/subscriptions/{sub}/jitStatus", get(ajar_v1::jit_status))
+        .route("/ajar/v1/recommendedPorts", get(ajar_v1::recommended_ports))
+        .route("/ajar/v1/jit/enable", post(ajar_v1::enable))
+        .route("/ajar/v1/activity", get(ajar_v1::activity));
+    let authenticated = arm.merge(own).layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    let body_limit = state.max_body_bytes();
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi))
+        .merge(authenticated)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state);
+    Router::new().fallback_service(ServiceBuilder::new().map_request(canonical_path).service(app))
+}
+
+pub(crate) fn created_or_ok(outcome: ajar_store::PutOutcome) -> StatusCode {
+    match outcome {
+        ajar_store::PutOutcome::Created => StatusCode::CREATED,
+        ajar_store::PutOutcome::Updated => StatusCode::OK,
+    }
+}

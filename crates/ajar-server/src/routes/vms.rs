@@ -1,0 +1,110 @@
+//! The VM inventory as ARM resources (`Microsoft.Compute/virtualMachines`), and
+//! `GET /subscriptions`.
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+
+use ajar_api::ApiError;
+use ajar_api::compute::{VirtualMachine, VirtualMachineList, vm_in, vm_out};
+use ajar_api::subscriptions::{SubscriptionList, subscription_out};
+use ajar_domain::activity::actions;
+use ajar_domain::ids::Scope;
+use ajar_store::PageRequest;
+
+use super::{AppState, audit, created_or_ok, require_subscription, resource_group, scope, subscription, vm_id};
+use crate::auth::Caller;
+use crate::http::{ArmPath, HttpError, HttpResult, JsonBody, Query, next_link, skip_token};
+
+pub(super) async fn list_subscriptions(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> HttpResult<Json<SubscriptionList>> {
+    let mut value = Vec::new();
+    for s in state.store.subscriptions().await? {
+        if state.authorizer.authorize(&caller, actions::SUBSCRIPTIONS_READ, &format!("/subscriptions/{}", s.id)).is_ok() {
+            value.push(subscription_out(s.id.as_str(), &s.display_name));
+        }
+    }
+    Ok(Json(SubscriptionList { value }))
+}
+
+async fn list(state: &AppState, caller: &Caller, scope: Scope, query: &Query, headers: &HeaderMap, uri: &Uri) -> HttpResult<Json<VirtualMachineList>> {
+    require_subscription(state, &scope.subscription).await?;
+    state
+        .authorizer
+        .authorize(caller, actions::VM_READ, &format!("/subscriptions/{}", scope.subscription))
+        .map_err(HttpError)?;
+    let page = PageRequest { after: skip_token(query)?, size: state.page_size };
+    let found = state.store.list_vms(&scope, page).await?;
+    Ok(Json(VirtualMachineList { value: found.items.iter().map(vm_out).collect(), next_link: next_link(headers, uri, found.next) }))
+}
+
+pub(super) async fn list_in_subscription(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmPath(sub): ArmPath<String>,
+    query: Query,
+    headers: HeaderMap,
+    uri: Uri,
+) -> HttpResult<Json<VirtualMachineList>> {
+    list(&state, &caller, scope(subscription(&sub)?, None, None), &query, &headers, &uri).await
+}
+
+pub(super) async fn list_in_resource_group(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmPath((sub, rg)): ArmPath<(String, String)>,
+    query: Query,
+    headers: HeaderMap,
+    uri: Uri,
+) -> HttpResult<Json<VirtualMachineList>> {
+    list(&state, &caller, scope(subscription(&sub)?, Some(resource_group(&rg)?), None), &query, &headers, &uri).await
+}
+
+pub(super) async fn get_vm(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
+) -> HttpResult<Json<VirtualMachine>> {
+    let id = vm_id(&sub, &rg, &name)?;
+    state.authorizer.authorize(&caller, actions::VM_READ, &id.to_string()).map_err(HttpError)?;
+    let vm = state
+        .store
+        .get_vm(&id)
+        .await?
+        .ok_or_else(|| HttpError(ApiError::new(404, "ResourceNotFound", format!("virtual machine '{}' is not in the inventory", id.name))))?;
+    Ok(Json(vm_out(&vm)))
+}
+
+pub(super) async fn put_vm(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
+    body: Result<JsonBody, HttpError>,
+) -> HttpResult<(StatusCode, Json<VirtualMachine>)> {
+    let id = vm_id(&sub, &rg, &name)?;
+    let mut audit = audit(&caller, actions::VM_WRITE, id.to_string(), &id.subscription, Some(&id.resource_group));
+    state.authorize(&caller, &id.to_string(), &audit).await?;
+    let vm = match body.and_then(|JsonBody(bytes)| vm_in(&id, &bytes).map_err(HttpError)) {
+        Ok(vm) => vm,
+        Err(e) => return Err(state.refuse(audit, e).await),
+    };
+    audit.details = vec![
+        ("osType".into(), vm.os.to_string()),
+        ("location".into(), vm.location.to_string()),
+        ("addresses".into(), vm.private_addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")),
+    ];
+    let outcome = state.store.put_vm(vm.clone(), audit).await?;
+    Ok((created_or_ok(outcome), Json(vm_out(&vm))))
+}
+
+pub(super) async fn delete_vm(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
+) -> HttpResult<StatusCode> {
+    let id = vm_id(&sub, &rg, &name)?;
+    let audit = audit(&caller, actions::VM_DELETE, id.to_string(), &id.subscription, Some(&id.resource_group));
+    state.authorize(&caller, &id.to_string(), &audit).await?;
+    let existed = state.store.delete_vm(&id, audit).await?;
+    Ok(if existed { StatusCode::OK } else { StatusCode::NO_CONTENT })
+}

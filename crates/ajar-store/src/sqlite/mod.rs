@@ -1,0 +1,411 @@
+//! SQLite behind [`Store`](crate::Store).
+//!
+//! One writer thread owns the only writable connection and commits in groups:
+//! it drains whatever operations are queued, runs each inside its own savepoint
+//! (so a refused one rolls back alone and is logged as failed), commits once
+//! with a full fsync, then answers them all. Reads run on a small pool of
+//! read-only connections, which WAL lets proceed while the writer commits.
+
+mod codec;
+mod ops;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+use ajar_domain::activity::{ActivityEntry, ActivityQuery, Audit, Outcome};
+use ajar_domain::ids::{PolicyName, Scope};
+use ajar_domain::initiate::{AccessRequest, Caller, InitiateDraft};
+use ajar_domain::inventory::Vm;
+use ajar_domain::policy::{Limits, Policy, PortRule};
+use ajar_domain::status::VmJitStatus;
+use ajar_domain::{PolicyId, VmId};
+
+use crate::{
+    BootstrapPlan, Defaults, Page, PageRequest, PolicyView, Principal, PutOutcome, Store, StoreError, StoreResult, Subscription, TokenPurpose,
+};
+
+/// Most operations one commit carries.
+const MAX_BATCH: usize = 512;
+/// Operations that may wait for the writer before callers are held back.
+const QUEUE_DEPTH: usize = 8192;
+/// Read connections kept open for reuse.
+const MAX_IDLE_READERS: usize = 8;
+
+pub(crate) fn backend(context: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("{context}: {e}"))
+}
+
+/// A unit of work for the writer: it runs inside the batch transaction, then
+/// learns whether the batch committed.
+trait Job: Send {
+    fn run(&mut self, tx: &Transaction<'_>, now: OffsetDateTime, chain: &mut [u8; 32]);
+    fn finish(self: Box<Self>, committed: Result<(), String>);
+}
+
+/// What a write returns besides its value: details for its activity entry.
+pub(crate) type Details = Vec<(String, String)>;
+
+struct WriteJob<R, F> {
+    work: Option<F>,
+    audit: Option<Audit>,
+    outcome: Option<StoreResult<R>>,
+    reply: oneshot::Sender<StoreResult<R>>,
+}
+
+impl<R, F> Job for WriteJob<R, F>
+where
+    R: Send + 'static,
+    F: FnOnce(&Transaction<'_>, OffsetDateTime) -> StoreResult<(R, Details)> + Send + 'static,
+{
+    fn run(&mut self, tx: &Transaction<'_>, now: OffsetDateTime, chain: &mut [u8; 32]) {
+        let Some(work) = self.work.take() else { return };
+        self.outcome = Some(run_in_savepoint(tx, now, chain, work, self.audit.as_ref()));
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), String>) {
+        let result = match (committed, self.outcome) {
+            (Ok(()), Some(outcome)) => outcome,
+            (Err(e), _) => Err(StoreError::Backend(format!("commit failed: {e}"))),
+            (Ok(()), None) => Err(StoreError::Backend("the operation did not run".into())),
+        };
+        // The caller may have gone away (client disconnected); the work is done regardless.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// An activity entry with a given outcome, for operations refused before they
+/// reached the store.
+struct RecordJob {
+    audit: Audit,
+    outcome: Outcome,
+    written: Option<StoreResult<()>>,
+    reply: oneshot::Sender<StoreResult<()>>,
+}
+
+impl Job for RecordJob {
+    fn run(&mut self, tx: &Transaction<'_>, now: OffsetDateTime, chain: &mut [u8; 32]) {
+        let saved = *chain;
+        let written = ops::append_activity(tx, chain, now, &self.audit, &self.outcome, &[]);
+        if written.is_err() {
+            *chain = saved;
+        }
+        self.written = Some(written);
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), String>) {
+        let result = match committed {
+            Ok(()) => self.written.unwrap_or_else(|| Err(StoreError::Backend("the entry was not written".into()))),
+            Err(e) => Err(StoreError::Backend(format!("commit failed: {e}"))),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+fn run_in_savepoint<R>(
+    tx: &Transaction<'_>,
+    now: OffsetDateTime,
+    chain: &mut [u8; 32],
+    work: impl FnOnce(&Transaction<'_>, OffsetDateTime) -> StoreResult<(R, Details)>,
+    audit: Option<&Audit>,
+) -> StoreResult<R> {
+    tx.execute_batch("SAVEPOINT op").map_err(|e| backend("savepoint", e))?;
+    let saved_chain = *chain;
+    let result = work(tx, now).and_then(|(value, extra)| {
+        if let Some(audit) = audit {
+            ops::append_activity(tx, chain, now, audit, &Outcome::Succeeded, &extra)?;
+        }
+        Ok(value)
+    });
+    match result {
+        Ok(value) => {
+            tx.execute_batch("RELEASE op").map_err(|e| backend("release savepoint", e))?;
+            Ok(value)
+        }
+        Err(err) => {
+            *chain = saved_chain;
+            tx.execute_batch("ROLLBACK TO op").map_err(|e| backend("rollback to savepoint", e))?;
+            if let (Some(audit), StoreError::Rejected(problem)) = (audit, &err) {
+                let mut extra = vec![("error".to_owned(), problem.message.clone())];
+                if let Some(target) = &problem.target {
+                    extra.push(("target".to_owned(), target.clone()));
+                }
+                let failed = Outcome::Failed { code: problem.code.as_str().to_owned() };
+                if let Err(log_err) = ops::append_activity(tx, chain, now, audit, &failed, &extra) {
+                    *chain = saved_chain;
+                    let _ = tx.execute_batch("ROLLBACK TO op");
+                    let _ = tx.execute_batch("RELEASE op");
+                    return Err(log_err);
+                }
+            }
+            tx.execute_batch("RELEASE op").map_err(|e| backend("release savepoint", e))?;
+            Err(err)
+        }
+    }
+}
+
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
+    let mut chain = match ops::last_chain(&conn) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the activity log's chain head; refusing writes");
+            while let Some(job) = rx.blocking_recv() {
+                job.finish(Err(e.to_string()));
+            }
+            return;
+        }
+    };
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        let chain_before = chain;
+        let committed = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => {
+                for job in batch.iter_mut() {
+                    job.run(&tx, now, &mut chain);
+                }
+                tx.commit().map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, jobs = batch.len(), "write batch failed");
+            chain = chain_before;
+        }
+        for job in batch.drain(..) {
+            job.finish(committed.clone());
+        }
+    }
+}
+
+fn open_connection(path: &Path, writable: bool) -> StoreResult<Connection> {
+    let flags = if writable {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| backend(&format!("opening {}", path.display()), e))?;
+    // WAL: readers never block the writer. synchronous=FULL: a commit is on disk
+    // before the caller hears it succeeded, so an acknowledged request survives
+    // a crash of the process or of the machine.
+    conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+        .map_err(|e| backend("configuring the connection", e))?;
+    if writable {
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .map_err(|e| backend("enabling WAL", e))?;
+    }
+    Ok(conn)
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::Sender<Box<dyn Job>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema
+    /// up to date. Must be called within a Tokio runtime.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let mut conn = open_connection(path, true)?;
+        schema::migrate(&mut conn)?;
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        std::thread::Builder::new()
+            .name("ajar-store-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| backend("starting the writer thread", e))?;
+        Ok(SqliteStore { path: path.to_owned(), writer: tx, readers: Arc::new(Mutex::new(Vec::new())) })
+    }
+
+    async fn write<R, F>(&self, audit: Option<Audit>, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Transaction<'_>, OffsetDateTime) -> StoreResult<(R, Details)> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = WriteJob { work: Some(work), audit, outcome: None, reply };
+        self.writer
+            .send(Box::new(job))
+            .await
+            .map_err(|_| StoreError::Backend("the store's writer has stopped".into()))?;
+        answer.await.map_err(|_| StoreError::Backend("the store's writer dropped the operation".into()))?
+    }
+
+    async fn read<R, F>(&self, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection, OffsetDateTime) -> StoreResult<R> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().map_err(|_| StoreError::Backend("reader pool poisoned".into()))?.pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&path, false)?,
+            };
+            let result = work(&conn, OffsetDateTime::now_utc());
+            if let Ok(mut pool) = readers.lock()
+                && pool.len() < MAX_IDLE_READERS
+            {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| backend("read task", e))?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn defaults(&self) -> StoreResult<Option<Defaults>> {
+        self.read(|c, _| ops::defaults(c)).await
+    }
+
+    async fn bootstrap(&self, plan: BootstrapPlan) -> StoreResult<Defaults> {
+        self.write(None, move |tx, now| Ok((ops::bootstrap(tx, &plan, now)?, Vec::new()))).await
+    }
+
+    async fn principal_for_token(&self, hash: [u8; 32], purpose: TokenPurpose) -> StoreResult<Option<Principal>> {
+        self.read(move |c, now| ops::principal_for_token(c, &hash, purpose, now)).await
+    }
+
+    async fn subscriptions(&self) -> StoreResult<Vec<Subscription>> {
+        self.read(|c, _| ops::subscriptions(c)).await
+    }
+
+    async fn put_vm(&self, vm: Vm, audit: Audit) -> StoreResult<PutOutcome> {
+        self.write(Some(audit), move |tx, now| Ok((ops::put_vm(tx, &vm, now)?, Vec::new()))).await
+    }
+
+    async fn get_vm(&self, id: &VmId) -> StoreResult<Option<Vm>> {
+        let key = id.key();
+        self.read(move |c, _| ops::get_vm(c, &key)).await
+    }
+
+    async fn list_vms(&self, scope: &Scope, page: PageRequest) -> StoreResult<Page<Vm>> {
+        let scope = scope.clone();
+        self.read(move |c, _| ops::list_vms(c, &scope, &page)).await
+    }
+
+    async fn delete_vm(&self, id: &VmId, audit: Audit) -> StoreResult<bool> {
+        let id = id.clone();
+        self.write(Some(audit), move |tx, _| Ok((ops::delete_vm(tx, &id)?, Vec::new()))).await
+    }
+
+    async fn put_policy(&self, policy: Policy, limits: Limits, audit: Audit) -> StoreResult<(PutOutcome, PolicyView)> {
+        self.write(Some(audit), move |tx, now| {
+            let (outcome, revoked) = ops::put_policy(tx, &policy, &limits, now)?;
+            let view = ops::policy_view(tx, &policy.id.key())?.ok_or_else(|| StoreError::Backend("policy vanished after writing it".into()))?;
+            Ok(((outcome, view), revoked_details(revoked)))
+        })
+        .await
+    }
+
+    async fn get_policy(&self, id: &PolicyId) -> StoreResult<Option<PolicyView>> {
+        let key = id.key();
+        self.read(move |c, _| ops::policy_view(c, &key)).await
+    }
+
+    async fn list_policies(&self, scope: &Scope, page: PageRequest) -> StoreResult<Page<PolicyView>> {
+        let scope = scope.clone();
+        self.read(move |c, _| ops::list_policies(c, &scope, &page)).await
+    }
+
+    async fn delete_policy(&self, id: &PolicyId, audit: Audit) -> StoreResult<bool> {
+        let key = id.key();
+        self.write(Some(audit), move |tx, now| {
+            let (existed, revoked) = ops::delete_policy(tx, &key, now)?;
+            Ok((existed, revoked_details(revoked)))
+        })
+        .await
+    }
+
+    async fn enable(&self, vms: Vec<VmId>, policy_name: PolicyName, ports: Option<Vec<PortRule>>, limits: Limits, audit: Audit) -> StoreResult<Vec<PolicyView>> {
+        self.write(Some(audit), move |tx, now| {
+            let keys = ops::enable(tx, &vms, &policy_name, ports.as_deref(), &limits, now)?;
+            let mut views = Vec::with_capacity(keys.len());
+            for key in keys {
+                views.extend(ops::policy_view(tx, &key)?);
+            }
+            let names: Vec<String> = views.iter().map(|v| v.policy.id.to_string()).collect();
+            Ok((views, vec![("policies".to_owned(), names.join(" "))]))
+        })
+        .await
+    }
+
+    async fn initiate(&self, id: &PolicyId, draft: InitiateDraft, caller: Caller, audit: Audit) -> StoreResult<AccessRequest> {
+        let key = id.key();
+        self.write(Some(audit), move |tx, now| {
+            let (request, superseded) = ops::initiate(tx, &key, &draft, &caller, now)?;
+            let mut details = vec![("requestId".to_owned(), request.id.clone())];
+            for vm in &request.vms {
+                for g in &vm.grants {
+                    details.push((format!("{}:{}", vm.vm.name, g.number), format!("until {}", codec::format_time(g.end))));
+                }
+            }
+            if superseded > 0 {
+                details.push(("superseded".to_owned(), superseded.to_string()));
+            }
+            Ok((request, details))
+        })
+        .await
+    }
+
+    async fn expire_due(&self) -> StoreResult<u64> {
+        self.write(None, |tx, now| Ok((ops::expire_due(tx, now)?, Vec::new()))).await
+    }
+
+    async fn next_expiry(&self) -> StoreResult<Option<OffsetDateTime>> {
+        self.read(|c, _| ops::next_expiry(c)).await
+    }
+
+    async fn vm_statuses(&self, scope: &Scope, page: PageRequest) -> StoreResult<Page<VmJitStatus>> {
+        let scope = scope.clone();
+        self.read(move |c, now| ops::vm_statuses(c, &scope, &page, now)).await
+    }
+
+    async fn record(&self, audit: Audit, outcome: Outcome) -> StoreResult<()> {
+        let (reply, answer) = oneshot::channel();
+        let job = RecordJob { audit, outcome, written: None, reply };
+        self.writer
+            .send(Box::new(job))
+            .await
+            .map_err(|_| StoreError::Backend("the store's writer has stopped".into()))?;
+        answer.await.map_err(|_| StoreError::Backend("the store's writer dropped the operation".into()))?
+    }
+
+    async fn activity(&self, query: ActivityQuery) -> StoreResult<Vec<ActivityEntry>> {
+        self.read(move |c, _| ops::activity(c, &query)).await
+    }
+}
+
+fn revoked_details(revoked: u64) -> Details {
+    if revoked == 0 { Vec::new() } else { vec![("revokedGrants".to_owned(), revoked.to_string())] }
+}
+
+/// SHA-256 over the previous hash and the entry's fields, each length-prefixed
+/// so that no two different entries hash alike.
+pub(crate) fn chain_hash(prev: &[u8; 32], fields: &[&str]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(prev);
+    for f in fields {
+        h.update((f.len() as u64).to_be_bytes());
+        h.update(f.as_bytes());
+    }
+    h.finalize().into()
+}

@@ -1,0 +1,139 @@
+//! Versioned schema migrations, tracked in `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+use crate::{StoreError, StoreResult};
+
+/// Each entry moves the schema from version N to N+1. Append only: never edit a
+/// migration that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+    CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE subscriptions (id TEXT PRIMARY KEY, display_name TEXT NOT NULL, created_ns INTEGER NOT NULL);
+    CREATE TABLE principals (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, created_ns INTEGER NOT NULL);
+    CREATE TABLE tokens (
+        hash BLOB PRIMARY KEY,
+        principal_id TEXT NOT NULL REFERENCES principals(id),
+        purpose TEXT NOT NULL,
+        created_ns INTEGER NOT NULL,
+        expires_ns INTEGER,
+        revoked_ns INTEGER
+    );
+    CREATE TABLE vms (
+        key TEXT PRIMARY KEY,
+        id TEXT NOT NULL,
+        subscription TEXT NOT NULL,
+        rg_key TEXT NOT NULL,
+        location TEXT NOT NULL,
+        os TEXT NOT NULL,
+        addresses TEXT NOT NULL,
+        created_ns INTEGER NOT NULL,
+        updated_ns INTEGER NOT NULL
+    );
+    CREATE INDEX vms_scope ON vms(subscription, rg_key, key);
+    CREATE TABLE policies (
+        key TEXT PRIMARY KEY,
+        uid TEXT NOT NULL UNIQUE,
+        id TEXT NOT NULL,
+        subscription TEXT NOT NULL,
+        rg_key TEXT NOT NULL,
+        loc_key TEXT NOT NULL,
+        kind TEXT,
+        created_ns INTEGER NOT NULL,
+        updated_ns INTEGER NOT NULL
+    );
+    CREATE INDEX policies_scope ON policies(subscription, key);
+    -- A machine is in at most one policy: two would disagree on its ports.
+    CREATE TABLE policy_vms (
+        vm_key TEXT PRIMARY KEY,
+        policy_key TEXT NOT NULL REFERENCES policies(key) ON DELETE CASCADE,
+        vm_id TEXT NOT NULL,
+        ord INTEGER NOT NULL,
+        public_ip TEXT
+    );
+    CREATE INDEX policy_vms_policy ON policy_vms(policy_key, ord);
+    CREATE TABLE policy_ports (
+        vm_key TEXT NOT NULL REFERENCES policy_vms(vm_key) ON DELETE CASCADE,
+        ord INTEGER NOT NULL,
+        number INTEGER NOT NULL,
+        protocol TEXT NOT NULL,
+        sources TEXT NOT NULL,
+        sources_is_list INTEGER NOT NULL,
+        max_duration_ns INTEGER NOT NULL,
+        PRIMARY KEY (vm_key, number)
+    );
+    CREATE TABLE access_requests (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        policy_uid TEXT NOT NULL,
+        policy_id TEXT NOT NULL,
+        requestor TEXT NOT NULL,
+        principal_id TEXT NOT NULL,
+        caller_addr TEXT,
+        start_ns INTEGER NOT NULL,
+        justification TEXT
+    );
+    CREATE INDEX access_requests_policy ON access_requests(policy_uid, seq);
+    CREATE TABLE grants (
+        request_seq INTEGER NOT NULL REFERENCES access_requests(seq),
+        vm_key TEXT NOT NULL,
+        vm_id TEXT NOT NULL,
+        vm_ord INTEGER NOT NULL,
+        port_ord INTEGER NOT NULL,
+        number INTEGER NOT NULL,
+        protocol TEXT NOT NULL,
+        sources TEXT NOT NULL,
+        sources_is_list INTEGER NOT NULL,
+        end_ns INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        mapped_port INTEGER,
+        PRIMARY KEY (request_seq, vm_key, number)
+    );
+    CREATE INDEX grants_live ON grants(vm_key, number) WHERE status = 'Initiated';
+    CREATE INDEX grants_expiry ON grants(end_ns) WHERE status = 'Initiated';
+    CREATE INDEX grants_vm ON grants(vm_key, request_seq);
+    -- The activity log is append-only; each row's chain hash covers the row and
+    -- the previous row's hash, so an edited or deleted row breaks the chain.
+    CREATE TABLE activity (
+        seq INTEGER PRIMARY KEY,
+        time_ns INTEGER NOT NULL,
+        subscription TEXT,
+        resource_group TEXT,
+        resource_id TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        caller_addr TEXT,
+        result TEXT NOT NULL,
+        error_code TEXT,
+        details TEXT NOT NULL,
+        chain BLOB NOT NULL
+    );
+    CREATE INDEX activity_time ON activity(time_ns);
+    CREATE INDEX activity_caller ON activity(caller, time_ns);
+    CREATE TABLE activity_subjects (key TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (key, seq)) WITHOUT ROWID;
+    "#,
+];
+
+pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let current: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| StoreError::Backend(format!("reading the schema version: {e}")))?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {current}, newer than this ajar knows ({known}); run a newer ajar"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i + 1;
+        let tx = conn.transaction().map_err(|e| StoreError::Backend(format!("migration {version}: {e}")))?;
+        tx.execute_batch(sql).map_err(|e| StoreError::Backend(format!("migration {version}: {e}")))?;
+        tx.pragma_update(None, "user_version", version as i64)
+            .map_err(|e| StoreError::Backend(format!("migration {version}: {e}")))?;
+        tx.commit().map_err(|e| StoreError::Backend(format!("migration {version}: {e}")))?;
+        tracing::info!(version, "applied schema migration");
+    }
+    Ok(())
+}
