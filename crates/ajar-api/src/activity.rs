@@ -54,8 +54,8 @@ pub fn activity_out(e: &ActivityEntry) -> ActivityOut {
     }
 }
 
-pub const CSV_HEADER: [&str; 10] =
-    ["Time (UTC)", "Subscription", "Resource group", "Resource", "Operation", "Caller", "Caller address", "Result", "Error code", "Details"];
+pub const CSV_HEADER: [&str; 11] =
+    ["Time (UTC)", "Subscription", "Resource group", "Resource", "Operation", "Caller", "Caller address", "Result", "Error code", "Justification", "Details"];
 
 /// A spreadsheet treats a cell starting with one of these as a formula.
 const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
@@ -72,7 +72,8 @@ pub fn to_csv(entries: &[ActivityEntry]) -> Result<Vec<u8>, String> {
     let mut w = csv::WriterBuilder::new().quote_style(csv::QuoteStyle::Necessary).from_writer(Vec::new());
     w.write_record(CSV_HEADER).map_err(|e| e.to_string())?;
     for e in entries {
-        let details: Vec<String> = e.details.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let justification = e.details.iter().find(|(n, _)| n == "justification").map(|(_, v)| v.clone()).unwrap_or_default();
+        let details: Vec<String> = e.details.iter().filter(|(n, _)| n != "justification").map(|(n, v)| format!("{n}={v}")).collect();
         let row = [
             wire_time::format(e.time),
             e.subscription.clone().unwrap_or_default(),
@@ -83,6 +84,7 @@ pub fn to_csv(entries: &[ActivityEntry]) -> Result<Vec<u8>, String> {
             e.caller_addr.map(|a| a.to_string()).unwrap_or_default(),
             e.outcome.as_str().to_owned(),
             e.outcome.error_code().unwrap_or_default().to_owned(),
+            justification,
             details.join("; "),
         ];
         w.write_record(row.iter().map(|v| cell(v))).map_err(|e| e.to_string())?;
@@ -107,28 +109,31 @@ mod tests {
             caller: "alice".into(),
             caller_addr: None,
             outcome: Outcome::Succeeded,
-            details: vec![("justification".into(), justification.into())],
+            details: vec![("justification".into(), justification.into()), ("vm1:22".into(), "from *".into())],
         }
     }
 
-    /// One case: a justification, and the Details cell as it must appear in the file.
-    fn check(justification: &str, expected_cell: &str) {
+    /// One case: a justification, the Justification cell as it must appear in
+    /// the file, and the value a CSV reader must get back.
+    fn check(justification: &str, expected_cell: &str, read_back: &str) {
         let csv = String::from_utf8(to_csv(&[entry(justification)]).unwrap()).unwrap();
         let line = csv.split_once('\n').unwrap().1;
-        assert!(line.ends_with(&format!("{expected_cell}\n")), "{line:?}");
-        // And it reads back as exactly one row of ten cells.
+        assert!(line.ends_with(&format!(",{expected_cell},vm1:22=from *\n")), "{line:?}");
         let mut r = csv::Reader::from_reader(csv.as_bytes());
         let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
         assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].len(), 10);
+        assert_eq!(rows[0].len(), CSV_HEADER.len());
+        assert_eq!(&rows[0][9], read_back);
     }
 
     #[test]
     fn escapes_cells() {
-        check("plain", "justification=plain");
-        check("a, b", "\"justification=a, b\"");
-        check("say \"hi\"", "\"justification=say \"\"hi\"\"\"");
-        check("two\nlines", "\"justification=two\nlines\"");
+        check("plain", "plain", "plain");
+        check("a, b", "\"a, b\"", "a, b");
+        check("say \"hi\"", "\"say \"\"hi\"\"\"", "say \"hi\"");
+        check("two\nlines", "\"two\nlines\"", "two\nlines");
+        check("=1+1", "'=1+1", "'=1+1");
+        check("@SUM(A1), x", "\"'@SUM(A1), x\"", "'@SUM(A1), x");
     }
 
     #[test]

@@ -1,0 +1,408 @@
+//! The command line, as clap structs. Parsing here only validates: every value
+//! that can be checked without the server is checked by its value parser, so
+//! a typo is a usage error (exit 2) that names the flag.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+
+use ajar_domain::{AccessDuration, Location, ResourceGroup, SubscriptionId};
+use ajar_server::config::{DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_PAGE_SIZE};
+
+use crate::output::OutputFormat;
+use crate::spec::{PortSpec, SourceArg, TimeArg};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ajar",
+    version,
+    about = "Just-in-time access to management ports, speaking Azure's jitNetworkAccessPolicies API",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the ajar server (the control plane).
+    Serve(ServeArgs),
+    /// Manage the virtual machine inventory.
+    #[command(subcommand)]
+    Vm(VmCommand),
+    /// Manage JIT policies: which ports of which machines may be opened.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Ask for access: open ports of a machine for a while.
+    Request(RequestArgs),
+    /// Show the JIT status of every machine.
+    Status(StatusArgs),
+    /// Show the activity log.
+    Activity(ActivityArgs),
+    /// Print the server's OpenAPI document.
+    Openapi(OpenapiArgs),
+}
+
+// ------------------------------------------------------------------ serve
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where the server keeps its database, TLS files and bootstrap.json.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Address and port to listen on.
+    #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Certificate chain (PEM) to serve instead of the self-signed one.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Extra name or address for the self-signed certificate (repeatable).
+    #[arg(long = "san", value_name = "NAME", conflicts_with = "tls_cert")]
+    pub sans: Vec<String>,
+    /// Subscription ID to create on first start (default: a new random GUID).
+    #[arg(long, value_name = "GUID")]
+    pub subscription_id: Option<SubscriptionId>,
+    /// Resource group to create on first start.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub resource_group: ResourceGroup,
+    /// Location to create on first start.
+    #[arg(long, value_name = "NAME", default_value = "local")]
+    pub location: Location,
+    /// Items per page of every list.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PAGE_SIZE, value_parser = positive_usize)]
+    pub page_size: usize,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_BODY_BYTES, value_parser = positive_usize)]
+    pub max_body_bytes: usize,
+    /// Smallest maxRequestAccessDuration a policy may set (ISO 8601).
+    #[arg(long, value_name = "ISO8601", default_value = "PT5M")]
+    pub min_max_request_duration: AccessDuration,
+    /// Largest maxRequestAccessDuration a policy may set (ISO 8601).
+    #[arg(long, value_name = "ISO8601", default_value = "P1D")]
+    pub max_max_request_duration: AccessDuration,
+    /// Log line format on stderr (filter with RUST_LOG, default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+fn positive_usize(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("it must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a whole number")),
+    }
+}
+
+// ------------------------------------------------------------------ client commands
+
+/// How to reach the server and which defaults to use. Each setting comes from
+/// its flag, else its environment variable, else the bootstrap file.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Connection")]
+pub struct Conn {
+    /// Server URL (https://...). Env: AJAR_SERVER.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Bearer token. Env: AJAR_TOKEN.
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// CA certificate (PEM) to trust for the server. Env: AJAR_CA.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// The server's bootstrap.json, for anything not given otherwise. Env: AJAR_BOOTSTRAP.
+    #[arg(long, value_name = "FILE")]
+    pub bootstrap: Option<PathBuf>,
+    /// Subscription for short names (default: from the bootstrap file).
+    #[arg(long, value_name = "GUID")]
+    pub subscription: Option<SubscriptionId>,
+    /// Resource group for short names (default: from the bootstrap file).
+    #[arg(long, short = 'g', value_name = "RG")]
+    pub resource_group: Option<ResourceGroup>,
+    /// Location (default: from the bootstrap file).
+    #[arg(long, short = 'l', value_name = "LOC")]
+    pub location: Option<Location>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OsArg {
+    Linux,
+    Windows,
+}
+
+impl OsArg {
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            OsArg::Linux => "Linux",
+            OsArg::Windows => "Windows",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VmCommand {
+    /// Add (or update) a machine in the inventory.
+    Add(VmAddArgs),
+    /// List machines with their JIT status.
+    List(VmListArgs),
+    /// Show one machine.
+    Show(VmNameArgs),
+    /// Remove a machine from the inventory.
+    Remove(VmNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VmAddArgs {
+    /// VM name (or full resource ID).
+    pub name: String,
+    /// Operating system.
+    #[arg(long, value_enum)]
+    pub os: OsArg,
+    /// Private IP address (repeatable).
+    #[arg(long = "address", value_name = "IP")]
+    pub addresses: Vec<IpAddr>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct VmListArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct VmNameArgs {
+    /// VM name (or full resource ID).
+    pub name: String,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Create or replace one machine's ports in its policy.
+    Set(PolicySetArgs),
+    /// Enable JIT on machines with the OS defaults or the ports given.
+    Enable(PolicyEnableArgs),
+    /// Show a policy.
+    Show(PolicyNameArgs),
+    /// List policies (of the subscription, or narrowed by -g / -l).
+    List(PolicyListArgs),
+    /// Delete a policy.
+    Remove(PolicyNameArgs),
+    /// Take a machine out of its policy (deleting the policy if it becomes empty).
+    RemoveVm(PolicyRemoveVmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicySetArgs {
+    /// VM name (or full resource ID).
+    pub vm: String,
+    /// NUMBER[/PROTO][,from=PREFIX[;PREFIX...]][,max=DURATION], e.g. 22/tcp,from=10.0.0.0/8,max=PT1H (repeatable).
+    #[arg(long = "port", value_name = "SPEC", required = true)]
+    pub ports: Vec<PortSpec>,
+    /// Policy name.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub policy: String,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["defaults", "ports"])))]
+pub struct PolicyEnableArgs {
+    /// VM names (or full resource IDs).
+    #[arg(required = true)]
+    pub vms: Vec<String>,
+    /// Use the OS defaults: Linux 22, Windows 3389, TCP, any source, PT3H.
+    #[arg(long, conflicts_with = "ports")]
+    pub defaults: bool,
+    /// A port spec as for `policy set` (repeatable).
+    #[arg(long = "port", value_name = "SPEC")]
+    pub ports: Vec<PortSpec>,
+    /// Policy name (default: the server's, "default").
+    #[arg(long, value_name = "NAME")]
+    pub policy: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyNameArgs {
+    /// Policy name (or full resource ID).
+    #[arg(default_value = "default")]
+    pub name: String,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyListArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyRemoveVmArgs {
+    /// VM name (or full resource ID).
+    pub vm: String,
+    /// Policy name (default: the policy that holds the machine).
+    #[arg(long, value_name = "NAME")]
+    pub policy: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// VM name (or full resource ID).
+    pub vm: String,
+    /// Port to open (repeatable, or comma-separated).
+    #[arg(long = "port", value_name = "N", required = true, value_delimiter = ',', value_parser = crate::spec::port_number)]
+    pub ports: Vec<u16>,
+    /// How long: 1h, 30m, 90s or ISO 8601 (default: the port's maximum).
+    #[arg(long = "for", value_name = "DURATION", value_parser = crate::spec::parse_duration, conflicts_with = "until")]
+    pub duration: Option<AccessDuration>,
+    /// Until when (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = crate::spec::rfc3339)]
+    pub until: Option<time::OffsetDateTime>,
+    /// Source: my-ip (the address the server sees), an IP or a CIDR.
+    #[arg(long, value_name = "SOURCE", default_value = "my-ip")]
+    pub from: SourceArg,
+    /// Why access is needed (kept in the activity log).
+    #[arg(long, value_name = "TEXT")]
+    pub justification: Option<String>,
+    /// Policy name (default: the policy that holds the machine).
+    #[arg(long, value_name = "NAME")]
+    pub policy: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateArg {
+    Configured,
+    NotConfigured,
+    Unsupported,
+}
+
+impl StateArg {
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            StateArg::Configured => "Configured",
+            StateArg::NotConfigured => "NotConfigured",
+            StateArg::Unsupported => "Unsupported",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only machines in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<StateArg>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ActivityFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct ActivityArgs {
+    /// Only entries about this VM (name or full resource ID).
+    #[arg(long, value_name = "VM")]
+    pub vm: Option<String>,
+    /// Only entries by this caller.
+    #[arg(long, value_name = "NAME")]
+    pub caller: Option<String>,
+    /// From this time on: RFC 3339 or a time ago such as 1h or 7d.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<TimeArg>,
+    /// Before this time: RFC 3339 or a time ago such as 1h.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<TimeArg>,
+    /// At most this many entries (newest first).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
+    /// table, json or csv (the server's CSV export, unchanged). Overrides --output.
+    #[arg(long, value_enum)]
+    pub format: Option<ActivityFormat>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct OpenapiArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ajar").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn serve_flags() {
+        let Command::Serve(s) = parse(&["serve", "--data-dir", "/d"]).unwrap().command else { panic!() };
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(s.page_size, 100);
+        assert_eq!(s.max_body_bytes, 1024 * 1024);
+        assert_eq!(s.min_max_request_duration.to_string(), "PT5M");
+        assert_eq!(s.max_max_request_duration.to_string(), "P1D");
+        assert_eq!(s.resource_group.as_str(), "default");
+        assert_eq!(s.location.as_str(), "local");
+        assert!(parse(&["serve", "--data-dir", "/d", "--tls-cert", "c"]).is_err());
+        assert!(parse(&["serve", "--data-dir", "/d", "--page-size", "0"]).is_err());
+        assert!(parse(&["serve", "--data-dir", "/d", "--min-max-request-duration", "5m"]).is_err());
+        assert!(parse(&["serve", "--data-dir", "/d", "--subscription-id", "nope"]).is_err());
+        assert!(parse(&["serve", "--data-dir", "/d", "--tls-cert", "c", "--tls-key", "k", "--san", "x"]).is_err());
+        assert!(parse(&["serve", "--data-dir", "/d", "--tls-cert", "c", "--tls-key", "k"]).is_ok());
+    }
+
+    #[test]
+    fn client_flags() {
+        let Command::Request(r) = parse(&["request", "web1", "--port", "22,3389", "--for", "1h"]).unwrap().command else { panic!() };
+        assert_eq!(r.ports, vec![22, 3389]);
+        assert_eq!(r.from, SourceArg::MyIp);
+        assert!(parse(&["request", "web1", "--port", "22", "--for", "1h", "--until", "2026-01-01T00:00:00Z"]).is_err());
+        assert!(parse(&["request", "web1"]).is_err());
+        assert!(parse(&["policy", "enable", "web1"]).is_err());
+        assert!(parse(&["policy", "enable", "web1", "--defaults", "--port", "22"]).is_err());
+        assert!(parse(&["policy", "enable", "web1", "web2", "--defaults", "-o", "json"]).is_ok());
+        assert!(parse(&["policy", "set", "web1", "--port", "22/tcp,from=10.0.0.0/8,max=PT1H"]).is_ok());
+        assert!(parse(&["policy", "set", "web1", "--port", "22/icmp"]).is_err());
+        assert!(parse(&["status", "--state", "not-configured"]).is_ok());
+        assert!(parse(&["activity", "--since", "7d", "--format", "csv"]).is_ok());
+        assert!(parse(&["vm", "add", "web1", "--os", "linux", "--address", "10.0.0.4", "--address", "10.0.0.5"]).is_ok());
+        assert!(parse(&["vm", "add", "web1", "--os", "beos"]).is_err());
+    }
+}

@@ -1,0 +1,224 @@
+//! A real `ajar serve` in a temporary data directory, reached over HTTPS.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+pub const API: &str = "api-version=2020-01-01";
+
+pub struct Server {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+    pub url: String,
+    pub sub: String,
+    pub rg: String,
+    pub loc: String,
+    pub token: String,
+    client: reqwest::Client,
+}
+
+impl Server {
+    pub async fn start(args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server {
+            child: None,
+            dir,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            url: String::new(),
+            sub: String::new(),
+            rg: String::new(),
+            loc: String::new(),
+            token: String::new(),
+            client: reqwest::Client::new(),
+        };
+        server.launch();
+        server
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts the process and waits (bounded) for its "listening on" line.
+    fn launch(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ajar"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ajar serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        self.child = Some(child);
+        self.url = rx.recv_timeout(Duration::from_secs(30)).expect("ajar serve did not start within 30 s");
+        let boot: Value = serde_json::from_slice(&std::fs::read(self.data_dir().join("bootstrap.json")).unwrap()).unwrap();
+        assert_eq!(boot["url"], self.url.as_str());
+        self.sub = boot["subscriptionId"].as_str().unwrap().to_owned();
+        self.rg = boot["resourceGroup"].as_str().unwrap().to_owned();
+        self.loc = boot["location"].as_str().unwrap().to_owned();
+        self.token = boot["adminToken"].as_str().unwrap().to_owned();
+        let ca = std::fs::read(boot["ca"].as_str().unwrap()).unwrap();
+        self.client = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ajar serve did not stop within 15 s of SIGTERM");
+        }
+    }
+
+    /// Kills the server without warning (SIGKILL).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    pub fn relaunch(&mut self) {
+        self.launch();
+    }
+
+    pub fn vm_id(&self, name: &str) -> String {
+        format!("/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/{name}", self.sub, self.rg)
+    }
+
+    pub fn policy_path(&self, name: &str) -> String {
+        format!("/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Security/locations/{}/jitNetworkAccessPolicies/{name}", self.sub, self.rg, self.loc)
+    }
+
+    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<Vec<u8>>, content_type: &str) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        let url = if path.starts_with("https://") { path.to_owned() } else { format!("{}{path}", self.url) };
+        let mut req = self.client.request(method, url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", content_type).body(b);
+        }
+        let resp = req.send().await.expect("request failed");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.unwrap();
+        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())) };
+        (status, value, headers)
+    }
+
+    /// An authenticated JSON call as the admin.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let (s, v, _) = self.send(method, path, Some(&self.token), body.map(|b| serde_json::to_vec(&b).unwrap()), "application/json").await;
+        (s, v)
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (s, v) = self.call(Method::GET, path, None).await;
+        assert_eq!(s, StatusCode::OK, "GET {path}: {v}");
+        v
+    }
+
+    pub async fn add_vm(&self, name: &str, os: &str, location: &str, address: &str) {
+        let path = format!("{}?{API}", self.vm_id(name));
+        let body = json!({"location": location, "properties": {"storageProfile": {"osDisk": {"osType": os}}, "networkProfile": {"privateIPAddresses": [address]}}});
+        let (s, v) = self.call(Method::PUT, &path, Some(body)).await;
+        assert!(s == StatusCode::CREATED || s == StatusCode::OK, "add vm {name}: {s} {v}");
+    }
+
+    pub async fn put_policy(&self, name: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, &format!("{}?{API}", self.policy_path(name)), Some(body)).await
+    }
+
+    pub async fn initiate(&self, name: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, &format!("{}/initiate?{API}", self.policy_path(name)), Some(body)).await
+    }
+
+    pub async fn activity(&self, query: &str) -> Vec<Value> {
+        self.get(&format!("/ajar/v1/activity?{query}")).await["value"].as_array().unwrap().clone()
+    }
+
+    /// Reads the store's own record of a grant's status, bypassing the API.
+    pub fn stored_statuses(&self) -> Vec<(String, String)> {
+        let db = rusqlite::Connection::open_with_flags(self.data_dir().join("ajar.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let mut stmt = db.prepare("SELECT status, reason FROM grants ORDER BY request_seq").unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A server holding vm1 (Linux, 10.0.0.4) and vm2 (Windows), with policy
+/// "default" on vm1: 22/TCP from 10.0.0.0/8 for up to PT1H, 3389/* from * for up to PT3H.
+pub async fn with_policy(args: &[&str]) -> Server {
+    let s = Server::start(args).await;
+    s.add_vm("vm1", "Linux", &s.loc, "10.0.0.4").await;
+    s.add_vm("vm2", "Windows", &s.loc, "10.0.0.5").await;
+    let (status, v) = s.put_policy("default", standard_policy(&s)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    s
+}
+
+pub fn standard_policy(s: &Server) -> Value {
+    json!({"kind": "Basic", "properties": {"virtualMachines": [{"id": s.vm_id("vm1"), "ports": [
+        {"number": 22, "protocol": "TCP", "allowedSourceAddressPrefix": "10.0.0.0/8", "maxRequestAccessDuration": "PT1H"},
+        {"number": 3389, "protocol": "*", "allowedSourceAddressPrefix": "*", "maxRequestAccessDuration": "PT3H"}
+    ]}]}})
+}
+
+/// Sets the JSON value at a `/`-separated pointer, creating nothing: the parent must exist.
+pub fn set(v: &mut Value, pointer: &str, new: Value) {
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    let target = v.pointer_mut(parent).unwrap_or_else(|| panic!("no {parent}"));
+    match target {
+        Value::Object(m) => {
+            if new.is_null() {
+                m.remove(key);
+            } else {
+                m.insert(key.to_owned(), new);
+            }
+        }
+        Value::Array(a) => a[key.parse::<usize>().unwrap()] = new,
+        _ => panic!("{parent} is not a container"),
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the control plane: a real `ajar serve` over HTTPS on a
+//! real SQLite file, one per test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod contract;
+mod lifecycle;
+mod validation;
