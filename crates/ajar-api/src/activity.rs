@@ -54,8 +54,19 @@ pub fn activity_out(e: &ActivityEntry) -> ActivityOut {
     }
 }
 
-pub const CSV_HEADER: [&str; 11] =
-    ["Time (UTC)", "Subscription", "Resource group", "Resource", "Operation", "Caller", "Caller address", "Result", "Error code", "Justification", "Details"];
+pub const CSV_HEADER: [&str; 11] = [
+    "Time (UTC)",
+    "Subscription",
+    "Resource group",
+    "Resource",
+    "Operation",
+    "Caller",
+    "Caller address",
+    "Result",
+    "Error code",
+    "Justification",
+    "Details",
+];
 
 /// A spreadsheet treats a cell starting with one of these as a formula.
 const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];

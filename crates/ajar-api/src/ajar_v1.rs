@@ -82,7 +82,10 @@ pub fn status_out(s: &VmJitStatus) -> VmStatusOut {
             _ => None,
         },
         policy_id: s.policy.as_ref().map(ToString::to_string),
-        connection: ConnectionOut { address: s.vm.private_addresses.first().map(ToString::to_string), ports: s.ports.iter().map(port_rule_out).collect() },
+        connection: ConnectionOut {
+            address: s.vm.private_addresses.first().map(ToString::to_string),
+            ports: s.ports.iter().map(port_rule_out).collect(),
+        },
         approved_requests_last_7_days: s.requests_last_7_days,
         last_access_time_utc: s.last_access.map(wire_time::format),
         last_user: s.last_user.clone(),
@@ -164,12 +167,8 @@ pub fn enable_in(body: &[u8]) -> Result<EnableRequest, ApiError> {
         .enumerate()
         .map(|(i, id)| id.parse::<VmId>().map_err(|e| ApiError::bad_request(CODE, &format!("virtualMachines[{i}]"), format!("{e}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    let policy_name = input
-        .policy_name
-        .as_deref()
-        .unwrap_or("default")
-        .parse()
-        .map_err(|e| ApiError::bad_request(CODE, "policyName", format!("{e}")))?;
+    let policy_name =
+        input.policy_name.as_deref().unwrap_or("default").parse().map_err(|e| ApiError::bad_request(CODE, "policyName", format!("{e}")))?;
     let ports = input
         .ports
         .map(|ports| ports.iter().enumerate().map(|(j, p)| port_rule_in(p, &format!("ports[{j}]"))).collect::<Result<Vec<_>, _>>())

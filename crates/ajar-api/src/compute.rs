@@ -111,7 +111,11 @@ pub fn vm_in(id: &VmId, body: &[u8]) -> Result<Vm, ApiError> {
     let mut private_addresses = Vec::with_capacity(addresses.len());
     for (i, a) in addresses.iter().enumerate() {
         let addr: IpAddr = a.parse().map_err(|_| {
-            ApiError::bad_request(CODE, &format!("properties.networkProfile.privateIPAddresses[{i}]"), format!("'{a}' is not an IPv4 or IPv6 address"))
+            ApiError::bad_request(
+                CODE,
+                &format!("properties.networkProfile.privateIPAddresses[{i}]"),
+                format!("'{a}' is not an IPv4 or IPv6 address"),
+            )
         })?;
         private_addresses.push(addr.to_canonical());
     }

@@ -44,7 +44,8 @@ impl ApiError {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&CloudError { error: self.body.clone() }).unwrap_or_else(|_| b"{\"error\":{\"code\":\"InternalServerError\",\"message\":\"\"}}".to_vec())
+        serde_json::to_vec(&CloudError { error: self.body.clone() })
+            .unwrap_or_else(|_| b"{\"error\":{\"code\":\"InternalServerError\",\"message\":\"\"}}".to_vec())
     }
 }
 

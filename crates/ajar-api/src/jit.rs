@@ -138,7 +138,10 @@ pub fn request_out(request: &AccessRequest, now: OffsetDateTime) -> JitNetworkAc
         virtual_machines: request
             .vms
             .iter()
-            .map(|vm| JitNetworkAccessRequestVirtualMachine { id: vm.vm.to_string(), ports: vm.grants.iter().map(|g| grant_out(g, now)).collect() })
+            .map(|vm| JitNetworkAccessRequestVirtualMachine {
+                id: vm.vm.to_string(),
+                ports: vm.grants.iter().map(|g| grant_out(g, now)).collect(),
+            })
             .collect(),
         start_time_utc: wire_time::format(request.start),
         requestor: request.requestor.clone(),
@@ -244,12 +247,18 @@ fn sources_in(code: &str, at: &str, one: Option<&str>, list: Option<&[String]>) 
         }
         (None, Some(list)) => {
             if list.is_empty() {
-                return Err(invalid(code, &format!("{at}.allowedSourceAddressPrefixes"), "the list is empty; give at least one prefix, or '*'"));
+                return Err(invalid(
+                    code,
+                    &format!("{at}.allowedSourceAddressPrefixes"),
+                    "the list is empty; give at least one prefix, or '*'",
+                ));
             }
             let prefixes = list
                 .iter()
                 .enumerate()
-                .map(|(k, p)| p.parse::<SourcePrefix>().map_err(|e| invalid(code, &format!("{at}.allowedSourceAddressPrefixes[{k}]"), format!("{e}"))))
+                .map(|(k, p)| {
+                    p.parse::<SourcePrefix>().map_err(|e| invalid(code, &format!("{at}.allowedSourceAddressPrefixes[{k}]"), format!("{e}")))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Some(Sources::List(prefixes)))
         }
@@ -261,9 +270,14 @@ pub fn port_rule_in(port: &PortRuleIn, at: &str) -> Result<PortRule, ApiError> {
     const CODE: &str = "InvalidPolicy";
     let number = port_number(CODE, &format!("{at}.number"), port.number)?;
     let protocol: Protocol = port.protocol.parse().map_err(|e: String| invalid(CODE, &format!("{at}.protocol"), e))?;
-    let sources = sources_in(CODE, at, port.allowed_source_address_prefix.as_deref(), port.allowed_source_address_prefixes.as_deref())?.ok_or_else(|| {
-        invalid(CODE, &format!("{at}.allowedSourceAddressPrefix"), "say which sources may ask: allowedSourceAddressPrefix ('*' for any) or allowedSourceAddressPrefixes")
-    })?;
+    let sources = sources_in(CODE, at, port.allowed_source_address_prefix.as_deref(), port.allowed_source_address_prefixes.as_deref())?
+        .ok_or_else(|| {
+            invalid(
+                CODE,
+                &format!("{at}.allowedSourceAddressPrefix"),
+                "say which sources may ask: allowedSourceAddressPrefix ('*' for any) or allowedSourceAddressPrefixes",
+            )
+        })?;
     let max_duration: AccessDuration =
         port.max_request_access_duration.parse().map_err(|e| invalid(CODE, &format!("{at}.maxRequestAccessDuration"), format!("{e}")))?;
     Ok(PortRule { number, protocol, sources, max_duration })
@@ -297,12 +311,8 @@ pub fn policy_in(id: &PolicyId, body: &[u8]) -> Result<Policy, ApiError> {
     for (i, vm) in input.properties.virtual_machines.iter().enumerate() {
         let at = format!("properties.virtualMachines[{i}]");
         let vm_id: VmId = vm.id.parse().map_err(|e| invalid(CODE, &format!("{at}.id"), format!("{e}")))?;
-        let ports = vm
-            .ports
-            .iter()
-            .enumerate()
-            .map(|(j, p)| port_rule_in(p, &format!("{at}.ports[{j}]")))
-            .collect::<Result<Vec<_>, _>>()?;
+        let ports =
+            vm.ports.iter().enumerate().map(|(j, p)| port_rule_in(p, &format!("{at}.ports[{j}]"))).collect::<Result<Vec<_>, _>>()?;
         vms.push(VmPolicy { vm: vm_id, ports, public_ip: vm.public_ip_address.clone() });
     }
     Ok(Policy { id: id.clone(), kind: input.kind, vms })
@@ -356,7 +366,11 @@ pub fn initiate_in(body: &[u8]) -> Result<InitiateDraft, ApiError> {
             let number = port_number(CODE, &format!("{at}.number"), p.number)?;
             let end = match (&p.end_time_utc, &p.duration) {
                 (Some(_), Some(_)) | (None, None) => {
-                    return Err(invalid(CODE, &format!("{at}.endTimeUtc"), "Only one of fields 'EndTimeUtc' and 'Duration' can be set: give exactly one"));
+                    return Err(invalid(
+                        CODE,
+                        &format!("{at}.endTimeUtc"),
+                        "Only one of fields 'EndTimeUtc' and 'Duration' can be set: give exactly one",
+                    ));
                 }
                 (Some(t), None) => EndSpec::At(wire_time::parse(t).map_err(|e| invalid(CODE, &format!("{at}.endTimeUtc"), e))?),
                 (None, Some(d)) => EndSpec::For(d.parse().map_err(|e| invalid(CODE, &format!("{at}.duration"), format!("{e}")))?),

@@ -62,7 +62,10 @@ pub fn document() -> Result<Value, String> {
         "version": crate::API_VERSION,
         "description": "Just-in-time access to management ports. Speaks Azure's Microsoft.Security/jitNetworkAccessPolicies API (api-version 2020-01-01) and ajar's own API under /ajar/v1. Every call needs 'Authorization: Bearer <token>'."
     }));
-    obj.insert("securityDefinitions".into(), serde_json::json!({"bearer": {"type": "apiKey", "name": "Authorization", "in": "header", "description": "Bearer <token>"}}));
+    obj.insert(
+        "securityDefinitions".into(),
+        serde_json::json!({"bearer": {"type": "apiKey", "name": "Authorization", "in": "header", "description": "Bearer <token>"}}),
+    );
     obj.insert("security".into(), serde_json::json!([{"bearer": []}]));
     Ok(doc)
 }

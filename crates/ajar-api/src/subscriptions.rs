@@ -17,5 +17,10 @@ pub struct SubscriptionList {
 }
 
 pub fn subscription_out(id: &str, display_name: &str) -> SubscriptionOut {
-    SubscriptionOut { id: format!("/subscriptions/{id}"), subscription_id: id.to_owned(), display_name: display_name.to_owned(), state: "Enabled".to_owned() }
+    SubscriptionOut {
+        id: format!("/subscriptions/{id}"),
+        subscription_id: id.to_owned(),
+        display_name: display_name.to_owned(),
+        state: "Enabled".to_owned(),
+    }
 }

@@ -17,8 +17,8 @@ use ajar_api::activity::ActivityList;
 use ajar_api::ajar_v1::{EnableIn, EnableOut, RecommendedPorts, VmStatusList};
 use ajar_api::compute::{NetworkProfile, OsDisk, StorageProfile, VirtualMachine, VirtualMachineList, VirtualMachineProperties};
 use ajar_api::jit::{
-    JitNetworkAccessPoliciesList, JitNetworkAccessPolicy, JitNetworkAccessPolicyVirtualMachine, JitNetworkAccessPortRule, JitNetworkAccessRequest,
-    PortRuleIn,
+    JitNetworkAccessPoliciesList, JitNetworkAccessPolicy, JitNetworkAccessPolicyVirtualMachine, JitNetworkAccessPortRule,
+    JitNetworkAccessRequest, PortRuleIn,
 };
 use ajar_api::subscriptions::SubscriptionList;
 use ajar_api::{API_VERSION, CloudError, CloudErrorBody};
@@ -41,13 +41,11 @@ pub enum ClientError {
     /// The server answered with an error status but no ARM error body.
     #[error("the server answered {status} {}{}", reason(*.status), body_hint(.body))]
     Http { status: u16, body: String },
-    /// The request did not get an answer (connection, TLS, timeout).
-    #[error("{context}: {}", transport_message(.source))]
-    Transport {
-        context: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    /// The request did not get an answer (connection, TLS, timeout). The
+    /// message already carries the cause chain, so `cause` is not exposed as
+    /// `source()` (that would print it twice).
+    #[error("{context}: {}", transport_message(.cause))]
+    Transport { context: String, cause: reqwest::Error },
     /// The answer was not what the API promises.
     #[error("{context}: {message}")]
     Decode { context: String, message: String },
@@ -99,21 +97,36 @@ fn body_hint(body: &str) -> String {
     format!(": {short}")
 }
 
-/// reqwest's own message is terse ("error sending request"); the cause chain
-/// says what actually went wrong (refused connection, unknown CA, ...).
+/// reqwest's own message is terse ("error sending request for url (...)");
+/// the cause chain says what actually went wrong (refused connection,
+/// unknown CA, ...), so that is what is shown.
 fn transport_message(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
+    let mut parts: Vec<String> = Vec::new();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         let text = s.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
+        // hyper's "client error (Connect)" only says which layer failed.
+        if text.starts_with("client error (") {
+            source = s.source();
+            continue;
+        }
+        // Wrappers repeat their inner error's text; keep each piece once.
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.retain(|p| !text.contains(p.as_str()));
+            parts.push(text);
         }
         source = s.source();
     }
+    let mut msg = if parts.is_empty() { e.to_string() } else { parts.join(": ") };
     if e.is_timeout() {
         msg.push_str(" (timed out)");
+    }
+    if msg.contains("UnknownIssuer") {
+        msg.push_str("; is the CA file (--ca, AJAR_CA or the bootstrap file's ca) the one of this server?");
+    } else if msg.contains("NotValidForName") {
+        msg.push_str(
+            "; the server's certificate does not name this host: use the URL from bootstrap.json, or start the server with --san HOST",
+        );
     }
     msg
 }
@@ -148,7 +161,11 @@ pub struct PolicyVmPut {
 impl PolicyVmPut {
     /// The VM entry of a policy as read, ready to be written back unchanged.
     pub fn from_existing(vm: &JitNetworkAccessPolicyVirtualMachine) -> Self {
-        PolicyVmPut { id: vm.id.clone(), ports: vm.ports.iter().map(port_rule_in).collect(), public_ip_address: vm.public_ip_address.clone() }
+        PolicyVmPut {
+            id: vm.id.clone(),
+            ports: vm.ports.iter().map(port_rule_in).collect(),
+            public_ip_address: vm.public_ip_address.clone(),
+        }
     }
 }
 
@@ -168,7 +185,9 @@ impl PolicyPut {
     pub fn from_existing(policy: &JitNetworkAccessPolicy) -> Self {
         PolicyPut {
             kind: policy.kind.clone(),
-            properties: PolicyPutProperties { virtual_machines: policy.properties.virtual_machines.iter().map(PolicyVmPut::from_existing).collect() },
+            properties: PolicyPutProperties {
+                virtual_machines: policy.properties.virtual_machines.iter().map(PolicyVmPut::from_existing).collect(),
+            },
         }
     }
 }
@@ -389,7 +408,8 @@ impl Client {
         for cert in certs {
             builder = builder.add_root_certificate(cert);
         }
-        let http = builder.build().map_err(|e| ClientError::Config(format!("cannot set up the HTTPS client: {}", transport_message(&e))))?;
+        let http =
+            builder.build().map_err(|e| ClientError::Config(format!("cannot set up the HTTPS client: {}", transport_message(&e))))?;
         Ok(Client { http, base, auth })
     }
 
@@ -440,10 +460,10 @@ impl Client {
     /// names itself differently (its listen address vs. the URL we were
     /// given) still works.
     fn next_url(&self, link: &str, arm: bool) -> Result<Url, ClientError> {
-        let parsed = self
-            .base
-            .join(link)
-            .map_err(|e| ClientError::Decode { context: "following nextLink".to_owned(), message: format!("'{link}' is not a URL: {e}") })?;
+        let parsed = self.base.join(link).map_err(|e| ClientError::Decode {
+            context: "following nextLink".to_owned(),
+            message: format!("'{link}' is not a URL: {e}"),
+        })?;
         let mut path_and_query = parsed.path().to_owned();
         let prefix = self.base.path().trim_end_matches('/');
         // A relative or absolute link already includes the base path prefix.
@@ -464,14 +484,14 @@ impl Client {
     }
 
     async fn send(&self, method: Method, url: Url, body: Option<Vec<u8>>) -> Result<(u16, Vec<u8>), ClientError> {
-        let context = format!("{method} {}", url.path());
+        let context = format!("{method} {}", &url[..url::Position::AfterPath]);
         let mut req = self.http.request(method, url).header(AUTHORIZATION, self.auth.clone()).header(ACCEPT, "application/json");
         if let Some(body) = body {
             req = req.header(CONTENT_TYPE, "application/json").body(body);
         }
-        let resp = req.send().await.map_err(|source| ClientError::Transport { context: context.clone(), source })?;
+        let resp = req.send().await.map_err(|cause| ClientError::Transport { context: context.clone(), cause })?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|source| ClientError::Transport { context, source })?;
+        let bytes = resp.bytes().await.map_err(|cause| ClientError::Transport { context, cause })?;
         Ok((status, bytes.to_vec()))
     }
 
@@ -547,12 +567,20 @@ impl Client {
     }
 
     /// `JitNetworkAccessPolicies_ListByRegion`.
-    pub async fn list_policies_in_location(&self, sub: &SubscriptionId, loc: &Location) -> Result<JitNetworkAccessPoliciesList, ClientError> {
+    pub async fn list_policies_in_location(
+        &self,
+        sub: &SubscriptionId,
+        loc: &Location,
+    ) -> Result<JitNetworkAccessPoliciesList, ClientError> {
         self.list_policies(&PolicyScope { subscription: sub.clone(), resource_group: None, location: Some(loc.clone()) }).await
     }
 
     /// `JitNetworkAccessPolicies_ListByResourceGroup`.
-    pub async fn list_policies_in_resource_group(&self, sub: &SubscriptionId, rg: &ResourceGroup) -> Result<JitNetworkAccessPoliciesList, ClientError> {
+    pub async fn list_policies_in_resource_group(
+        &self,
+        sub: &SubscriptionId,
+        rg: &ResourceGroup,
+    ) -> Result<JitNetworkAccessPoliciesList, ClientError> {
         self.list_policies(&PolicyScope { subscription: sub.clone(), resource_group: Some(rg.clone()), location: None }).await
     }
 
@@ -608,8 +636,11 @@ impl Client {
 
     /// Every VM of a resource group.
     pub async fn list_vms_in_resource_group(&self, sub: &SubscriptionId, rg: &ResourceGroup) -> Result<VirtualMachineList, ClientError> {
-        self.get_all(self.arm_url(&format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines"), &[])?, true)
-            .await
+        self.get_all(
+            self.arm_url(&format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines"), &[])?,
+            true,
+        )
+        .await
     }
 
     pub async fn get_vm(&self, id: &VmId) -> Result<VirtualMachine, ClientError> {
@@ -687,7 +718,8 @@ fn encode<T: Serialize>(body: &T) -> Result<Vec<u8>, ClientError> {
 }
 
 fn decode<T: DeserializeOwned>(context: &str, bytes: &[u8]) -> Result<T, ClientError> {
-    serde_json::from_slice(bytes).map_err(|e| ClientError::Decode { context: context.to_owned(), message: format!("unexpected answer: {e}") })
+    serde_json::from_slice(bytes)
+        .map_err(|e| ClientError::Decode { context: context.to_owned(), message: format!("unexpected answer: {e}") })
 }
 
 /// An error answer: the ARM error body when there is one, else the raw text.
@@ -741,7 +773,12 @@ mod tests {
         fn check(base: &str, link: &str, arm: bool, expected: &str) {
             assert_eq!(client(base).next_url(link, arm).unwrap().as_str(), expected, "{link}");
         }
-        check("https://h:8443", "https://other:1/s/x?api-version=2020-01-01&$skipToken=2", true, "https://h:8443/s/x?api-version=2020-01-01&$skipToken=2");
+        check(
+            "https://h:8443",
+            "https://other:1/s/x?api-version=2020-01-01&$skipToken=2",
+            true,
+            "https://h:8443/s/x?api-version=2020-01-01&$skipToken=2",
+        );
         check("https://h:8443", "/s/x?$skipToken=2", true, "https://h:8443/s/x?$skipToken=2&api-version=2020-01-01");
         check("https://h:8443", "/ajar/v1/x?$skipToken=2", false, "https://h:8443/ajar/v1/x?$skipToken=2");
         check("https://h/p", "https://h/p/s?$skipToken=2", false, "https://h/p/s?$skipToken=2");

@@ -105,9 +105,7 @@ impl FromStr for AccessDuration {
                     let n: i128 = num.parse().map_err(|_| err("number too large"))?;
                     n.checked_mul(unit_ns)
                 };
-                *total = value
-                    .and_then(|v| total.checked_add(v))
-                    .ok_or_else(|| err("number too large"))?;
+                *total = value.and_then(|v| total.checked_add(v)).ok_or_else(|| err("number too large"))?;
                 num.clear();
             }
             if !num.is_empty() {
@@ -213,7 +211,16 @@ mod tests {
 
     #[test]
     fn canonical_display() {
-        for (input, shown) in [("PT3H", "PT3H"), ("PT180M", "PT3H"), ("P1D", "P1D"), ("PT24H", "P1D"), ("PT1H30M", "PT1H30M"), ("P1DT2H", "P1DT2H"), ("PT0S", "PT0S"), ("PT61S", "PT1M1S")] {
+        for (input, shown) in [
+            ("PT3H", "PT3H"),
+            ("PT180M", "PT3H"),
+            ("P1D", "P1D"),
+            ("PT24H", "P1D"),
+            ("PT1H30M", "PT1H30M"),
+            ("P1DT2H", "P1DT2H"),
+            ("PT0S", "PT0S"),
+            ("PT61S", "PT1M1S"),
+        ] {
             assert_eq!(input.parse::<AccessDuration>().unwrap().to_string(), shown, "{input}");
         }
     }

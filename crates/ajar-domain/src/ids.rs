@@ -106,8 +106,8 @@ impl FromStr for SubscriptionId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
         let groups: Vec<&str> = s.split('-').collect();
-        let shape_ok = groups.len() == 5
-            && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()));
+        let shape_ok =
+            groups.len() == 5 && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()));
         if !shape_ok {
             return Err(id_error("subscription ID", s, "it must be a GUID such as 20ff7fc3-e762-44dd-bd96-b71116dcdc23"));
         }
@@ -123,9 +123,7 @@ impl fmt::Display for SubscriptionId {
 
 /// Splits `/a/b/c/d` into pairs after checking the leading slash.
 fn segments<'a>(what: &'static str, input: &'a str) -> Result<Vec<&'a str>, IdError> {
-    let rest = input
-        .strip_prefix('/')
-        .ok_or_else(|| id_error(what, input, "it must start with '/subscriptions/'"))?;
+    let rest = input.strip_prefix('/').ok_or_else(|| id_error(what, input, "it must start with '/subscriptions/'"))?;
     let segs: Vec<&str> = rest.split('/').collect();
     if segs.iter().any(|s| s.is_empty()) {
         return Err(id_error(what, input, "it has an empty segment"));
@@ -270,15 +268,23 @@ mod tests {
         check_vm("subscriptions/x", Err("must start with"));
         check_vm(&format!("/subscriptions/{SUB}/resourceGroups/rg"), Err("ends before 'providers'"));
         check_vm("/subscriptions/not-a-guid/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/v", Err("GUID"));
-        check_vm(&format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network/virtualMachines/v"), Err("expected 'Microsoft.Compute'"));
+        check_vm(
+            &format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network/virtualMachines/v"),
+            Err("expected 'Microsoft.Compute'"),
+        );
         check_vm(&format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/v/extra"), Err("goes on"));
-        check_vm(&format!("/subscriptions/{SUB}/resourceGroups/r g/providers/Microsoft.Compute/virtualMachines/v"), Err("' ' is not allowed"));
+        check_vm(
+            &format!("/subscriptions/{SUB}/resourceGroups/r g/providers/Microsoft.Compute/virtualMachines/v"),
+            Err("' ' is not allowed"),
+        );
         check_vm(&format!("/subscriptions/{SUB}//resourceGroups"), Err("empty segment"));
     }
 
     #[test]
     fn policy_ids_round_trip() {
-        let id = format!("/subscriptions/{SUB}/resourceGroups/myRg1/providers/Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default");
+        let id = format!(
+            "/subscriptions/{SUB}/resourceGroups/myRg1/providers/Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default"
+        );
         let parsed: PolicyId = id.parse().unwrap();
         assert_eq!(parsed.to_string(), id);
         assert_eq!(parsed.name.as_str(), "default");

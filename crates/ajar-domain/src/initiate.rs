@@ -210,7 +210,10 @@ pub fn plan_initiate(
                     if end - now > max {
                         return Err(invalid(
                             format!("{at}.endTimeUtc"),
-                            format!("port {} may be opened for at most {} (maxRequestAccessDuration); endTimeUtc is later than that", port.number, rule.max_duration),
+                            format!(
+                                "port {} may be opened for at most {} (maxRequestAccessDuration); endTimeUtc is later than that",
+                                port.number, rule.max_duration
+                            ),
                         ));
                     }
                     end
@@ -222,7 +225,10 @@ pub fn plan_initiate(
                     if d.as_duration() > max {
                         return Err(invalid(
                             format!("{at}.duration"),
-                            format!("port {} may be opened for at most {} (maxRequestAccessDuration); {} was asked", port.number, rule.max_duration, d),
+                            format!(
+                                "port {} may be opened for at most {} (maxRequestAccessDuration); {} was asked",
+                                port.number, rule.max_duration, d
+                            ),
                         ));
                     }
                     now + d.as_duration()
@@ -234,7 +240,11 @@ pub fn plan_initiate(
                 let field = if port.sources.is_some() { "allowedSourceAddressPrefix" } else { "allowedSourceAddressPrefix (your address)" };
                 return Err(invalid(
                     format!("{at}.allowedSourceAddressPrefix"),
-                    format!("source {outside} ({field}) is not inside the sources allowed for port {}: {}", port.number, allowed.join(", ")),
+                    format!(
+                        "source {outside} ({field}) is not inside the sources allowed for port {}: {}",
+                        port.number,
+                        allowed.join(", ")
+                    ),
                 ));
             }
             grants.push(Grant {
@@ -288,15 +298,27 @@ mod tests {
 
     fn policy() -> Policy {
         Policy {
-            id: format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Security/locations/local/jitNetworkAccessPolicies/default")
-                .parse()
-                .unwrap(),
+            id: format!(
+                "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Security/locations/local/jitNetworkAccessPolicies/default"
+            )
+            .parse()
+            .unwrap(),
             kind: Some("Basic".into()),
             vms: vec![VmPolicy {
                 vm: vm("vm1"),
                 ports: vec![
-                    PortRule { number: 22, protocol: Protocol::Tcp, sources: sources(&["10.0.0.0/8"]), max_duration: AccessDuration::from_seconds(3600) },
-                    PortRule { number: 3389, protocol: Protocol::Any, sources: sources(&["*"]), max_duration: AccessDuration::from_seconds(3 * 3600) },
+                    PortRule {
+                        number: 22,
+                        protocol: Protocol::Tcp,
+                        sources: sources(&["10.0.0.0/8"]),
+                        max_duration: AccessDuration::from_seconds(3600),
+                    },
+                    PortRule {
+                        number: 3389,
+                        protocol: Protocol::Any,
+                        sources: sources(&["*"]),
+                        max_duration: AccessDuration::from_seconds(3 * 3600),
+                    },
                 ],
                 public_ip: None,
             }],
@@ -308,7 +330,10 @@ mod tests {
     }
 
     fn ask(number: u16, end: EndSpec, src: Option<&[&str]>) -> InitiateDraft {
-        InitiateDraft { vms: vec![VmAsk { vm: vm("vm1"), ports: vec![PortAsk { number, end, sources: src.map(sources) }] }], justification: None }
+        InitiateDraft {
+            vms: vec![VmAsk { vm: vm("vm1"), ports: vec![PortAsk { number, end, sources: src.map(sources) }] }],
+            justification: None,
+        }
     }
 
     /// One case: the draft, and either the granted (end, sources) or the error target and a fragment of its message.
@@ -365,7 +390,8 @@ mod tests {
 
     #[test]
     fn status_flips_at_end_time() {
-        let req = plan_initiate(&policy(), &ask(22, EndSpec::For(AccessDuration::from_seconds(60)), None), &caller(), NOW, "r".into()).unwrap();
+        let req =
+            plan_initiate(&policy(), &ask(22, EndSpec::For(AccessDuration::from_seconds(60)), None), &caller(), NOW, "r".into()).unwrap();
         let g = &req.vms[0].grants[0];
         assert!(g.is_live(NOW + time::Duration::seconds(59)));
         assert_eq!(g.status_at(NOW + time::Duration::seconds(60)), (GrantStatus::Revoked, StatusReason::Expired));
@@ -373,7 +399,14 @@ mod tests {
 
     #[test]
     fn tightened_policy_revokes() {
-        let req = plan_initiate(&policy(), &ask(22, EndSpec::For(AccessDuration::from_seconds(3000)), Some(&["10.9.0.0/16"])), &caller(), NOW, "r".into()).unwrap();
+        let req = plan_initiate(
+            &policy(),
+            &ask(22, EndSpec::For(AccessDuration::from_seconds(3000)), Some(&["10.9.0.0/16"])),
+            &caller(),
+            NOW,
+            "r".into(),
+        )
+        .unwrap();
         let g = &req.vms[0].grants[0];
         assert!(grant_still_allowed(&policy(), &vm("vm1"), g, NOW));
         let mut narrower = policy();

@@ -155,7 +155,10 @@ pub fn validate_policy<'a>(policy: &Policy, limits: &Limits, lookup: impl Fn(&Vm
         let mut seen_ports = HashSet::new();
         for (j, rule) in vm_policy.ports.iter().enumerate() {
             if !seen_ports.insert(rule.number) {
-                return Err(invalid(format!("{}.number", port_target(i, j)), format!("port {} is configured twice for this virtual machine", rule.number)));
+                return Err(invalid(
+                    format!("{}.number", port_target(i, j)),
+                    format!("port {} is configured twice for this virtual machine", rule.number),
+                ));
             }
             if rule.max_duration < limits.min_max_duration || rule.max_duration > limits.max_max_duration {
                 return Err(invalid(
@@ -167,7 +170,10 @@ pub fn validate_policy<'a>(policy: &Policy, limits: &Limits, lookup: impl Fn(&Vm
                 ));
             }
             if rule.sources.prefixes().is_empty() {
-                return Err(invalid(format!("{}.allowedSourceAddressPrefixes", port_target(i, j)), "the list of allowed sources is empty".into()));
+                return Err(invalid(
+                    format!("{}.allowedSourceAddressPrefixes", port_target(i, j)),
+                    "the list of allowed sources is empty".into(),
+                ));
             }
         }
     }

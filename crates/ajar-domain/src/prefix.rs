@@ -55,11 +55,8 @@ impl FromStr for SourcePrefix {
         if let Some((addr, len)) = s.split_once('/') {
             let addr: IpAddr = addr.parse().map_err(|_| err(format!("'{addr}' is not an IPv4 or IPv6 address")))?;
             let max = if addr.is_ipv4() { 32 } else { 128 };
-            let len: u8 = len
-                .parse()
-                .ok()
-                .filter(|l| *l <= max)
-                .ok_or_else(|| err(format!("the prefix length must be a number from 0 to {max}")))?;
+            let len: u8 =
+                len.parse().ok().filter(|l| *l <= max).ok_or_else(|| err(format!("the prefix length must be a number from 0 to {max}")))?;
             let net = IpNet::new(addr, len).map_err(|e| err(e.to_string()))?;
             if net.network() != addr {
                 return Err(err(format!("it has host bits set; did you mean {}?", net.trunc())));
@@ -67,7 +64,8 @@ impl FromStr for SourcePrefix {
             return Ok(SourcePrefix::Net(net));
         }
         let addr: IpAddr = s.parse().map_err(|_| {
-            err("use '*', an IPv4 or IPv6 address, or a CIDR such as 10.0.0.0/24 (service tags such as 'Internet' are not supported)".into())
+            err("use '*', an IPv4 or IPv6 address, or a CIDR such as 10.0.0.0/24 (service tags such as 'Internet' are not supported)"
+                .into())
         })?;
         Ok(SourcePrefix::host(addr))
     }

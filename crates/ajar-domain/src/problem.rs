@@ -36,10 +36,7 @@ impl ErrorCode {
 
     /// Not-found codes are answered 404, conflicts 409, the rest 400.
     pub fn is_not_found(self) -> bool {
-        matches!(
-            self,
-            ErrorCode::PolicyNotFound | ErrorCode::SubscriptionNotFound
-        )
+        matches!(self, ErrorCode::PolicyNotFound | ErrorCode::SubscriptionNotFound)
     }
 
     pub fn is_conflict(self) -> bool {

@@ -54,12 +54,19 @@ fn unauthenticated(code: &str, message: &str) -> Response {
 
 /// Middleware: refuses requests without a valid API token (401, logged), and
 /// hands the rest a [`Caller`].
-pub async fn authenticate(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let addr = peer.ip().to_canonical();
     let token = req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().ok().and_then(|s| s.strip_prefix("Bearer ")).map(str::trim));
     let refusal = match token {
         None => Some(("AuthenticationFailed", "the 'Authorization: Bearer <token>' header is missing", "no token")),
-        Some(None) | Some(Some("")) => Some(("InvalidAuthenticationToken", "the Authorization header must be 'Bearer <token>'", "malformed header")),
+        Some(None) | Some(Some("")) => {
+            Some(("InvalidAuthenticationToken", "the Authorization header must be 'Bearer <token>'", "malformed header"))
+        }
         Some(Some(token)) => match state.store.principal_for_token(hash_token(token), TokenPurpose::Api).await {
             Ok(Some(principal)) => {
                 req.extensions_mut().insert(Caller { principal, addr });

@@ -46,7 +46,12 @@ pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("json.tmp");
     let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
@@ -66,11 +71,18 @@ pub async fn ensure(store: &dyn Store, config: &ServeConfig, url: &str, ca: &Pat
                     write_private(&path, &serde_json::to_vec_pretty(&file)?)?;
                 }
             }
-            Err(_) => tracing::warn!(path = %path.display(), "the bootstrap file is gone; its tokens still work, but cannot be shown again"),
+            Err(_) => {
+                tracing::warn!(path = %path.display(), "the bootstrap file is gone; its tokens still work, but cannot be shown again")
+            }
         }
         return Ok(());
     }
-    let subscription = config.first_start.subscription.clone().map_or_else(|| uuid::Uuid::new_v4().to_string().parse(), Ok).context("making a subscription ID")?;
+    let subscription = config
+        .first_start
+        .subscription
+        .clone()
+        .map_or_else(|| uuid::Uuid::new_v4().to_string().parse(), Ok)
+        .context("making a subscription ID")?;
     let admin_token = new_token("ajar");
     let join_token = new_token("ajarjoin");
     let file = BootstrapFile {

@@ -57,7 +57,11 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             .and_then(|v| v.split(';').next())
             .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
         if !is_json {
-            return Err(HttpError(ApiError::new(415, "UnsupportedMediaType", "send the body as JSON with 'Content-Type: application/json'")));
+            return Err(HttpError(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                "send the body as JSON with 'Content-Type: application/json'",
+            )));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -67,7 +71,11 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             }
         })?;
         if bytes.is_empty() {
-            return Err(HttpError(ApiError::new(400, "InvalidRequestContent", "the request body is empty; this operation needs a JSON body")));
+            return Err(HttpError(ApiError::new(
+                400,
+                "InvalidRequestContent",
+                "the request body is empty; this operation needs a JSON body",
+            )));
         }
         Ok(JsonBody(bytes))
     }
@@ -126,11 +134,9 @@ pub fn skip_token(query: &Query) -> HttpResult<Option<String>> {
     query
         .get("$skipToken")
         .map(|t| {
-            URL_SAFE_NO_PAD
-                .decode(t)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| HttpError(ApiError::bad_request("InvalidSkipToken", "$skipToken", "the $skipToken is not one this server issued")))
+            URL_SAFE_NO_PAD.decode(t).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(|| {
+                HttpError(ApiError::bad_request("InvalidSkipToken", "$skipToken", "the $skipToken is not one this server issued"))
+            })
         })
         .transpose()
 }

@@ -78,31 +78,14 @@ pub async fn serve_https(
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %err, "setting TCP_NODELAY failed");
         }
-        connections.spawn(serve_connection(
-            stream,
-            peer,
-            acceptor.clone(),
-            Arc::clone(&builder),
-            app.clone(),
-            graceful.watcher(),
-        ));
+        connections.spawn(serve_connection(stream, peer, acceptor.clone(), Arc::clone(&builder), app.clone(), graceful.watcher()));
     }
 
     // Stop accepting before draining so new clients get a refusal, not a hang.
     drop(listener);
-    tracing::info!(
-        connections = connections.len(),
-        ?drain_timeout,
-        "shutting down HTTPS listener; draining connections"
-    );
-    if tokio::time::timeout(drain_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            remaining = connections.len(),
-            "drain timeout reached; closing remaining connections"
-        );
+    tracing::info!(connections = connections.len(), ?drain_timeout, "shutting down HTTPS listener; draining connections");
+    if tokio::time::timeout(drain_timeout, graceful.shutdown()).await.is_err() {
+        tracing::warn!(remaining = connections.len(), "drain timeout reached; closing remaining connections");
     }
     connections.shutdown().await;
     tracing::info!("HTTPS listener stopped");
@@ -139,8 +122,7 @@ async fn serve_connection(
         req.extensions_mut().insert(ConnectInfo(peer));
         app.clone().oneshot(req)
     });
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(service));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(service));
     if let Err(err) = watcher.watch(conn).await {
         tracing::debug!(%peer, error = %err, "HTTP connection ended with an error");
     }
@@ -150,10 +132,7 @@ async fn serve_connection(
 fn is_connection_error(err: &io::Error) -> bool {
     matches!(
         err.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::Interrupted
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused | io::ErrorKind::Interrupted
     )
 }
 
@@ -171,8 +150,7 @@ mod tests {
         let tcp = TcpStream::connect(addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
         let mut tls = connector.connect(name, tcp).await.unwrap();
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         tls.write_all(request.as_bytes()).await.unwrap();
         let mut response = Vec::new();
         tls.read_to_end(&mut response).await.unwrap();
@@ -184,10 +162,7 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         let setup = ensure_self_signed(data.path(), &[]).unwrap();
 
-        let app = Router::new().route(
-            "/peer",
-            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
-        );
+        let app = Router::new().route("/peer", get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -203,9 +178,7 @@ mod tests {
 
         // A client speaking garbage must not take the loop down.
         let mut junk = TcpStream::connect(addr).await.unwrap();
-        junk.write_all(b"definitely not a TLS ClientHello\r\n\r\n")
-            .await
-            .unwrap();
+        junk.write_all(b"definitely not a TLS ClientHello\r\n\r\n").await.unwrap();
         let mut sink = Vec::new();
         let _ = junk.read_to_end(&mut sink).await;
 
@@ -213,13 +186,11 @@ mod tests {
         for cert in CertificateDer::pem_file_iter(&setup.ca_pem_path).unwrap() {
             roots.add(cert.unwrap()).unwrap();
         }
-        let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         // We hand-write HTTP/1.1 below, so do not let the server pick h2.
         client.alpn_protocols = vec![b"http/1.1".to_vec()];
         let connector = TlsConnector::from(Arc::new(client));
@@ -235,11 +206,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
 
         stop_tx.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .expect("serve_https did not return after shutdown")
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server).await.expect("serve_https did not return after shutdown").unwrap().unwrap();
 
         // The listener is closed once serve_https has returned.
         assert!(TcpStream::connect(addr).await.is_err());

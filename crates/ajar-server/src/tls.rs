@@ -14,10 +14,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, Ia5String, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, Ia5String, IsCa, KeyPair, KeyUsagePurpose, SanType};
 use rustls::ServerConfig;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
@@ -53,11 +50,7 @@ pub struct TlsSetup {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{action} {}: {cause}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        cause: io::Error,
-    },
+    Io { action: &'static str, path: PathBuf, cause: io::Error },
     #[error("{}: {reason}", path.display())]
     InvalidFile { path: PathBuf, reason: String },
     #[error(
@@ -87,10 +80,7 @@ pub fn load_given(cert_path: &Path, key_path: &Path) -> Result<TlsSetup, TlsErro
         ),
         other => invalid(key_path, format!("malformed PEM: {other}")),
     })?;
-    Ok(TlsSetup {
-        server_config: server_config(chain, key, cert_path, key_path)?,
-        ca_pem_path: cert_path.to_path_buf(),
-    })
+    Ok(TlsSetup { server_config: server_config(chain, key, cert_path, key_path)?, ca_pem_path: cert_path.to_path_buf() })
 }
 
 /// Creates (first run) or loads a local CA under `data_dir/tls/` and issues a
@@ -102,13 +92,8 @@ pub fn ensure_self_signed(data_dir: &Path, extra_sans: &[String]) -> Result<TlsS
     let dir = data_dir.join("tls");
     fs::create_dir_all(data_dir).map_err(|cause| io_err("creating", data_dir, cause))?;
     let mut builder = fs::DirBuilder::new();
-    builder
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(&dir)
-        .map_err(|e| io_err("creating", &dir, e))?;
-    let [ca_cert, ca_key, server_cert, server_key] =
-        ["ca.pem", "ca-key.pem", "server.pem", "server-key.pem"].map(|name| dir.join(name));
+    builder.recursive(true).mode(DIR_MODE).create(&dir).map_err(|e| io_err("creating", &dir, e))?;
+    let [ca_cert, ca_key, server_cert, server_key] = ["ca.pem", "ca-key.pem", "server.pem", "server-key.pem"].map(|name| dir.join(name));
     let exists = |path: &Path| path.try_exists().map_err(|e| io_err("checking", path, e));
 
     let (ca_der, ca_key_pair) = match (exists(&ca_cert)?, exists(&ca_key)?) {
@@ -124,11 +109,7 @@ pub fn ensure_self_signed(data_dir: &Path, extra_sans: &[String]) -> Result<TlsS
             (cert.der().clone(), key)
         }
         (present, _) => {
-            let (present, missing) = if present {
-                (ca_cert, ca_key)
-            } else {
-                (ca_key, ca_cert)
-            };
+            let (present, missing) = if present { (ca_cert, ca_key) } else { (ca_key, ca_cert) };
             return Err(TlsError::PartialCa { present, missing });
         }
     };
@@ -136,18 +117,14 @@ pub fn ensure_self_signed(data_dir: &Path, extra_sans: &[String]) -> Result<TlsS
     // rcgen signs using only the issuer's name, key-identifier method, key
     // usages and key, so rebuilding the CA's parameters from the same
     // constants yields an issuer that chains to the ca.pem on disk.
-    let issuer = ca_params()
-        .self_signed(&ca_key_pair)
-        .map_err(gen_err("CA issuer"))?;
+    let issuer = ca_params().self_signed(&ca_key_pair).map_err(gen_err("CA issuer"))?;
     let key = KeyPair::generate().map_err(gen_err("server key"))?;
     let mut params = params(SERVER_NAME, SERVER_VALIDITY, IsCa::ExplicitNoCa);
     params.subject_alt_names = sans;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
-    let cert = params
-        .signed_by(&key, &issuer, &ca_key_pair)
-        .map_err(gen_err("server certificate"))?;
+    let cert = params.signed_by(&key, &issuer, &ca_key_pair).map_err(gen_err("server certificate"))?;
     // Catch a ca.pem that is not ours (e.g. replaced by hand) now rather than
     // at the first client handshake.
     verify(&ca_der, cert.der(), "localhost").map_err(|e| {
@@ -160,23 +137,15 @@ pub fn ensure_self_signed(data_dir: &Path, extra_sans: &[String]) -> Result<TlsS
     let key_der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
     let chain = vec![cert.der().clone()];
     let server_config = server_config(chain, key_der, &server_cert, &server_key)?;
-    Ok(TlsSetup {
-        server_config,
-        ca_pem_path: ca_cert,
-    })
+    Ok(TlsSetup { server_config, ca_pem_path: ca_cert })
 }
 
 /// Loads the CA and checks that its key belongs to its certificate.
-fn load_ca(
-    cert_path: &Path,
-    key_path: &Path,
-) -> Result<(CertificateDer<'static>, KeyPair), TlsError> {
+fn load_ca(cert_path: &Path, key_path: &Path) -> Result<(CertificateDer<'static>, KeyPair), TlsError> {
     let cert = read_certs(cert_path)?.swap_remove(0);
     let key_pem = fs::read_to_string(key_path).map_err(|e| io_err("reading", key_path, e))?;
-    let key = KeyPair::from_pem(&key_pem)
-        .map_err(|e| invalid(key_path, format!("not a usable PKCS#8 private key: {e}")))?;
-    let parsed = ParsedCertificate::try_from(&cert)
-        .map_err(|e| invalid(cert_path, format!("not a valid X.509 certificate: {e}")))?;
+    let key = KeyPair::from_pem(&key_pem).map_err(|e| invalid(key_path, format!("not a usable PKCS#8 private key: {e}")))?;
+    let parsed = ParsedCertificate::try_from(&cert).map_err(|e| invalid(cert_path, format!("not a valid X.509 certificate: {e}")))?;
     if parsed.subject_public_key_info().as_ref() != key.public_key_der().as_slice() {
         let reason = format!("does not belong to {}", cert_path.display());
         return Err(invalid(key_path, reason));
@@ -241,11 +210,7 @@ fn ring_provider() -> Arc<CryptoProvider> {
 
 /// Verifies, as a client trusting only `ca` would, that `leaf` is valid now
 /// for `name` (a DNS name or an IP address).
-fn verify(
-    ca: &CertificateDer<'_>,
-    leaf: &CertificateDer<'_>,
-    name: &str,
-) -> Result<(), rustls::Error> {
+fn verify(ca: &CertificateDer<'_>, leaf: &CertificateDer<'_>, name: &str) -> Result<(), rustls::Error> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone().into_owned())?;
     let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), ring_provider())
@@ -306,11 +271,7 @@ fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError>
 
 fn io_err(action: &'static str, path: &Path, cause: io::Error) -> TlsError {
     let path = path.to_path_buf();
-    TlsError::Io {
-        action,
-        path,
-        cause,
-    }
+    TlsError::Io { action, path, cause }
 }
 
 fn invalid(path: &Path, reason: impl Into<String>) -> TlsError {
@@ -417,23 +378,14 @@ mod tests {
         ensure_self_signed(data.path(), &[]).unwrap();
         fs::copy(tls.join("server-key.pem"), tls.join("ca-key.pem")).unwrap();
         let err = ensure_self_signed(data.path(), &[]).unwrap_err();
-        assert!(
-            err.to_string().contains("ca-key.pem: does not belong"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("ca-key.pem: does not belong"), "{err}");
     }
 
     #[test]
     fn load_given_accepts_a_pair_and_names_bad_files() {
         let data = tempfile::tempdir().unwrap();
         ensure_self_signed(data.path(), &[]).unwrap();
-        let files = [
-            "tls/server.pem",
-            "tls/server-key.pem",
-            "tls/ca-key.pem",
-            "junk",
-            "none",
-        ];
+        let files = ["tls/server.pem", "tls/server-key.pem", "tls/ca-key.pem", "junk", "none"];
         let [cert, key, ca_key, junk, none] = files.map(|f| data.path().join(f));
         let setup = load_given(&cert, &key).unwrap();
         assert_eq!(setup.ca_pem_path, cert);
@@ -441,12 +393,7 @@ mod tests {
 
         fs::write(&junk, b"this is not a certificate\n").unwrap();
         let key_mismatch = (&cert, &ca_key, &ca_key);
-        for (c, k, named) in [
-            (&junk, &key, &junk),
-            (&cert, &junk, &junk),
-            (&none, &key, &none),
-            key_mismatch,
-        ] {
+        for (c, k, named) in [(&junk, &key, &junk), (&cert, &junk, &junk), (&none, &key, &none), key_mismatch] {
             let msg = load_given(c, k).unwrap_err().to_string();
             assert!(msg.contains(&*named.to_string_lossy()), "{msg}");
         }

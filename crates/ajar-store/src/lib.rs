@@ -143,7 +143,14 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_policy(&self, id: &PolicyId, audit: Audit) -> StoreResult<bool>;
     /// Adds machines to the policy named `policy_name` in each machine's resource
     /// group and location, with `ports` or, when `None`, the OS defaults. All or none.
-    async fn enable(&self, vms: Vec<VmId>, policy_name: PolicyName, ports: Option<Vec<PortRule>>, limits: Limits, audit: Audit) -> StoreResult<Vec<PolicyView>>;
+    async fn enable(
+        &self,
+        vms: Vec<VmId>,
+        policy_name: PolicyName,
+        ports: Option<Vec<PortRule>>,
+        limits: Limits,
+        audit: Audit,
+    ) -> StoreResult<Vec<PolicyView>>;
 
     /// Checks a request against the policy and, if allowed, stores it as live
     /// grants, superseding earlier live grants for the same machine and port.

@@ -215,9 +215,9 @@ pub struct PolicySetArgs {
     /// NUMBER[/PROTO][,from=PREFIX[;PREFIX...]][,max=DURATION], e.g. 22/tcp,from=10.0.0.0/8,max=PT1H (repeatable).
     #[arg(long = "port", value_name = "SPEC", required = true)]
     pub ports: Vec<PortSpec>,
-    /// Policy name.
-    #[arg(long, value_name = "NAME", default_value = "default")]
-    pub policy: String,
+    /// Policy name (default: the policy that already holds the machine, else "default").
+    #[arg(long, value_name = "NAME")]
+    pub policy: Option<String>,
     #[command(flatten)]
     pub conn: Conn,
 }

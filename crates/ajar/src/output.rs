@@ -114,6 +114,8 @@ fn span(d: Duration) -> String {
     if secs < 60 {
         return format!("{secs}s");
     }
+    // To the nearest minute: an hour asked a moment ago reads "in 1h", not "in 59m".
+    let secs = (secs + 30) / 60 * 60;
     let (days, hours, minutes) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
     let mut parts = Vec::new();
     if days > 0 {
@@ -159,9 +161,10 @@ mod tests {
         let now = datetime!(2026-01-01 12:00 UTC);
         let check = |t: OffsetDateTime, expected: &str| assert_eq!(relative(t, now), expected);
         check(datetime!(2026-01-01 13:00 UTC), "in 1h");
-        check(datetime!(2026-01-01 13:05:30 UTC), "in 1h 5m");
+        check(datetime!(2026-01-01 13:05:20 UTC), "in 1h 5m");
         check(datetime!(2026-01-01 11:57 UTC), "3m ago");
         check(datetime!(2026-01-01 12:00:20 UTC), "in 20s");
+        check(datetime!(2026-01-01 12:59:58 UTC), "in 1h");
         check(datetime!(2026-01-03 15:00 UTC), "in 2d 3h");
         assert_eq!(human_time("2026-01-01T12:00:00.0000000Z"), "2026-01-01 12:00:00Z");
         assert_eq!(human_time("junk"), "junk");

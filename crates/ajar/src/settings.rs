@@ -122,7 +122,9 @@ impl Settings {
     }
 
     pub fn subscription(&self) -> Result<&SubscriptionId, UsageError> {
-        self.subscription.as_ref().ok_or_else(|| UsageError::new("no subscription: pass --subscription GUID, or --bootstrap FILE (AJAR_BOOTSTRAP)"))
+        self.subscription
+            .as_ref()
+            .ok_or_else(|| UsageError::new("no subscription: pass --subscription GUID, or --bootstrap FILE (AJAR_BOOTSTRAP)"))
     }
 
     pub fn resource_group(&self) -> Result<&ResourceGroup, UsageError> {
@@ -147,7 +149,12 @@ impl Settings {
             return input.parse().map_err(|e| UsageError::new(format!("{e}")));
         }
         let name: PolicyName = input.parse().map_err(|e| UsageError::new(format!("{e}")))?;
-        Ok(PolicyId { subscription: self.subscription()?.clone(), resource_group: self.resource_group()?.clone(), location: self.location()?.clone(), name })
+        Ok(PolicyId {
+            subscription: self.subscription()?.clone(),
+            resource_group: self.resource_group()?.clone(),
+            location: self.location()?.clone(),
+            name,
+        })
     }
 }
 
@@ -159,12 +166,16 @@ pub fn resolve_vm(input: &str, sub: Option<&SubscriptionId>, rg: Option<&Resourc
         return input.parse().map_err(|e| UsageError::new(format!("{e}")));
     }
     let name: VmName = input.parse().map_err(|e| UsageError::new(format!("{e}; give a VM name such as web1 or a full resource ID")))?;
-    let subscription = sub
-        .cloned()
-        .ok_or_else(|| UsageError::new(format!("cannot resolve VM '{input}': no subscription; pass --subscription GUID, --bootstrap FILE, or a full resource ID")))?;
-    let resource_group = rg
-        .cloned()
-        .ok_or_else(|| UsageError::new(format!("cannot resolve VM '{input}': no resource group; pass --resource-group NAME, --bootstrap FILE, or a full resource ID")))?;
+    let subscription = sub.cloned().ok_or_else(|| {
+        UsageError::new(format!(
+            "cannot resolve VM '{input}': no subscription; pass --subscription GUID, --bootstrap FILE, or a full resource ID"
+        ))
+    })?;
+    let resource_group = rg.cloned().ok_or_else(|| {
+        UsageError::new(format!(
+            "cannot resolve VM '{input}': no resource group; pass --resource-group NAME, --bootstrap FILE, or a full resource ID"
+        ))
+    })?;
     Ok(VmId { subscription, resource_group, name })
 }
 
@@ -236,8 +247,11 @@ mod tests {
         }
     }
 
-    /// One case: its settings as (server, token, ca, subscription, rg, location), or the error.
-    fn check(case: Case, expected: Result<(&str, &str, &str, Option<&str>, Option<&str>, Option<&str>), &str>) {
+    /// What a case resolves to: (server, token, ca, subscription, rg, location).
+    type Expected<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
+    /// One case: its settings, or (part of) the error message.
+    fn check(case: Case, expected: Result<Expected<'_>, &str>) {
         match (resolve(&case), expected) {
             (Ok(s), Ok((server, token, ca, sub, rg, loc))) => {
                 assert_eq!(s.server, server);
@@ -265,13 +279,20 @@ mod tests {
         }
     }
 
-    const ENV_ALL: &[(&str, &str)] =
-        &[("AJAR_SERVER", "https://env:2"), ("AJAR_TOKEN", "env-token"), ("AJAR_CA", "/env/ca.pem"), ("AJAR_BOOTSTRAP", "/data/bootstrap.json")];
+    const ENV_ALL: &[(&str, &str)] = &[
+        ("AJAR_SERVER", "https://env:2"),
+        ("AJAR_TOKEN", "env-token"),
+        ("AJAR_CA", "/env/ca.pem"),
+        ("AJAR_BOOTSTRAP", "/data/bootstrap.json"),
+    ];
 
     #[test]
     fn flags_beat_env_beat_bootstrap() {
         // Flags win over everything.
-        check(Case { flags: flags(), env: ENV_ALL, file: Some(boot()) }, Ok(("https://flag:1", "flag-token", "/flag/ca.pem", Some(SUB2), Some("flagrg"), Some("flagloc"))));
+        check(
+            Case { flags: flags(), env: ENV_ALL, file: Some(boot()) },
+            Ok(("https://flag:1", "flag-token", "/flag/ca.pem", Some(SUB2), Some("flagrg"), Some("flagloc"))),
+        );
         // The environment wins over the file; defaults still come from the file.
         check(
             Case { flags: Conn::default(), env: ENV_ALL, file: Some(boot()) },
@@ -305,7 +326,10 @@ mod tests {
 
     #[test]
     fn says_what_to_set() {
-        check(Case { flags: Conn::default(), env: &[], file: None }, Err("missing server URL (--server or AJAR_SERVER), token (--token or AJAR_TOKEN), CA file"));
+        check(
+            Case { flags: Conn::default(), env: &[], file: None },
+            Err("missing server URL (--server or AJAR_SERVER), token (--token or AJAR_TOKEN), CA file"),
+        );
         check(Case { flags: Conn::default(), env: &[("AJAR_SERVER", "https://x")], file: None }, Err("missing token"));
         check(Case { flags: Conn::default(), env: &[("AJAR_BOOTSTRAP", "/data/bootstrap.json")], file: None }, Err("no such file"));
         check(

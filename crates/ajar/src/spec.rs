@@ -133,8 +133,12 @@ impl FromStr for PortSpec {
                     sources = Some(list);
                 }
                 "max" if max.is_none() => max = Some(parse_duration(value)?),
-                "from" | "max" => return Err(format!("'{}' is given twice in port spec '{input}'", key.trim())),
-                other => return Err(format!("'{other}' is not a port spec key (from, max); {SPEC_SHAPE}")),
+                "from" | "max" => {
+                    return Err(format!("'{}' is given twice in port spec '{input}'", key.trim()));
+                }
+                other => {
+                    return Err(format!("'{other}' is not a port spec key (from, max); {SPEC_SHAPE}"));
+                }
             }
         }
         Ok(PortSpec { number, protocol, sources: sources.unwrap_or_else(|| vec![SourcePrefix::Any]), max: max.unwrap_or_else(default_max) })

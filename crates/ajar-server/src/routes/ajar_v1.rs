@@ -40,16 +40,16 @@ pub(super) async fn jit_status(
     if let Some(w) = &wanted
         && !["configured", "notconfigured", "unsupported"].contains(&w.as_str())
     {
-        return Err(HttpError(ApiError::bad_request("InvalidRequestContent", "state", format!("state '{w}' is not one of Configured, NotConfigured, Unsupported"))));
+        return Err(HttpError(ApiError::bad_request(
+            "InvalidRequestContent",
+            "state",
+            format!("state '{w}' is not one of Configured, NotConfigured, Unsupported"),
+        )));
     }
     let page = PageRequest { after: skip_token(&query)?, size: state.page_size };
     let found = state.store.vm_statuses(&scope(sub, rg, loc), page).await?;
-    let value = found
-        .items
-        .iter()
-        .filter(|s| wanted.as_deref().is_none_or(|w| s.state.as_str().eq_ignore_ascii_case(w)))
-        .map(status_out)
-        .collect();
+    let value =
+        found.items.iter().filter(|s| wanted.as_deref().is_none_or(|w| s.state.as_str().eq_ignore_ascii_case(w))).map(status_out).collect();
     Ok(Json(VmStatusList { value, next_link: next_link(&headers, &uri, found.next) }))
 }
 
@@ -57,7 +57,11 @@ pub(super) async fn recommended_ports() -> Json<RecommendedPorts> {
     Json(recommended())
 }
 
-pub(super) async fn enable(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Result<JsonBody, HttpError>) -> HttpResult<Json<EnableOut>> {
+pub(super) async fn enable(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Result<JsonBody, HttpError>,
+) -> HttpResult<Json<EnableOut>> {
     let mut audit = Audit {
         operation: actions::JIT_WRITE,
         subscription: None,
@@ -102,14 +106,13 @@ pub(super) async fn activity(State(state): State<AppState>, Extension(caller): E
         Some(vm) => Some(vm.parse::<VmId>().map_err(|e| HttpError(ApiError::bad_request("InvalidResourceId", "vm", e.to_string())))?.key()),
         None => None,
     };
-    let limit = match query.get("limit") {
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| *l > 0)
-            .ok_or_else(|| HttpError(ApiError::bad_request("InvalidRequestContent", "limit", "limit must be a positive whole number")))?,
-        None => DEFAULT_ACTIVITY_LIMIT,
-    };
+    let limit =
+        match query.get("limit") {
+            Some(l) => l.parse::<usize>().ok().filter(|l| *l > 0).ok_or_else(|| {
+                HttpError(ApiError::bad_request("InvalidRequestContent", "limit", "limit must be a positive whole number"))
+            })?,
+            None => DEFAULT_ACTIVITY_LIMIT,
+        };
     let q = ActivityQuery {
         resource_key,
         caller: query.get("caller").map(str::to_owned),
@@ -126,7 +129,10 @@ pub(super) async fn activity(State(state): State<AppState>, Extension(caller): E
                 HttpError(ApiError::internal())
             })?;
             Ok((
-                [(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"ajar-activity.csv\"")],
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                    (header::CONTENT_DISPOSITION, "attachment; filename=\"ajar-activity.csv\""),
+                ],
                 bytes,
             )
                 .into_response())

@@ -8,7 +8,9 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use time::OffsetDateTime;
 
 use ajar_api::ApiError;
-use ajar_api::jit::{JitNetworkAccessPoliciesList, JitNetworkAccessPolicy, JitNetworkAccessRequest, initiate_in, policy_in, policy_out, request_out};
+use ajar_api::jit::{
+    JitNetworkAccessPoliciesList, JitNetworkAccessPolicy, JitNetworkAccessRequest, initiate_in, policy_in, policy_out, request_out,
+};
 use ajar_domain::activity::actions;
 use ajar_domain::ids::Scope;
 use ajar_domain::initiate::{Caller as DomainCaller, EndSpec};
@@ -19,12 +21,16 @@ use super::{AppState, audit, location, policy_id, require_subscription, resource
 use crate::auth::Caller;
 use crate::http::{ArmPath, HttpError, HttpResult, JsonBody, Query, next_link, skip_token};
 
-async fn list(state: &AppState, caller: &Caller, scope: Scope, query: &Query, headers: &HeaderMap, uri: &Uri) -> HttpResult<Json<JitNetworkAccessPoliciesList>> {
+async fn list(
+    state: &AppState,
+    caller: &Caller,
+    scope: Scope,
+    query: &Query,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> HttpResult<Json<JitNetworkAccessPoliciesList>> {
     require_subscription(state, &scope.subscription).await?;
-    state
-        .authorizer
-        .authorize(caller, actions::JIT_READ, &format!("/subscriptions/{}", scope.subscription))
-        .map_err(HttpError)?;
+    state.authorizer.authorize(caller, actions::JIT_READ, &format!("/subscriptions/{}", scope.subscription)).map_err(HttpError)?;
     let page = PageRequest { after: skip_token(query)?, size: state.page_size };
     let found = state.store.list_policies(&scope, page).await?;
     let now = OffsetDateTime::now_utc();
@@ -79,7 +85,11 @@ pub(super) async fn list_in_resource_group_and_location(
 }
 
 fn policy_not_found(id: &ajar_domain::PolicyId) -> HttpError {
-    HttpError(ApiError::new(404, "PolicyNotFound", format!("JIT policy '{}' was not found in resource group '{}', location '{}'", id.name, id.resource_group, id.location)))
+    HttpError(ApiError::new(
+        404,
+        "PolicyNotFound",
+        format!("JIT policy '{}' was not found in resource group '{}', location '{}'", id.name, id.resource_group, id.location),
+    ))
 }
 
 pub(super) async fn get_policy(
@@ -155,7 +165,11 @@ pub(super) async fn initiate(
 ) -> HttpResult<(StatusCode, Json<JitNetworkAccessRequest>)> {
     let id = policy_id(&sub, &rg, &loc, &name)?;
     if action != "initiate" {
-        return Err(HttpError(ApiError::new(404, "NotFound", format!("'{action}' is not an action of a JIT policy; the only one is 'initiate'"))));
+        return Err(HttpError(ApiError::new(
+            404,
+            "NotFound",
+            format!("'{action}' is not an action of a JIT policy; the only one is 'initiate'"),
+        )));
     }
     let mut audit = audit(&caller, actions::JIT_INITIATE, id.to_string(), &id.subscription, Some(&id.resource_group));
     state.authorize(&caller, &id.to_string(), &audit).await?;

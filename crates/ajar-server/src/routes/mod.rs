@@ -78,7 +78,13 @@ impl AppState {
     }
 }
 
-pub(crate) fn audit(caller: &Caller, operation: &'static str, resource_id: String, subscription: &SubscriptionId, resource_group: Option<&ResourceGroup>) -> Audit {
+pub(crate) fn audit(
+    caller: &Caller,
+    operation: &'static str,
+    resource_id: String,
+    subscription: &SubscriptionId,
+    resource_group: Option<&ResourceGroup>,
+) -> Audit {
     Audit {
         operation,
         subscription: Some(subscription.to_string()),
@@ -138,7 +144,10 @@ pub(crate) fn scope(sub: SubscriptionId, rg: Option<ResourceGroup>, loc: Option<
 
 /// ARM requires `api-version` on every call, and ajar serves one.
 async fn require_api_version(req: Request, next: Next) -> Response {
-    let version = req.uri().query().and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "api-version").map(|(_, v)| v.into_owned()));
+    let version = req
+        .uri()
+        .query()
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "api-version").map(|(_, v)| v.into_owned()));
     match version.as_deref() {
         Some(API_VERSION) => next.run(req).await,
         None => HttpError(ApiError::new(
@@ -148,8 +157,12 @@ async fn require_api_version(req: Request, next: Next) -> Response {
         ))
         .into_response(),
         Some(other) => HttpError(
-            ApiError::new(400, "InvalidApiVersionParameter", format!("api-version '{other}' is not supported; the supported version is '{API_VERSION}'"))
-                .with_target(Some("api-version".into())),
+            ApiError::new(
+                400,
+                "InvalidApiVersionParameter",
+                format!("api-version '{other}' is not supported; the supported version is '{API_VERSION}'"),
+            )
+            .with_target(Some("api-version".into())),
         )
         .into_response(),
     }
@@ -158,10 +171,20 @@ async fn require_api_version(req: Request, next: Next) -> Response {
 /// ARM path segments are case-insensitive; axum's routes are not. Spell the
 /// fixed segments canonically before routing.
 fn canonical_path(mut req: Request) -> Request {
-    const LITERALS: [&str; 8] = ["subscriptions", "resourceGroups", "providers", "Microsoft.Security", "locations", "jitNetworkAccessPolicies", "Microsoft.Compute", "virtualMachines"];
+    const LITERALS: [&str; 8] = [
+        "subscriptions",
+        "resourceGroups",
+        "providers",
+        "Microsoft.Security",
+        "locations",
+        "jitNetworkAccessPolicies",
+        "Microsoft.Compute",
+        "virtualMachines",
+    ];
     let uri = req.uri();
     let path = uri.path();
-    let fixed: Vec<&str> = path.split('/').map(|seg| LITERALS.iter().find(|l| l.eq_ignore_ascii_case(seg)).copied().unwrap_or(seg)).collect();
+    let fixed: Vec<&str> =
+        path.split('/').map(|seg| LITERALS.iter().find(|l| l.eq_ignore_ascii_case(seg)).copied().unwrap_or(seg)).collect();
     let fixed = fixed.join("/");
     if fixed != path {
         let rebuilt = match uri.query() {

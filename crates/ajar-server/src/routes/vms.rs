@@ -17,7 +17,10 @@ use super::{AppState, audit, created_or_ok, require_subscription, resource_group
 use crate::auth::Caller;
 use crate::http::{ArmPath, HttpError, HttpResult, JsonBody, Query, next_link, skip_token};
 
-pub(super) async fn list_subscriptions(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> HttpResult<Json<SubscriptionList>> {
+pub(super) async fn list_subscriptions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> HttpResult<Json<SubscriptionList>> {
     let mut value = Vec::new();
     for s in state.store.subscriptions().await? {
         if state.authorizer.authorize(&caller, actions::SUBSCRIPTIONS_READ, &format!("/subscriptions/{}", s.id)).is_ok() {
@@ -27,12 +30,16 @@ pub(super) async fn list_subscriptions(State(state): State<AppState>, Extension(
     Ok(Json(SubscriptionList { value }))
 }
 
-async fn list(state: &AppState, caller: &Caller, scope: Scope, query: &Query, headers: &HeaderMap, uri: &Uri) -> HttpResult<Json<VirtualMachineList>> {
+async fn list(
+    state: &AppState,
+    caller: &Caller,
+    scope: Scope,
+    query: &Query,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> HttpResult<Json<VirtualMachineList>> {
     require_subscription(state, &scope.subscription).await?;
-    state
-        .authorizer
-        .authorize(caller, actions::VM_READ, &format!("/subscriptions/{}", scope.subscription))
-        .map_err(HttpError)?;
+    state.authorizer.authorize(caller, actions::VM_READ, &format!("/subscriptions/{}", scope.subscription)).map_err(HttpError)?;
     let page = PageRequest { after: skip_token(query)?, size: state.page_size };
     let found = state.store.list_vms(&scope, page).await?;
     Ok(Json(VirtualMachineList { value: found.items.iter().map(vm_out).collect(), next_link: next_link(headers, uri, found.next) }))
@@ -67,11 +74,9 @@ pub(super) async fn get_vm(
 ) -> HttpResult<Json<VirtualMachine>> {
     let id = vm_id(&sub, &rg, &name)?;
     state.authorizer.authorize(&caller, actions::VM_READ, &id.to_string()).map_err(HttpError)?;
-    let vm = state
-        .store
-        .get_vm(&id)
-        .await?
-        .ok_or_else(|| HttpError(ApiError::new(404, "ResourceNotFound", format!("virtual machine '{}' is not in the inventory", id.name))))?;
+    let vm = state.store.get_vm(&id).await?.ok_or_else(|| {
+        HttpError(ApiError::new(404, "ResourceNotFound", format!("virtual machine '{}' is not in the inventory", id.name)))
+    })?;
     Ok(Json(vm_out(&vm)))
 }
 

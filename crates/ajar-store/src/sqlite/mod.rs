@@ -28,7 +28,8 @@ use ajar_domain::status::VmJitStatus;
 use ajar_domain::{PolicyId, VmId};
 
 use crate::{
-    BootstrapPlan, Defaults, Page, PageRequest, PolicyView, Principal, PutOutcome, Store, StoreError, StoreResult, Subscription, TokenPurpose,
+    BootstrapPlan, Defaults, Page, PageRequest, PolicyView, Principal, PutOutcome, Store, StoreError, StoreResult, Subscription,
+    TokenPurpose,
 };
 
 /// Most operations one commit carries.
@@ -201,11 +202,9 @@ fn open_connection(path: &Path, writable: bool) -> StoreResult<Connection> {
     // WAL: readers never block the writer. synchronous=FULL: a commit is on disk
     // before the caller hears it succeeded, so an acknowledged request survives
     // a crash of the process or of the machine.
-    conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
-        .map_err(|e| backend("configuring the connection", e))?;
+    conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;").map_err(|e| backend("configuring the connection", e))?;
     if writable {
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
-            .map_err(|e| backend("enabling WAL", e))?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").map_err(|e| backend("enabling WAL", e))?;
     }
     Ok(conn)
 }
@@ -237,10 +236,7 @@ impl SqliteStore {
     {
         let (reply, answer) = oneshot::channel();
         let job = WriteJob { work: Some(work), audit, outcome: None, reply };
-        self.writer
-            .send(Box::new(job))
-            .await
-            .map_err(|_| StoreError::Backend("the store's writer has stopped".into()))?;
+        self.writer.send(Box::new(job)).await.map_err(|_| StoreError::Backend("the store's writer has stopped".into()))?;
         answer.await.map_err(|_| StoreError::Backend("the store's writer dropped the operation".into()))?
     }
 
@@ -310,7 +306,8 @@ impl Store for SqliteStore {
     async fn put_policy(&self, policy: Policy, limits: Limits, audit: Audit) -> StoreResult<(PutOutcome, PolicyView)> {
         self.write(Some(audit), move |tx, now| {
             let (outcome, revoked) = ops::put_policy(tx, &policy, &limits, now)?;
-            let view = ops::policy_view(tx, &policy.id.key())?.ok_or_else(|| StoreError::Backend("policy vanished after writing it".into()))?;
+            let view =
+                ops::policy_view(tx, &policy.id.key())?.ok_or_else(|| StoreError::Backend("policy vanished after writing it".into()))?;
             Ok(((outcome, view), revoked_details(revoked)))
         })
         .await
@@ -335,7 +332,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn enable(&self, vms: Vec<VmId>, policy_name: PolicyName, ports: Option<Vec<PortRule>>, limits: Limits, audit: Audit) -> StoreResult<Vec<PolicyView>> {
+    async fn enable(
+        &self,
+        vms: Vec<VmId>,
+        policy_name: PolicyName,
+        ports: Option<Vec<PortRule>>,
+        limits: Limits,
+        audit: Audit,
+    ) -> StoreResult<Vec<PolicyView>> {
         self.write(Some(audit), move |tx, now| {
             let keys = ops::enable(tx, &vms, &policy_name, ports.as_deref(), &limits, now)?;
             let mut views = Vec::with_capacity(keys.len());
@@ -382,10 +386,7 @@ impl Store for SqliteStore {
     async fn record(&self, audit: Audit, outcome: Outcome) -> StoreResult<()> {
         let (reply, answer) = oneshot::channel();
         let job = RecordJob { audit, outcome, written: None, reply };
-        self.writer
-            .send(Box::new(job))
-            .await
-            .map_err(|_| StoreError::Backend("the store's writer has stopped".into()))?;
+        self.writer.send(Box::new(job)).await.map_err(|_| StoreError::Backend("the store's writer has stopped".into()))?;
         answer.await.map_err(|_| StoreError::Backend("the store's writer dropped the operation".into()))?
     }
 

@@ -8,7 +8,9 @@ use time::OffsetDateTime;
 
 use ajar_domain::activity::{ActivityEntry, ActivityQuery, Audit, Outcome};
 use ajar_domain::ids::{PolicyName, Scope};
-use ajar_domain::initiate::{AccessRequest, Caller, Grant, GrantStatus, InitiateDraft, RequestVm, StatusReason, grant_still_allowed, plan_initiate};
+use ajar_domain::initiate::{
+    AccessRequest, Caller, Grant, GrantStatus, InitiateDraft, RequestVm, StatusReason, grant_still_allowed, plan_initiate,
+};
 use ajar_domain::inventory::{EnforcementPoint, Vm};
 use ajar_domain::policy::{Limits, Policy, PortRule, VmPolicy, default_ports, validate_policy, vm_target};
 use ajar_domain::status::{VmJitStatus, jit_state, recent_window_start};
@@ -16,7 +18,10 @@ use ajar_domain::{AccessDuration, ErrorCode, PolicyId, Problem, SubscriptionId, 
 
 use super::codec::{decode_addresses, decode_protocol, decode_sources, encode_addresses, encode_sources, from_ns, to_ns};
 use super::{backend, chain_hash};
-use crate::{BootstrapPlan, Defaults, Page, PageRequest, PolicyView, Principal, PutOutcome, REQUEST_HISTORY, StoreError, StoreResult, Subscription, TokenPurpose};
+use crate::{
+    BootstrapPlan, Defaults, Page, PageRequest, PolicyView, Principal, PutOutcome, REQUEST_HISTORY, StoreError, StoreResult, Subscription,
+    TokenPurpose,
+};
 
 fn db(context: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |e| backend(context, e)
@@ -61,8 +66,12 @@ pub(crate) fn bootstrap(c: &Connection, plan: &BootstrapPlan, now: OffsetDateTim
     let mut token = c
         .prepare_cached("INSERT INTO tokens (hash, principal_id, purpose, created_ns) VALUES (?1, ?2, ?3, ?4)")
         .map_err(db("storing tokens"))?;
-    token.execute(params![plan.admin_token_hash.as_slice(), admin_id, TokenPurpose::Api.as_str(), now_ns]).map_err(db("storing the admin token"))?;
-    token.execute(params![plan.join_token_hash.as_slice(), join_id, TokenPurpose::Join.as_str(), now_ns]).map_err(db("storing the join token"))?;
+    token
+        .execute(params![plan.admin_token_hash.as_slice(), admin_id, TokenPurpose::Api.as_str(), now_ns])
+        .map_err(db("storing the admin token"))?;
+    token
+        .execute(params![plan.join_token_hash.as_slice(), join_id, TokenPurpose::Join.as_str(), now_ns])
+        .map_err(db("storing the join token"))?;
     let mut setting = c.prepare_cached("INSERT INTO settings (name, value) VALUES (?1, ?2)").map_err(db("storing settings"))?;
     for (name, value) in [
         ("subscription", plan.subscription.id.as_str()),
@@ -71,10 +80,19 @@ pub(crate) fn bootstrap(c: &Connection, plan: &BootstrapPlan, now: OffsetDateTim
     ] {
         setting.execute(params![name, value]).map_err(db("storing settings"))?;
     }
-    Ok(Defaults { subscription: plan.subscription.id.clone(), resource_group: plan.resource_group.clone(), location: plan.location.clone() })
+    Ok(Defaults {
+        subscription: plan.subscription.id.clone(),
+        resource_group: plan.resource_group.clone(),
+        location: plan.location.clone(),
+    })
 }
 
-pub(crate) fn principal_for_token(c: &Connection, hash: &[u8; 32], purpose: TokenPurpose, now: OffsetDateTime) -> StoreResult<Option<Principal>> {
+pub(crate) fn principal_for_token(
+    c: &Connection,
+    hash: &[u8; 32],
+    purpose: TokenPurpose,
+    now: OffsetDateTime,
+) -> StoreResult<Option<Principal>> {
     c.prepare_cached(
         "SELECT p.id, p.name FROM tokens t JOIN principals p ON p.id = t.principal_id
          WHERE t.hash = ?1 AND t.purpose = ?2 AND t.revoked_ns IS NULL AND (t.expires_ns IS NULL OR t.expires_ns > ?3)",
@@ -141,7 +159,10 @@ pub(crate) fn put_vm(c: &Connection, vm: &Vm, now: OffsetDateTime) -> StoreResul
             return Err(Problem::at(
                 ErrorCode::InvalidVirtualMachine,
                 "location",
-                format!("the machine is in JIT policy '{policy}' of location '{}'; remove it from that policy before moving it", policy.location),
+                format!(
+                    "the machine is in JIT policy '{policy}' of location '{}'; remove it from that policy before moving it",
+                    policy.location
+                ),
             )
             .into());
         }
@@ -203,7 +224,8 @@ fn page_of<T>(mut items: Vec<(String, T)>, size: usize) -> Page<T> {
 
 pub(crate) fn list_vms(c: &Connection, scope: &Scope, page: &PageRequest) -> StoreResult<Page<Vm>> {
     let rows = vm_rows(c, scope, page)?;
-    let items = rows.into_iter().map(|(key, id, loc, os, addrs)| Ok((key, vm_from_row(id, loc, os, addrs)?))).collect::<StoreResult<Vec<_>>>()?;
+    let items =
+        rows.into_iter().map(|(key, id, loc, os, addrs)| Ok((key, vm_from_row(id, loc, os, addrs)?))).collect::<StoreResult<Vec<_>>>()?;
     Ok(page_of(items, page.size))
 }
 
@@ -258,12 +280,16 @@ fn load_policy(c: &Connection, key: &str) -> StoreResult<Option<StoredPolicy>> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(db("reading a policy's VMs"))?;
     let mut ports_stmt = c
-        .prepare_cached("SELECT number, protocol, sources, sources_is_list, max_duration_ns FROM policy_ports WHERE vm_key = ?1 ORDER BY ord")
+        .prepare_cached(
+            "SELECT number, protocol, sources, sources_is_list, max_duration_ns FROM policy_ports WHERE vm_key = ?1 ORDER BY ord",
+        )
         .map_err(db("reading a policy's ports"))?;
     let mut vms = Vec::with_capacity(vm_rows.len());
     for (vm_key, vm_id, public_ip) in vm_rows {
         let rows = ports_stmt
-            .query_map([&vm_key], |r| Ok((r.get::<_, u16>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, bool>(3)?, r.get::<_, i64>(4)?)))
+            .query_map([&vm_key], |r| {
+                Ok((r.get::<_, u16>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, bool>(3)?, r.get::<_, i64>(4)?))
+            })
             .map_err(db("reading a policy's ports"))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(db("reading a policy's ports"))?;
@@ -400,7 +426,10 @@ pub(crate) fn put_policy(c: &Connection, policy: &Policy, limits: &Limits, now: 
             return Err(Problem::at(
                 ErrorCode::VirtualMachineInAnotherPolicy,
                 &format!("{}.id", vm_target(i)),
-                format!("virtual machine '{}' is already configured in JIT policy '{other}'; edit or remove that policy first", vm_policy.vm),
+                format!(
+                    "virtual machine '{}' is already configured in JIT policy '{other}'; edit or remove that policy first",
+                    vm_policy.vm
+                ),
             )
             .into());
         }
@@ -425,7 +454,10 @@ pub(crate) fn put_policy(c: &Connection, policy: &Policy, limits: &Limits, now: 
         now_ns
     ])
     .map_err(db("writing a policy"))?;
-    c.prepare_cached("DELETE FROM policy_vms WHERE policy_key = ?1").map_err(db("replacing a policy's VMs"))?.execute([&key]).map_err(db("replacing a policy's VMs"))?;
+    c.prepare_cached("DELETE FROM policy_vms WHERE policy_key = ?1")
+        .map_err(db("replacing a policy's VMs"))?
+        .execute([&key])
+        .map_err(db("replacing a policy's VMs"))?;
     let mut vm_stmt = c
         .prepare_cached("INSERT INTO policy_vms (vm_key, policy_key, vm_id, ord, public_ip) VALUES (?1, ?2, ?3, ?4, ?5)")
         .map_err(db("writing a policy's VMs"))?;
@@ -436,7 +468,9 @@ pub(crate) fn put_policy(c: &Connection, policy: &Policy, limits: &Limits, now: 
         .map_err(db("writing a policy's ports"))?;
     for (i, vm_policy) in policy.vms.iter().enumerate() {
         let vm_key = vm_policy.vm.key();
-        vm_stmt.execute(params![vm_key, key, vm_policy.vm.to_string(), i as i64, vm_policy.public_ip]).map_err(db("writing a policy's VMs"))?;
+        vm_stmt
+            .execute(params![vm_key, key, vm_policy.vm.to_string(), i as i64, vm_policy.public_ip])
+            .map_err(db("writing a policy's VMs"))?;
         for (j, port) in vm_policy.ports.iter().enumerate() {
             let (sources, is_list) = encode_sources(&port.sources);
             let max_ns = i64::try_from(port.max_duration.as_duration().whole_nanoseconds()).unwrap_or(i64::MAX);
@@ -475,7 +509,9 @@ fn revoke_disallowed(c: &Connection, uid: &str, policy: Option<&Policy>, now: Of
         }
     }
     let mut update = c
-        .prepare_cached("UPDATE grants SET status = 'Revoked', reason = 'UserRequested' WHERE request_seq = ?1 AND vm_key = ?2 AND number = ?3")
+        .prepare_cached(
+            "UPDATE grants SET status = 'Revoked', reason = 'UserRequested' WHERE request_seq = ?1 AND vm_key = ?2 AND number = ?3",
+        )
         .map_err(db("revoking grants"))?;
     for (seq, vm_key, number) in &doomed {
         update.execute(params![seq, vm_key, number]).map_err(db("revoking grants"))?;
@@ -486,7 +522,10 @@ fn revoke_disallowed(c: &Connection, uid: &str, policy: Option<&Policy>, now: Of
 pub(crate) fn delete_policy(c: &Connection, key: &str, now: OffsetDateTime) -> StoreResult<(bool, u64)> {
     let Some(stored) = load_policy(c, key)? else { return Ok((false, 0)) };
     let revoked = revoke_disallowed(c, &stored.uid, None, now)?;
-    c.prepare_cached("DELETE FROM policies WHERE key = ?1").map_err(db("deleting a policy"))?.execute([key]).map_err(db("deleting a policy"))?;
+    c.prepare_cached("DELETE FROM policies WHERE key = ?1")
+        .map_err(db("deleting a policy"))?
+        .execute([key])
+        .map_err(db("deleting a policy"))?;
     Ok((true, revoked))
 }
 
@@ -507,7 +546,9 @@ pub(crate) fn enable(
     for (i, id) in vms.iter().enumerate() {
         let target = format!("virtualMachines[{i}]");
         let Some(vm) = get_vm(c, &id.key())? else {
-            return Err(Problem::at(ErrorCode::VirtualMachineNotFound, &target, format!("virtual machine '{id}' is not in the inventory")).into());
+            return Err(
+                Problem::at(ErrorCode::VirtualMachineNotFound, &target, format!("virtual machine '{id}' is not in the inventory")).into()
+            );
         };
         if let Some(other) = policy_of_vm(c, &id.key())? {
             return Err(Problem::at(
@@ -517,7 +558,12 @@ pub(crate) fn enable(
             )
             .into());
         }
-        let policy_id = PolicyId { subscription: id.subscription.clone(), resource_group: id.resource_group.clone(), location: vm.location.clone(), name: name.clone() };
+        let policy_id = PolicyId {
+            subscription: id.subscription.clone(),
+            resource_group: id.resource_group.clone(),
+            location: vm.location.clone(),
+            name: name.clone(),
+        };
         let key = policy_id.key();
         let policy = match policies.remove(&key) {
             Some(p) => p,
@@ -540,9 +586,20 @@ pub(crate) fn enable(
 // ---------------------------------------------------------------- requests
 
 /// Stores a checked request. Returns it and how many older grants it superseded.
-pub(crate) fn initiate(c: &Connection, key: &str, draft: &InitiateDraft, caller: &Caller, now: OffsetDateTime) -> StoreResult<(AccessRequest, u64)> {
+pub(crate) fn initiate(
+    c: &Connection,
+    key: &str,
+    draft: &InitiateDraft,
+    caller: &Caller,
+    now: OffsetDateTime,
+) -> StoreResult<(AccessRequest, u64)> {
     let Some(stored) = load_policy(c, key)? else {
-        return Err(Problem::new(ErrorCode::PolicyNotFound, None, "no JIT policy with this name exists in this resource group and location").into());
+        return Err(Problem::new(
+            ErrorCode::PolicyNotFound,
+            None,
+            "no JIT policy with this name exists in this resource group and location",
+        )
+        .into());
     };
     let request = plan_initiate(&stored.policy, draft, caller, now, uuid::Uuid::new_v4().to_string())?;
     let now_ns = to_ns(now);
@@ -739,7 +796,8 @@ pub(crate) fn append_activity(
     ])
     .map_err(db("writing the activity log"))?;
     let seq = c.last_insert_rowid();
-    let mut subject = c.prepare_cached("INSERT OR IGNORE INTO activity_subjects (key, seq) VALUES (?1, ?2)").map_err(db("writing the activity log"))?;
+    let mut subject =
+        c.prepare_cached("INSERT OR IGNORE INTO activity_subjects (key, seq) VALUES (?1, ?2)").map_err(db("writing the activity log"))?;
     subject.execute(params![audit.resource_id.to_lowercase(), seq]).map_err(db("writing the activity log"))?;
     for key in &audit.subjects {
         subject.execute(params![key, seq]).map_err(db("writing the activity log"))?;

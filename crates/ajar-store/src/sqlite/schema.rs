@@ -130,8 +130,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
         let version = i + 1;
         let tx = conn.transaction().map_err(|e| StoreError::Backend(format!("migration {version}: {e}")))?;
         tx.execute_batch(sql).map_err(|e| StoreError::Backend(format!("migration {version}: {e}")))?;
-        tx.pragma_update(None, "user_version", version as i64)
-            .map_err(|e| StoreError::Backend(format!("migration {version}: {e}")))?;
+        tx.pragma_update(None, "user_version", version as i64).map_err(|e| StoreError::Backend(format!("migration {version}: {e}")))?;
         tx.commit().map_err(|e| StoreError::Backend(format!("migration {version}: {e}")))?;
         tracing::info!(version, "applied schema migration");
     }

@@ -8,6 +8,8 @@ mod serve;
 mod status;
 mod vm;
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 
 use ajar_client::Client;
@@ -38,7 +40,12 @@ impl Ctx {
 /// stdout and stderr are for results and errors.
 fn init_client_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .try_init();
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {

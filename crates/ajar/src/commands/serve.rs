@@ -1,6 +1,8 @@
 //! `ajar serve`: validated flags → `ServeConfig` → `ajar_server::run` until
 //! SIGTERM or SIGINT.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -22,13 +24,19 @@ pub fn config(args: &ServeArgs) -> Result<ServeConfig, UsageError> {
         (Some(cert), Some(key)) => TlsSource::Given { cert: cert.clone(), key: key.clone() },
         (None, None) => TlsSource::SelfSigned { extra_sans: args.sans.clone() },
         // clap's `requires` already refuses these; kept for direct callers.
-        _ => return Err(UsageError::new("give --tls-cert and --tls-key together, or neither for a self-signed certificate")),
+        _ => {
+            return Err(UsageError::new("give --tls-cert and --tls-key together, or neither for a self-signed certificate"));
+        }
     };
     Ok(ServeConfig {
         data_dir: args.data_dir.clone(),
         listen: args.listen,
         tls,
-        first_start: FirstStart { subscription: args.subscription_id.clone(), resource_group: args.resource_group.clone(), location: args.location.clone() },
+        first_start: FirstStart {
+            subscription: args.subscription_id.clone(),
+            resource_group: args.resource_group.clone(),
+            location: args.location.clone(),
+        },
         limits: Limits { min_max_duration: args.min_max_request_duration, max_max_duration: args.max_max_request_duration },
         page_size: args.page_size,
         max_body_bytes: args.max_body_bytes,
@@ -37,7 +45,8 @@ pub fn config(args: &ServeArgs) -> Result<ServeConfig, UsageError> {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour codes only for a terminal: log files and journald get plain text.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -83,9 +92,18 @@ mod tests {
     #[test]
     fn builds_the_config() {
         check(&[], Ok("127.0.0.1:8443 SelfSigned { extra_sans: [] } PT5M P1D 100"));
-        check(&["--san", "jit.example", "--san", "10.0.0.1", "--page-size", "7"], Ok(r#"127.0.0.1:8443 SelfSigned { extra_sans: ["jit.example", "10.0.0.1"] } PT5M P1D 7"#));
-        check(&["--listen", "0.0.0.0:9443", "--tls-cert", "c.pem", "--tls-key", "k.pem"], Ok(r#"0.0.0.0:9443 Given { cert: "c.pem", key: "k.pem" } PT5M P1D 100"#));
-        check(&["--min-max-request-duration", "PT1H", "--max-max-request-duration", "PT1H"], Ok("127.0.0.1:8443 SelfSigned { extra_sans: [] } PT1H PT1H 100"));
+        check(
+            &["--san", "jit.example", "--san", "10.0.0.1", "--page-size", "7"],
+            Ok(r#"127.0.0.1:8443 SelfSigned { extra_sans: ["jit.example", "10.0.0.1"] } PT5M P1D 7"#),
+        );
+        check(
+            &["--listen", "0.0.0.0:9443", "--tls-cert", "c.pem", "--tls-key", "k.pem"],
+            Ok(r#"0.0.0.0:9443 Given { cert: "c.pem", key: "k.pem" } PT5M P1D 100"#),
+        );
+        check(
+            &["--min-max-request-duration", "PT1H", "--max-max-request-duration", "PT1H"],
+            Ok("127.0.0.1:8443 SelfSigned { extra_sans: [] } PT1H PT1H 100"),
+        );
         check(&["--min-max-request-duration", "PT2H", "--max-max-request-duration", "PT1H"], Err("must not exceed"));
     }
 }

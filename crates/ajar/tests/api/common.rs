@@ -123,10 +123,20 @@ impl Server {
     }
 
     pub fn policy_path(&self, name: &str) -> String {
-        format!("/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Security/locations/{}/jitNetworkAccessPolicies/{name}", self.sub, self.rg, self.loc)
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Security/locations/{}/jitNetworkAccessPolicies/{name}",
+            self.sub, self.rg, self.loc
+        )
     }
 
-    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<Vec<u8>>, content_type: &str) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        content_type: &str,
+    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
         let url = if path.starts_with("https://") { path.to_owned() } else { format!("{}{path}", self.url) };
         let mut req = self.client.request(method, url);
         if let Some(t) = token {
@@ -139,7 +149,11 @@ impl Server {
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.unwrap();
-        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())) };
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
         (status, value, headers)
     }
 
@@ -176,7 +190,8 @@ impl Server {
 
     /// Reads the store's own record of a grant's status, bypassing the API.
     pub fn stored_statuses(&self) -> Vec<(String, String)> {
-        let db = rusqlite::Connection::open_with_flags(self.data_dir().join("ajar.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let db =
+            rusqlite::Connection::open_with_flags(self.data_dir().join("ajar.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
         let mut stmt = db.prepare("SELECT status, reason FROM grants ORDER BY request_seq").unwrap();
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
     }

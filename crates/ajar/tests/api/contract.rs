@@ -80,7 +80,8 @@ async fn azure_examples_are_accepted_and_answered_in_kind() {
     assert_eq!((port["status"].as_str(), port["statusReason"].as_str()), (Some("Initiated"), Some("UserRequested")));
     assert_eq!(request["requestor"], "admin");
     assert_eq!(request["justification"], expected["justification"]);
-    let start = time::OffsetDateTime::parse(request["startTimeUtc"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    let start =
+        time::OffsetDateTime::parse(request["startTimeUtc"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
     let end = time::OffsetDateTime::parse(port["endTimeUtc"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
     assert_eq!(end - start, time::Duration::hours(1), "duration PT1H");
 
@@ -96,10 +97,24 @@ async fn azure_examples_are_accepted_and_answered_in_kind() {
     let got = s.get(&path).await;
     assert_eq!(shape(&got), shape(&get["responses"]["200"]["body"]));
     for (file, list_path) in [
-        ("GetJitNetworkAccessPoliciesSubscription_example.json", format!("/subscriptions/{EXAMPLE_SUB}/providers/Microsoft.Security/jitNetworkAccessPolicies?{API}")),
-        ("GetJitNetworkAccessPoliciesSubscriptionLocation_example.json", format!("/subscriptions/{EXAMPLE_SUB}/providers/Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies?{API}")),
-        ("GetJitNetworkAccessPoliciesResourceGroup_example.json", format!("/subscriptions/{EXAMPLE_SUB}/resourceGroups/myRg1/providers/Microsoft.Security/jitNetworkAccessPolicies?{API}")),
-        ("GetJitNetworkAccessPoliciesResourceGroupLocation_example.json", format!("/subscriptions/{EXAMPLE_SUB}/resourceGroups/myRg1/providers/Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies?{API}")),
+        (
+            "GetJitNetworkAccessPoliciesSubscription_example.json",
+            format!("/subscriptions/{EXAMPLE_SUB}/providers/Microsoft.Security/jitNetworkAccessPolicies?{API}"),
+        ),
+        (
+            "GetJitNetworkAccessPoliciesSubscriptionLocation_example.json",
+            format!("/subscriptions/{EXAMPLE_SUB}/providers/Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies?{API}"),
+        ),
+        (
+            "GetJitNetworkAccessPoliciesResourceGroup_example.json",
+            format!("/subscriptions/{EXAMPLE_SUB}/resourceGroups/myRg1/providers/Microsoft.Security/jitNetworkAccessPolicies?{API}"),
+        ),
+        (
+            "GetJitNetworkAccessPoliciesResourceGroupLocation_example.json",
+            format!(
+                "/subscriptions/{EXAMPLE_SUB}/resourceGroups/myRg1/providers/Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies?{API}"
+            ),
+        ),
     ] {
         let listed = s.get(&list_path).await;
         assert_eq!(shape(&listed), shape(&example(file)["responses"]["200"]["body"]), "{file}");
@@ -122,7 +137,10 @@ async fn lists_are_scoped_and_paged() {
     for (i, name) in names.iter().enumerate() {
         let loc = if i % 2 == 0 { s.loc.clone() } else { "east".to_owned() };
         s.add_vm(name, "Linux", &loc, "10.0.0.9").await;
-        let path = format!("/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Security/locations/{loc}/jitNetworkAccessPolicies/p{name}?{API}", s.sub, s.rg);
+        let path = format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Security/locations/{loc}/jitNetworkAccessPolicies/p{name}?{API}",
+            s.sub, s.rg
+        );
         let body = json!({"properties": {"virtualMachines": [{"id": s.vm_id(name), "ports": [{"number": 22, "protocol": "TCP", "allowedSourceAddressPrefix": "*", "maxRequestAccessDuration": "PT1H"}]}]}});
         let (st, v) = s.call(Method::PUT, &path, Some(body)).await;
         assert_eq!(st, StatusCode::OK, "{v}");
@@ -147,7 +165,9 @@ async fn lists_are_scoped_and_paged() {
     assert_eq!(east, ["pa2", "pa4"]);
     let (in_rg, _) = walk(&s, format!("/subscriptions/{}/resourceGroups/{}/{jit}/jitNetworkAccessPolicies?{API}", s.sub, s.rg)).await;
     assert_eq!(in_rg.len(), 5);
-    let (rg_loc, _) = walk(&s, format!("/subscriptions/{}/resourceGroups/{}/{jit}/locations/{}/jitNetworkAccessPolicies?{API}", s.sub, s.rg, s.loc)).await;
+    let (rg_loc, _) =
+        walk(&s, format!("/subscriptions/{}/resourceGroups/{}/{jit}/locations/{}/jitNetworkAccessPolicies?{API}", s.sub, s.rg, s.loc))
+            .await;
     assert_eq!(rg_loc, ["pa1", "pa3", "pa5"]);
     let (other_rg, _) = walk(&s, format!("/subscriptions/{}/resourceGroups/elsewhere/{jit}/jitNetworkAccessPolicies?{API}", s.sub)).await;
     assert!(other_rg.is_empty());
@@ -163,7 +183,9 @@ async fn lists_are_scoped_and_paged() {
     assert_eq!(vms, names);
     let (st, v) = s.call(Method::GET, &format!("/subscriptions/{}/{jit}/jitNetworkAccessPolicies?{API}&$skipToken=%%%", s.sub), None).await;
     assert_eq!((st.as_u16(), v["error"]["code"].as_str()), (400, Some("InvalidSkipToken")), "{v}");
-    let (st, v) = s.call(Method::GET, &format!("/subscriptions/00000000-0000-0000-0000-000000000000/{jit}/jitNetworkAccessPolicies?{API}"), None).await;
+    let (st, v) = s
+        .call(Method::GET, &format!("/subscriptions/00000000-0000-0000-0000-000000000000/{jit}/jitNetworkAccessPolicies?{API}"), None)
+        .await;
     assert_eq!((st.as_u16(), v["error"]["code"].as_str()), (404, Some("SubscriptionNotFound")), "{v}");
 }
 
@@ -184,7 +206,8 @@ async fn vm_inventory_operations() {
     // Case does not matter in ARM paths or names.
     let shouty = path.replace("resourceGroups", "RESOURCEGROUPS").replace("virtualMachines", "virtualmachines").replace("web1", "WEB1");
     assert_eq!(s.get(&shouty).await["id"], got["id"]);
-    let rg_list = s.get(&format!("/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines?{API}", s.sub, s.rg)).await;
+    let rg_list =
+        s.get(&format!("/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines?{API}", s.sub, s.rg)).await;
     assert_eq!(rg_list["value"].as_array().unwrap().len(), 1);
     let subs = s.get(&format!("/subscriptions?{API}")).await;
     assert_eq!(subs["value"][0]["subscriptionId"], s.sub.as_str());
@@ -214,7 +237,8 @@ async fn transport_errors_are_arm_errors() {
     let jit_list = format!("/subscriptions/{}/providers/Microsoft.Security/jitNetworkAccessPolicies", s.sub);
     let token = s.token.clone();
     // (method, path, token, body, content type, status, code)
-    let cases: Vec<(Method, String, Option<&str>, Option<Vec<u8>>, &str, u16, &str)> = vec![
+    type Exchange<'a> = (Method, String, Option<&'a str>, Option<Vec<u8>>, &'a str, u16, &'a str);
+    let cases: Vec<Exchange> = vec![
         (Method::GET, format!("{jit_list}?{API}"), None, None, "", 401, "AuthenticationFailed"),
         (Method::GET, format!("{jit_list}?{API}"), Some("ajar_not-a-real-token"), None, "", 401, "InvalidAuthenticationToken"),
         (Method::GET, "/ajar/v1/activity".to_owned(), None, None, "", 401, "AuthenticationFailed"),
@@ -224,7 +248,15 @@ async fn transport_errors_are_arm_errors() {
         (Method::PATCH, format!("{policy}?{API}"), Some(&token), None, "", 405, "MethodNotAllowed"),
         (Method::PUT, format!("{policy}?{API}"), Some(&token), Some(b"{}".to_vec()), "text/plain", 415, "UnsupportedMediaType"),
         (Method::PUT, format!("{policy}?{API}"), Some(&token), Some(vec![b' '; 8192]), "application/json", 413, "RequestEntityTooLarge"),
-        (Method::POST, format!("{policy}/initiate?{API}"), Some(&token), Some(b"not json".to_vec()), "application/json", 400, "InvalidInitiateInput"),
+        (
+            Method::POST,
+            format!("{policy}/initiate?{API}"),
+            Some(&token),
+            Some(b"not json".to_vec()),
+            "application/json",
+            400,
+            "InvalidInitiateInput",
+        ),
     ];
     for (method, path, token, body, ctype, status, code) in cases {
         let (st, v, headers) = s.send(method.clone(), &path, token, body, ctype).await;
@@ -255,16 +287,34 @@ async fn openapi_describes_every_route() {
         ("get", "/subscriptions/{subscriptionId}/providers/Microsoft.Security/jitNetworkAccessPolicies"),
         ("get", "/subscriptions/{subscriptionId}/providers/Microsoft.Security/locations/{ascLocation}/jitNetworkAccessPolicies"),
         ("get", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Security/jitNetworkAccessPolicies"),
-        ("get", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Security/locations/{ascLocation}/jitNetworkAccessPolicies"),
-        ("get", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Security/locations/{ascLocation}/jitNetworkAccessPolicies/{jitNetworkAccessPolicyName}"),
-        ("put", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Security/locations/{ascLocation}/jitNetworkAccessPolicies/{jitNetworkAccessPolicyName}"),
-        ("delete", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Security/locations/{ascLocation}/jitNetworkAccessPolicies/{jitNetworkAccessPolicyName}"),
-        ("post", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Security/locations/{ascLocation}/jitNetworkAccessPolicies/{jitNetworkAccessPolicyName}/{jitNetworkAccessPolicyInitiateType}"),
+        (
+            "get",
+            "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Security/locations/{ascLocation}/jitNetworkAccessPolicies",
+        ),
+        (
+            "get",
+            "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Security/locations/{ascLocation}/jitNetworkAccessPolicies/{jitNetworkAccessPolicyName}",
+        ),
+        (
+            "put",
+            "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Security/locations/{ascLocation}/jitNetworkAccessPolicies/{jitNetworkAccessPolicyName}",
+        ),
+        (
+            "delete",
+            "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Security/locations/{ascLocation}/jitNetworkAccessPolicies/{jitNetworkAccessPolicyName}",
+        ),
+        (
+            "post",
+            "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Security/locations/{ascLocation}/jitNetworkAccessPolicies/{jitNetworkAccessPolicyName}/{jitNetworkAccessPolicyInitiateType}",
+        ),
         ("get", "/subscriptions/{subscriptionId}/providers/Microsoft.Compute/virtualMachines"),
         ("get", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/virtualMachines"),
         ("get", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/virtualMachines/{vmName}"),
         ("put", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/virtualMachines/{vmName}"),
-        ("delete", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/virtualMachines/{vmName}"),
+        (
+            "delete",
+            "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/virtualMachines/{vmName}",
+        ),
         ("get", "/ajar/v1/subscriptions/{subscriptionId}/jitStatus"),
         ("get", "/ajar/v1/recommendedPorts"),
         ("post", "/ajar/v1/jit/enable"),

@@ -72,7 +72,8 @@ async fn status_flips_to_expired_at_end_time_without_readers_and_across_restarts
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(s.stored_statuses()[1], pair("Initiated", "UserRequested"), "still live in the store while the server is down");
     s.relaunch();
-    let caught_up = within(Duration::from_secs(5), || s.stored_statuses() == [pair("Revoked", "Expired"), pair("Revoked", "Expired")]).await;
+    let caught_up =
+        within(Duration::from_secs(5), || s.stored_statuses() == [pair("Revoked", "Expired"), pair("Revoked", "Expired")]).await;
     assert!(caught_up, "{:?}", s.stored_statuses());
     let policy = s.get(&format!("{}?{API}", s.policy_path("default"))).await;
     assert_eq!(port_statuses(&policy), [pair("Revoked", "Expired"), pair("Revoked", "Expired")]);
@@ -98,7 +99,11 @@ async fn acknowledged_data_survives_restarts_and_kill_9() {
     let vms = s.get(&format!("/subscriptions/{}/providers/Microsoft.Compute/virtualMachines?{API}", s.sub)).await;
     assert_eq!(vms["value"].as_array().unwrap().len(), 2);
     let log = s.activity("limit=100").await;
-    assert!(log.iter().any(|e| e["operation"] == "Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action" && e["result"] == "Succeeded"));
+    assert!(
+        log.iter().any(
+            |e| e["operation"] == "Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action" && e["result"] == "Succeeded"
+        )
+    );
 }
 
 #[tokio::test]
@@ -150,7 +155,10 @@ async fn jit_status_and_enable_with_defaults() {
     let policy = s.get(&format!("{}?{API}", s.policy_path("default"))).await;
     let vms = policy["properties"]["virtualMachines"].as_array().unwrap();
     assert_eq!(vms.len(), 2, "added beside vm1, not replacing it");
-    assert_eq!(vms[1]["ports"], json!([{"number": 3389, "protocol": "TCP", "allowedSourceAddressPrefix": "*", "maxRequestAccessDuration": "PT3H"}]));
+    assert_eq!(
+        vms[1]["ports"],
+        json!([{"number": 3389, "protocol": "TCP", "allowedSourceAddressPrefix": "*", "maxRequestAccessDuration": "PT3H"}])
+    );
     // Enabling again is refused, and changes nothing.
     let (st, v) = s.call(Method::POST, "/ajar/v1/jit/enable", Some(json!({"virtualMachines": [s.vm_id("vm2")]}))).await;
     assert_eq!((st.as_u16(), v["error"]["code"].as_str()), (400, Some("VirtualMachineInAnotherPolicy")), "{v}");
