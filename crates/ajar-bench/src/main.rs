@@ -360,6 +360,8 @@ struct Phase {
     /// Errors during the warm-up, not counted above.
     warmup_errors: u64,
     first_error: Option<String>,
+    /// Every request sent, warm-up and errors included.
+    sent: u64,
 }
 
 impl Phase {
@@ -396,6 +398,7 @@ impl Phase {
             "transportErrors": self.transport_errors,
             "warmupErrors": self.warmup_errors,
             "firstError": self.first_error,
+            "sent": self.sent,
         })
     }
 }
@@ -443,6 +446,7 @@ async fn seed(api: &Arc<Api>, n: u64) -> Result<Phase> {
         };
         hist.add(&part).context("merging histograms")?;
     }
+    let hist_len = hist.len();
     Ok(Phase {
         name: "seed: PUT VM + PUT policy".to_owned(),
         requests: hist.len(),
@@ -452,6 +456,7 @@ async fn seed(api: &Arc<Api>, n: u64) -> Result<Phase> {
         transport_errors: 0,
         warmup_errors: 0,
         first_error: None,
+        sent: hist_len,
     })
 }
 
@@ -491,6 +496,7 @@ struct TaskResult {
     warmup_errors: u64,
     first_error: Option<(Instant, String)>,
     last_done: Instant,
+    sent: u64,
 }
 
 /// `clients` tasks sending `op` on random policies for `warmup + measure`;
@@ -511,6 +517,7 @@ async fn load(api: &Arc<Api>, op: Op, clients: u32, n: u64, warmup: Duration, me
                 warmup_errors: 0,
                 first_error: None,
                 last_done: measure_start,
+                sent: 0,
             };
             let expected = op.expected();
             for _ in 0..MAX_REQUESTS_PER_TASK {
@@ -519,6 +526,7 @@ async fn load(api: &Arc<Api>, op: Op, clients: u32, n: u64, warmup: Duration, me
                     break;
                 }
                 let i = rng.gen_range(0..n);
+                r.sent += 1;
                 let outcome = send(op.request(&api, i), &format!("{} p{i}", op.name()), |s| s == expected).await;
                 let done = Instant::now();
                 let measured = t >= measure_start;
@@ -564,6 +572,7 @@ async fn load(api: &Arc<Api>, op: Op, clients: u32, n: u64, warmup: Duration, me
         transport_errors: 0,
         warmup_errors: 0,
         first_error: None,
+        sent: 0,
     };
     let mut first: Option<(Instant, String)> = None;
     let mut last_done = end;
@@ -583,6 +592,7 @@ async fn load(api: &Arc<Api>, op: Op, clients: u32, n: u64, warmup: Duration, me
         phase.status_errors += r.status_errors;
         phase.transport_errors += r.transport_errors;
         phase.warmup_errors += r.warmup_errors;
+        phase.sent += r.sent;
         last_done = last_done.max(r.last_done);
         first = match (first, r.first_error) {
             (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
@@ -706,6 +716,10 @@ async fn control_plane(args: ControlPlaneArgs) -> Result<()> {
     out.push_str(&format!(
         "- initiate: {} s warm-up (not measured) + {} s measured; GET: {} s warm-up + {} s measured; random policy each request\n",
         args.warmup, args.seconds, args.get_warmup, args.get_seconds
+    ));
+    out.push_str(&format!(
+        "- GET answers list each policy's access requests: {:.1} initiates per policy (warm-up included) preceded the GET phase\n",
+        initiate.sent as f64 / n as f64
     ));
     out.push_str(&format!(
         "- server memory at the end: peak RSS (VmHWM) {:.1} MiB, RSS (VmRSS) {:.1} MiB\n\n",

@@ -63,7 +63,7 @@ macro_rules! arm_name {
 
         impl PartialEq for $name {
             fn eq(&self, other: &Self) -> bool {
-                self.0.eq_ignore_ascii_case(&other.0) || self.key() == other.key()
+                self.key() == other.key()
             }
         }
 
@@ -121,26 +121,36 @@ impl fmt::Display for SubscriptionId {
     }
 }
 
-/// Splits `/a/b/c/d` into pairs after checking the leading slash.
-fn segments<'a>(what: &'static str, input: &'a str) -> Result<Vec<&'a str>, IdError> {
+/// One segment of a resource ID's template: a fixed word, or a named value.
+enum Segment {
+    Literal(&'static str),
+    Value(&'static str),
+}
+
+use Segment::{Literal, Value};
+
+/// Matches `input` against `template` (fixed words compare case-insensitively)
+/// and returns the values in order.
+fn match_template<'a>(what: &'static str, input: &'a str, template: &[Segment]) -> Result<Vec<&'a str>, IdError> {
     let rest = input.strip_prefix('/').ok_or_else(|| id_error(what, input, "it must start with '/subscriptions/'"))?;
     let segs: Vec<&str> = rest.split('/').collect();
     if segs.iter().any(|s| s.is_empty()) {
         return Err(id_error(what, input, "it has an empty segment"));
     }
-    Ok(segs)
-}
-
-fn expect_literal(what: &'static str, input: &str, got: Option<&&str>, literal: &str) -> Result<(), IdError> {
-    match got {
-        Some(g) if g.eq_ignore_ascii_case(literal) => Ok(()),
-        Some(g) => Err(id_error(what, input, format!("expected '{literal}' where it says '{g}'"))),
-        None => Err(id_error(what, input, format!("it ends before '{literal}'"))),
+    let mut values = Vec::new();
+    for (i, expected) in template.iter().enumerate() {
+        match (expected, segs.get(i)) {
+            (Literal(word), Some(got)) if got.eq_ignore_ascii_case(word) => {}
+            (Literal(word), Some(got)) => return Err(id_error(what, input, format!("expected '{word}' where it says '{got}'"))),
+            (Literal(word), None) => return Err(id_error(what, input, format!("it ends before '{word}'"))),
+            (Value(_), Some(got)) => values.push(*got),
+            (Value(name), None) => return Err(id_error(what, input, format!("it ends before the {name}"))),
+        }
     }
-}
-
-fn part<'a>(what: &'static str, input: &str, got: Option<&&'a str>, name: &str) -> Result<&'a str, IdError> {
-    got.copied().ok_or_else(|| id_error(what, input, format!("it ends before the {name}")))
+    if segs.len() > template.len() {
+        return Err(id_error(what, input, "it goes on after the resource name"));
+    }
+    Ok(values)
 }
 
 /// `/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}`
@@ -160,20 +170,18 @@ impl VmId {
 impl FromStr for VmId {
     type Err = IdError;
     fn from_str(input: &str) -> Result<Self, IdError> {
-        const WHAT: &str = "virtual machine ID";
-        let s = segments(WHAT, input)?;
-        expect_literal(WHAT, input, s.first(), "subscriptions")?;
-        let subscription = part(WHAT, input, s.get(1), "subscription ID")?.parse()?;
-        expect_literal(WHAT, input, s.get(2), "resourceGroups")?;
-        let resource_group = part(WHAT, input, s.get(3), "resource group name")?.parse()?;
-        expect_literal(WHAT, input, s.get(4), "providers")?;
-        expect_literal(WHAT, input, s.get(5), "Microsoft.Compute")?;
-        expect_literal(WHAT, input, s.get(6), "virtualMachines")?;
-        let name = part(WHAT, input, s.get(7), "virtual machine name")?.parse()?;
-        if s.len() > 8 {
-            return Err(id_error(WHAT, input, "it goes on after the virtual machine name"));
-        }
-        Ok(VmId { subscription, resource_group, name })
+        const TEMPLATE: [Segment; 8] = [
+            Literal("subscriptions"),
+            Value("subscription ID"),
+            Literal("resourceGroups"),
+            Value("resource group name"),
+            Literal("providers"),
+            Literal("Microsoft.Compute"),
+            Literal("virtualMachines"),
+            Value("virtual machine name"),
+        ];
+        let v = match_template("virtual machine ID", input, &TEMPLATE)?;
+        Ok(VmId { subscription: v[0].parse()?, resource_group: v[1].parse()?, name: v[2].parse()? })
     }
 }
 
@@ -205,22 +213,20 @@ impl PolicyId {
 impl FromStr for PolicyId {
     type Err = IdError;
     fn from_str(input: &str) -> Result<Self, IdError> {
-        const WHAT: &str = "JIT policy ID";
-        let s = segments(WHAT, input)?;
-        expect_literal(WHAT, input, s.first(), "subscriptions")?;
-        let subscription = part(WHAT, input, s.get(1), "subscription ID")?.parse()?;
-        expect_literal(WHAT, input, s.get(2), "resourceGroups")?;
-        let resource_group = part(WHAT, input, s.get(3), "resource group name")?.parse()?;
-        expect_literal(WHAT, input, s.get(4), "providers")?;
-        expect_literal(WHAT, input, s.get(5), "Microsoft.Security")?;
-        expect_literal(WHAT, input, s.get(6), "locations")?;
-        let location = part(WHAT, input, s.get(7), "location")?.parse()?;
-        expect_literal(WHAT, input, s.get(8), "jitNetworkAccessPolicies")?;
-        let name = part(WHAT, input, s.get(9), "policy name")?.parse()?;
-        if s.len() > 10 {
-            return Err(id_error(WHAT, input, "it goes on after the policy name"));
-        }
-        Ok(PolicyId { subscription, resource_group, location, name })
+        const TEMPLATE: [Segment; 10] = [
+            Literal("subscriptions"),
+            Value("subscription ID"),
+            Literal("resourceGroups"),
+            Value("resource group name"),
+            Literal("providers"),
+            Literal("Microsoft.Security"),
+            Literal("locations"),
+            Value("location"),
+            Literal("jitNetworkAccessPolicies"),
+            Value("policy name"),
+        ];
+        let v = match_template("JIT policy ID", input, &TEMPLATE)?;
+        Ok(PolicyId { subscription: v[0].parse()?, resource_group: v[1].parse()?, location: v[2].parse()?, name: v[3].parse()? })
     }
 }
 

@@ -13,12 +13,11 @@ use ajar_api::ajar_v1::{EnableOut, RecommendedPorts, VmStatusList, enable_in, re
 use ajar_api::jit::policy_out;
 use ajar_domain::VmId;
 use ajar_domain::activity::{ActivityQuery, Audit, actions};
-use ajar_store::PageRequest;
 use time::OffsetDateTime;
 
-use super::{AppState, location, require_subscription, resource_group, scope, subscription};
+use super::{AppState, ScopeParams};
 use crate::auth::Caller;
-use crate::http::{ArmPath, HttpError, HttpResult, JsonBody, Query, next_link, skip_token};
+use crate::http::{ArmPath, HttpError, HttpResult, JsonBody, Query, next_link};
 
 /// Most activity entries one answer carries unless `limit` says otherwise.
 const DEFAULT_ACTIVITY_LIMIT: usize = 1000;
@@ -31,11 +30,8 @@ pub(super) async fn jit_status(
     headers: HeaderMap,
     uri: Uri,
 ) -> HttpResult<Json<VmStatusList>> {
-    let sub = subscription(&sub)?;
-    require_subscription(&state, &sub).await?;
-    state.authorizer.authorize(&caller, actions::JIT_READ, &format!("/subscriptions/{sub}")).map_err(HttpError)?;
-    let rg = query.get("resourceGroup").map(resource_group).transpose()?;
-    let loc = query.get("location").map(location).transpose()?;
+    let params = ScopeParams { sub, rg: query.get("resourceGroup").map(str::to_owned), loc: query.get("location").map(str::to_owned) };
+    let (scope, page) = state.listing(&caller, actions::JIT_READ, &params, &query).await?;
     let wanted = query.get("state").map(str::to_ascii_lowercase);
     if let Some(w) = &wanted
         && !["configured", "notconfigured", "unsupported"].contains(&w.as_str())
@@ -46,8 +42,7 @@ pub(super) async fn jit_status(
             format!("state '{w}' is not one of Configured, NotConfigured, Unsupported"),
         )));
     }
-    let page = PageRequest { after: skip_token(&query)?, size: state.page_size };
-    let found = state.store.vm_statuses(&scope(sub, rg, loc), page).await?;
+    let found = state.store.vm_statuses(&scope, page).await?;
     let value =
         found.items.iter().filter(|s| wanted.as_deref().is_none_or(|w| s.state.as_str().eq_ignore_ascii_case(w))).map(status_out).collect();
     Ok(Json(VmStatusList { value, next_link: next_link(&headers, &uri, found.next) }))

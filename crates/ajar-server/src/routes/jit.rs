@@ -12,76 +12,29 @@ use ajar_api::jit::{
     JitNetworkAccessPoliciesList, JitNetworkAccessPolicy, JitNetworkAccessRequest, initiate_in, policy_in, policy_out, request_out,
 };
 use ajar_domain::activity::actions;
-use ajar_domain::ids::Scope;
 use ajar_domain::initiate::{Caller as DomainCaller, EndSpec};
 use ajar_domain::policy::Policy;
-use ajar_store::PageRequest;
 
-use super::{AppState, audit, location, policy_id, require_subscription, resource_group, scope, subscription};
+use super::{AppState, ScopeParams, audit, policy_id};
 use crate::auth::Caller;
-use crate::http::{ArmPath, HttpError, HttpResult, JsonBody, Query, next_link, skip_token};
+use crate::http::{ArmPath, HttpError, HttpResult, JsonBody, Query, next_link};
 
-async fn list(
-    state: &AppState,
-    caller: &Caller,
-    scope: Scope,
-    query: &Query,
-    headers: &HeaderMap,
-    uri: &Uri,
+/// All four list operations: subscription, location, resource group, both.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmPath(params): ArmPath<ScopeParams>,
+    query: Query,
+    headers: HeaderMap,
+    uri: Uri,
 ) -> HttpResult<Json<JitNetworkAccessPoliciesList>> {
-    require_subscription(state, &scope.subscription).await?;
-    state.authorizer.authorize(caller, actions::JIT_READ, &format!("/subscriptions/{}", scope.subscription)).map_err(HttpError)?;
-    let page = PageRequest { after: skip_token(query)?, size: state.page_size };
+    let (scope, page) = state.listing(&caller, actions::JIT_READ, &params, &query).await?;
     let found = state.store.list_policies(&scope, page).await?;
     let now = OffsetDateTime::now_utc();
     Ok(Json(JitNetworkAccessPoliciesList {
         value: found.items.iter().map(|v| policy_out(&v.policy, &v.requests, now)).collect(),
-        next_link: next_link(headers, uri, found.next),
+        next_link: next_link(&headers, &uri, found.next),
     }))
-}
-
-pub(super) async fn list_in_subscription(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    ArmPath(sub): ArmPath<String>,
-    query: Query,
-    headers: HeaderMap,
-    uri: Uri,
-) -> HttpResult<Json<JitNetworkAccessPoliciesList>> {
-    list(&state, &caller, scope(subscription(&sub)?, None, None), &query, &headers, &uri).await
-}
-
-pub(super) async fn list_in_location(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    ArmPath((sub, loc)): ArmPath<(String, String)>,
-    query: Query,
-    headers: HeaderMap,
-    uri: Uri,
-) -> HttpResult<Json<JitNetworkAccessPoliciesList>> {
-    list(&state, &caller, scope(subscription(&sub)?, None, Some(location(&loc)?)), &query, &headers, &uri).await
-}
-
-pub(super) async fn list_in_resource_group(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    ArmPath((sub, rg)): ArmPath<(String, String)>,
-    query: Query,
-    headers: HeaderMap,
-    uri: Uri,
-) -> HttpResult<Json<JitNetworkAccessPoliciesList>> {
-    list(&state, &caller, scope(subscription(&sub)?, Some(resource_group(&rg)?), None), &query, &headers, &uri).await
-}
-
-pub(super) async fn list_in_resource_group_and_location(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    ArmPath((sub, rg, loc)): ArmPath<(String, String, String)>,
-    query: Query,
-    headers: HeaderMap,
-    uri: Uri,
-) -> HttpResult<Json<JitNetworkAccessPoliciesList>> {
-    list(&state, &caller, scope(subscription(&sub)?, Some(resource_group(&rg)?), Some(location(&loc)?)), &query, &headers, &uri).await
 }
 
 fn policy_not_found(id: &ajar_domain::PolicyId) -> HttpError {

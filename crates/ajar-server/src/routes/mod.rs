@@ -22,11 +22,11 @@ use ajar_domain::activity::{Audit, Outcome};
 use ajar_domain::ids::Scope;
 use ajar_domain::policy::Limits;
 use ajar_domain::{Location, PolicyId, PolicyName, ResourceGroup, SubscriptionId, VmId, VmName};
-use ajar_store::Store;
+use ajar_store::{PageRequest, Store};
 
 use crate::auth::{self, AnyAuthenticatedPrincipal, Authorizer, Caller};
 use crate::config::ServeConfig;
-use crate::http::{HttpError, HttpResult};
+use crate::http::{HttpError, HttpResult, Query, skip_token};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -138,8 +138,35 @@ pub(crate) async fn require_subscription(state: &AppState, id: &SubscriptionId) 
     }
 }
 
-pub(crate) fn scope(sub: SubscriptionId, rg: Option<ResourceGroup>, loc: Option<Location>) -> Scope {
-    Scope { subscription: sub, resource_group: rg, location: loc }
+/// The scope of a list, from whichever of these the route's path (or query) names.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ScopeParams {
+    pub(crate) sub: String,
+    #[serde(default)]
+    pub(crate) rg: Option<String>,
+    #[serde(default)]
+    pub(crate) loc: Option<String>,
+}
+
+impl AppState {
+    /// What every list does first: checks the scope exists and the caller may
+    /// read it, and reads the page asked for.
+    pub(crate) async fn listing(
+        &self,
+        caller: &Caller,
+        action: &str,
+        params: &ScopeParams,
+        query: &Query,
+    ) -> HttpResult<(Scope, PageRequest)> {
+        let scope = Scope {
+            subscription: subscription(&params.sub)?,
+            resource_group: params.rg.as_deref().map(resource_group).transpose()?,
+            location: params.loc.as_deref().map(location).transpose()?,
+        };
+        require_subscription(self, &scope.subscription).await?;
+        self.authorizer.authorize(caller, action, &format!("/subscriptions/{}", scope.subscription)).map_err(HttpError)?;
+        Ok((scope, PageRequest { after: skip_token(query)?, size: self.page_size }))
+    }
 }
 
 /// ARM requires `api-version` on every call, and ajar serves one.
@@ -228,14 +255,14 @@ pub fn router(state: AppState) -> Router {
     let vms = "providers/Microsoft.Compute/virtualMachines";
     let arm = Router::new()
         .route("/subscriptions", get(vms::list_subscriptions))
-        .route(&format!("{SUB}/{jit}"), get(jit::list_in_subscription))
-        .route(&format!("{SUB}/{jit_loc}"), get(jit::list_in_location))
-        .route(&format!("{RG}/{jit}"), get(jit::list_in_resource_group))
-        .route(&format!("{RG}/{jit_loc}"), get(jit::list_in_resource_group_and_location))
+        .route(&format!("{SUB}/{jit}"), get(jit::list))
+        .route(&format!("{SUB}/{jit_loc}"), get(jit::list))
+        .route(&format!("{RG}/{jit}"), get(jit::list))
+        .route(&format!("{RG}/{jit_loc}"), get(jit::list))
         .route(&format!("{RG}/{jit_loc}/{{name}}"), get(jit::get_policy).put(jit::put_policy).delete(jit::delete_policy))
         .route(&format!("{RG}/{jit_loc}/{{name}}/{{action}}"), post(jit::initiate))
-        .route(&format!("{SUB}/{vms}"), get(vms::list_in_subscription))
-        .route(&format!("{RG}/{vms}"), get(vms::list_in_resource_group))
+        .route(&format!("{SUB}/{vms}"), get(vms::list))
+        .route(&format!("{RG}/{vms}"), get(vms::list))
         .route(&format!("{RG}/{vms}/{{name}}"), get(vms::get_vm).put(vms::put_vm).delete(vms::delete_vm))
         .layer(middleware::from_fn(require_api_version));
     let own = Router::new()

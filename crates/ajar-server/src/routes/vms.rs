@@ -10,12 +10,10 @@ use ajar_api::ApiError;
 use ajar_api::compute::{VirtualMachine, VirtualMachineList, vm_in, vm_out};
 use ajar_api::subscriptions::{SubscriptionList, subscription_out};
 use ajar_domain::activity::actions;
-use ajar_domain::ids::Scope;
-use ajar_store::PageRequest;
 
-use super::{AppState, audit, created_or_ok, require_subscription, resource_group, scope, subscription, vm_id};
+use super::{AppState, ScopeParams, audit, created_or_ok, vm_id};
 use crate::auth::Caller;
-use crate::http::{ArmPath, HttpError, HttpResult, JsonBody, Query, next_link, skip_token};
+use crate::http::{ArmPath, HttpError, HttpResult, JsonBody, Query, next_link};
 
 pub(super) async fn list_subscriptions(
     State(state): State<AppState>,
@@ -30,41 +28,18 @@ pub(super) async fn list_subscriptions(
     Ok(Json(SubscriptionList { value }))
 }
 
-async fn list(
-    state: &AppState,
-    caller: &Caller,
-    scope: Scope,
-    query: &Query,
-    headers: &HeaderMap,
-    uri: &Uri,
+/// Both list operations: subscription, resource group.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmPath(params): ArmPath<ScopeParams>,
+    query: Query,
+    headers: HeaderMap,
+    uri: Uri,
 ) -> HttpResult<Json<VirtualMachineList>> {
-    require_subscription(state, &scope.subscription).await?;
-    state.authorizer.authorize(caller, actions::VM_READ, &format!("/subscriptions/{}", scope.subscription)).map_err(HttpError)?;
-    let page = PageRequest { after: skip_token(query)?, size: state.page_size };
+    let (scope, page) = state.listing(&caller, actions::VM_READ, &params, &query).await?;
     let found = state.store.list_vms(&scope, page).await?;
-    Ok(Json(VirtualMachineList { value: found.items.iter().map(vm_out).collect(), next_link: next_link(headers, uri, found.next) }))
-}
-
-pub(super) async fn list_in_subscription(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    ArmPath(sub): ArmPath<String>,
-    query: Query,
-    headers: HeaderMap,
-    uri: Uri,
-) -> HttpResult<Json<VirtualMachineList>> {
-    list(&state, &caller, scope(subscription(&sub)?, None, None), &query, &headers, &uri).await
-}
-
-pub(super) async fn list_in_resource_group(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    ArmPath((sub, rg)): ArmPath<(String, String)>,
-    query: Query,
-    headers: HeaderMap,
-    uri: Uri,
-) -> HttpResult<Json<VirtualMachineList>> {
-    list(&state, &caller, scope(subscription(&sub)?, Some(resource_group(&rg)?), None), &query, &headers, &uri).await
+    Ok(Json(VirtualMachineList { value: found.items.iter().map(vm_out).collect(), next_link: next_link(&headers, &uri, found.next) }))
 }
 
 pub(super) async fn get_vm(

@@ -166,7 +166,7 @@ async fn policy_rules() {
             json!("/subscriptions/x/vm1"),
             "InvalidPolicy",
             Some("properties.virtualMachines[0].id"),
-            "GUID",
+            "expected 'resourceGroups'",
         ),
         case(
             "VM not in inventory",
