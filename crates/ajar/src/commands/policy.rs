@@ -88,7 +88,12 @@ pub async fn policy_for_vm(
             };
             Ok((id, Some(p)))
         }
-        None => Ok((policy_id_for(vm, location, DEFAULT_POLICY)?, None)),
+        // Not in any policy yet: it joins "default", keeping what that already holds.
+        None => {
+            let id = policy_id_for(vm, location, DEFAULT_POLICY)?;
+            let existing = ctx.client.find_policy(&id).await?;
+            Ok((id, existing))
+        }
     }
 }
 

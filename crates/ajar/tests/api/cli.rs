@@ -1,0 +1,80 @@
+//! The `ajar` command line against a real server: each step is the arguments,
+//! the exit code, and text the output must contain.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common::Server;
+
+struct Step {
+    args: &'static [&'static str],
+    code: i32,
+    /// Text that stdout (on success) or stderr (on failure) must contain.
+    says: &'static [&'static str],
+}
+
+const fn step(args: &'static [&'static str], code: i32, says: &'static [&'static str]) -> Step {
+    Step { args, code, says }
+}
+
+fn ajar(s: &Server, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ajar"))
+        .args(args)
+        .env_clear()
+        .env("AJAR_BOOTSTRAP", s.data_dir().join("bootstrap.json"))
+        .output()
+        .expect("run ajar");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn commands_do_what_they_say() {
+    let s = Server::start(&[]).await;
+    let steps = [
+        step(&["vm", "add", "web1", "--os", "linux", "--address", "10.0.0.4"], 0, &[]),
+        step(&["vm", "add", "win1", "--os", "windows", "--address", "10.0.0.5"], 0, &[]),
+        step(&["vm", "add", "bad", "--os", "beos"], 2, &["beos"]),
+        step(&["status"], 0, &["web1", "Unsupported"]),
+        step(&["policy", "enable", "web1", "--defaults"], 0, &[]),
+        step(&["policy", "set", "win1", "--port", "3389/tcp,from=10.0.0.0/8,max=PT1H"], 0, &[]),
+        step(&["policy", "show"], 0, &["web1", "22", "win1", "3389", "10.0.0.0/8"]),
+        step(&["request", "web1", "--port", "22", "--for", "30m", "--justification", "deploy, now"], 0, &["22"]),
+        step(&["request", "web1", "--port", "80"], 1, &["InvalidInitiateInput", "configured: 22"]),
+        step(&["request", "web1", "--port", "22", "--for", "5h"], 1, &["InvalidInitiateInput", "at most PT3H"]),
+        step(&["request", "win1", "--port", "3389", "--from", "10.1.0.0/16", "--for", "PT10M"], 0, &["3389"]),
+        step(&["request", "win1", "--port", "3389", "--from", "192.168.0.1"], 1, &["not inside the sources allowed"]),
+        step(&["vm", "remove", "web1"], 1, &["VirtualMachineInUse"]),
+        step(&["policy", "remove-vm", "win1"], 0, &[]),
+        step(&["vm", "remove", "win1"], 0, &[]),
+        step(&["activity", "--vm", "web1", "--format", "csv"], 0, &["Time (UTC)", "deploy, now", "InvalidInitiateInput"]),
+        step(&["policy", "frobnicate"], 2, &[]),
+    ];
+    for st in &steps {
+        let (code, stdout, stderr) = ajar(&s, st.args);
+        assert_eq!(code, st.code, "ajar {:?}\nstdout: {stdout}\nstderr: {stderr}", st.args);
+        let shown = if code == 0 { &stdout } else { &stderr };
+        for text in st.says {
+            assert!(shown.contains(text), "ajar {:?}: {text:?} missing from\n{shown}", st.args);
+        }
+        if code == 1 {
+            assert_eq!(stderr.trim().lines().count(), 1, "one-line error: {stderr}");
+        }
+    }
+    // Scripts get JSON.
+    let (code, stdout, _) = ajar(&s, &["status", "--output", "json"]);
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&stdout).expect("status --output json is JSON");
+    let web1 =
+        status.as_array().and_then(|a| a.iter().find(|v| v["name"] == "web1")).cloned().unwrap_or_else(|| status["value"][0].clone());
+    assert_eq!(web1["state"], "Configured", "{stdout}");
+    assert_eq!(web1["approvedRequestsLast7Days"], 1, "{stdout}");
+}
+
+#[tokio::test]
+async fn missing_settings_are_a_usage_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ajar")).args(["vm", "list"]).env_clear().output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("AJAR_BOOTSTRAP") || stderr.contains("--server"), "{stderr}");
+}
