@@ -5,7 +5,10 @@
 //! Authorization is a trait checked per operation with Azure's action strings,
 //! so role-based access control plugs in without touching the routes.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header;
@@ -46,6 +49,53 @@ impl Authorizer for AnyAuthenticatedPrincipal {
     }
 }
 
+/// How long a token's principal is remembered without asking the store again.
+/// Whatever later ends a token (expiry, revocation) clears this cache, so the
+/// bound only matters for changes made directly in the database.
+const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Entries kept before the cache starts over, so random tokens cannot grow it.
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+/// Valid tokens seen recently, by hash: spares the store a read per request.
+#[derive(Default)]
+pub struct TokenCache {
+    entries: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+}
+
+impl TokenCache {
+    fn get(&self, hash: &[u8; 32]) -> Option<Principal> {
+        let entries = self.entries.lock().ok()?;
+        entries.get(hash).filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL).map(|(p, _)| p.clone())
+    }
+
+    fn put(&self, hash: [u8; 32], principal: Principal) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= TOKEN_CACHE_MAX {
+                entries.clear();
+            }
+            entries.insert(hash, (principal, Instant::now()));
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+}
+
+async fn principal_for(state: &AppState, token: &str) -> Result<Option<Principal>, ajar_store::StoreError> {
+    let hash = hash_token(token);
+    if let Some(p) = state.tokens.get(&hash) {
+        return Ok(Some(p));
+    }
+    let found = state.store.principal_for_token(hash, TokenPurpose::Api).await?;
+    if let Some(p) = &found {
+        state.tokens.put(hash, p.clone());
+    }
+    Ok(found)
+}
+
 fn unauthenticated(code: &str, message: &str) -> Response {
     let mut response = HttpError(ApiError::new(401, code, message)).into_response();
     response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
@@ -67,7 +117,7 @@ pub async fn authenticate(
         Some(None) | Some(Some("")) => {
             Some(("InvalidAuthenticationToken", "the Authorization header must be 'Bearer <token>'", "malformed header"))
         }
-        Some(Some(token)) => match state.store.principal_for_token(hash_token(token), TokenPurpose::Api).await {
+        Some(Some(token)) => match principal_for(&state, token).await {
             Ok(Some(principal)) => {
                 req.extensions_mut().insert(Caller { principal, addr });
                 None

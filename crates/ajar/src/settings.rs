@@ -213,7 +213,7 @@ mod tests {
         check_vm("web1", None, Some("rg1"), Err("no subscription"));
         check_vm("web1", Some(SUB), None, Err("no resource group"));
         check_vm("web 1", Some(SUB), Some("rg1"), Err("' ' is not allowed"));
-        check_vm("/subscriptions/x", Some(SUB), Some("rg1"), Err("GUID"));
+        check_vm("/subscriptions/x", Some(SUB), Some("rg1"), Err("ends before 'resourceGroups'"));
     }
 
     struct Case {

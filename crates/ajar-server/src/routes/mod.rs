@@ -36,6 +36,7 @@ pub struct AppState {
     page_size: usize,
     max_body_bytes: usize,
     expiry_wake: Arc<Notify>,
+    pub(crate) tokens: Arc<auth::TokenCache>,
 }
 
 impl AppState {
@@ -47,6 +48,7 @@ impl AppState {
             page_size: config.page_size,
             max_body_bytes: config.max_body_bytes,
             expiry_wake: Arc::new(Notify::new()),
+            tokens: Arc::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! derefs to one) and run inside whatever transaction the caller holds.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
@@ -258,9 +259,30 @@ fn vm_rows(c: &Connection, scope: &Scope, page: &PageRequest) -> StoreResult<Vec
 
 // ---------------------------------------------------------------- policies
 
-struct StoredPolicy {
+pub(crate) struct StoredPolicy {
     uid: String,
     policy: Policy,
+}
+
+/// Policies the writer has read, so an initiate does not read its policy again.
+/// Only the writer changes policies, and every operation that does clears this.
+#[derive(Default)]
+pub(crate) struct PolicyCache(HashMap<String, Arc<StoredPolicy>>);
+
+impl PolicyCache {
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn load(&mut self, c: &Connection, key: &str) -> StoreResult<Option<Arc<StoredPolicy>>> {
+        if let Some(p) = self.0.get(key) {
+            return Ok(Some(Arc::clone(p)));
+        }
+        let Some(stored) = load_policy(c, key)? else { return Ok(None) };
+        let stored = Arc::new(stored);
+        self.0.insert(key.to_owned(), Arc::clone(&stored));
+        Ok(Some(stored))
+    }
 }
 
 fn load_policy(c: &Connection, key: &str) -> StoreResult<Option<StoredPolicy>> {
@@ -588,12 +610,13 @@ pub(crate) fn enable(
 /// Stores a checked request. Returns it and how many older grants it superseded.
 pub(crate) fn initiate(
     c: &Connection,
+    cache: &mut PolicyCache,
     key: &str,
     draft: &InitiateDraft,
     caller: &Caller,
     now: OffsetDateTime,
 ) -> StoreResult<(AccessRequest, u64)> {
-    let Some(stored) = load_policy(c, key)? else {
+    let Some(stored) = cache.load(c, key)? else {
         return Err(Problem::new(
             ErrorCode::PolicyNotFound,
             None,
