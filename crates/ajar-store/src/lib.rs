@@ -167,4 +167,8 @@ pub trait Store: Send + Sync + 'static {
     async fn record(&self, audit: Audit, outcome: Outcome) -> StoreResult<()>;
     /// Newest first.
     async fn activity(&self, query: ActivityQuery) -> StoreResult<Vec<ActivityEntry>>;
+    /// Recomputes the activity log's hash chain from the first entry. Returns
+    /// how many entries it checked, or the sequence number of the first entry
+    /// that does not match (edited, inserted, or after a deleted one).
+    async fn verify_activity_chain(&self) -> StoreResult<Result<u64, i64>>;
 }

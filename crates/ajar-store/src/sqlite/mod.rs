@@ -471,6 +471,10 @@ impl Store for SqliteStore {
     async fn activity(&self, query: ActivityQuery) -> StoreResult<Vec<ActivityEntry>> {
         self.read(move |c, _| ops::activity(c, &query)).await
     }
+
+    async fn verify_activity_chain(&self) -> StoreResult<Result<u64, i64>> {
+        self.read(|c, _| ops::verify_chain(c)).await
+    }
 }
 
 fn revoked_details(revoked: u64) -> Details {

@@ -771,6 +771,39 @@ pub(crate) fn last_chain(c: &Connection) -> StoreResult<[u8; 32]> {
     }
 }
 
+/// The fields an entry's chain hash covers, in order.
+fn chain_fields<'a>(time: &'a str, row: [Option<&'a str>; 9]) -> [&'a str; 10] {
+    let [subscription, resource_group, resource_id, operation, caller, addr, result, code, details] = row.map(|f| f.unwrap_or(""));
+    [time, subscription, resource_group, resource_id, operation, caller, addr, result, code, details]
+}
+
+pub(crate) fn verify_chain(c: &Connection) -> StoreResult<Result<u64, i64>> {
+    let err = db("verifying the activity chain");
+    let mut stmt = c
+        .prepare("SELECT seq, time_ns, subscription, resource_group, resource_id, operation, caller, caller_addr, result, error_code, details, chain FROM activity ORDER BY seq")
+        .map_err(&err)?;
+    let mut rows = stmt.query([]).map_err(&err)?;
+    let mut prev = [0u8; 32];
+    let mut checked = 0u64;
+    while let Some(r) = rows.next().map_err(&err)? {
+        let seq: i64 = r.get(0).map_err(&err)?;
+        let time: i64 = r.get(1).map_err(&err)?;
+        let text = |i: usize| r.get::<_, Option<String>>(i);
+        let fields = [text(2), text(3), text(4), text(5), text(6), text(7), text(8), text(9), text(10)];
+        let fields: Vec<Option<String>> = fields.into_iter().collect::<Result<_, _>>().map_err(&err)?;
+        let row: [Option<&str>; 9] = std::array::from_fn(|i| fields[i].as_deref());
+        let time = time.to_string();
+        let stored: Vec<u8> = r.get(11).map_err(&err)?;
+        let expected = chain_hash(&prev, &chain_fields(&time, row));
+        if stored != expected {
+            return Ok(Err(seq));
+        }
+        prev = expected;
+        checked += 1;
+    }
+    Ok(Ok(checked))
+}
+
 pub(crate) fn append_activity(
     c: &Connection,
     chain: &mut [u8; 32],
@@ -786,18 +819,20 @@ pub(crate) fn append_activity(
     let time_text = time_ns.to_string();
     let next = chain_hash(
         chain,
-        &[
+        &chain_fields(
             &time_text,
-            audit.subscription.as_deref().unwrap_or(""),
-            audit.resource_group.as_deref().unwrap_or(""),
-            &audit.resource_id,
-            audit.operation,
-            &audit.caller,
-            addr.as_deref().unwrap_or(""),
-            outcome.as_str(),
-            outcome.error_code().unwrap_or(""),
-            &details_json,
-        ],
+            [
+                audit.subscription.as_deref(),
+                audit.resource_group.as_deref(),
+                Some(&audit.resource_id),
+                Some(audit.operation),
+                Some(&audit.caller),
+                addr.as_deref(),
+                Some(outcome.as_str()),
+                outcome.error_code(),
+                Some(&details_json),
+            ],
+        ),
     );
     c.prepare_cached(
         "INSERT INTO activity (time_ns, subscription, resource_group, resource_id, operation, caller, caller_addr, result, error_code, details, chain)
