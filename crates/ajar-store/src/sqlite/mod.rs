@@ -4,7 +4,8 @@
 //! it drains whatever operations are queued, runs each inside its own savepoint
 //! (so a refused one rolls back alone and is logged as failed) and commits
 //! once. A syncer thread then fsyncs the write-ahead log and only then answers
-//! the batch, while the writer already runs the next one. Reads run on a small
+//! the batch, while the writer already runs the next one (it holds that commit
+//! until the fsync is done). The syncer also checkpoints the log. Reads run on a small
 //! pool of read-only connections, which WAL lets proceed while the writer commits.
 
 mod codec;
@@ -170,34 +171,51 @@ struct Committed {
     result: Result<(), String>,
 }
 
-/// Makes committed batches durable, then answers them. It runs beside the
-/// writer so that one batch's fsync overlaps the next batch's work; a caller
-/// hears of success only once its commit is on disk.
-fn syncer_loop(wal: PathBuf, rx: std::sync::mpsc::Receiver<Committed>) {
+/// Makes each committed batch durable, then answers it. It runs beside the
+/// writer so that one batch's fsync overlaps the work of the next; a caller
+/// hears of success only once its commit is on disk. The writer holds its next
+/// commit until `synced` says the disk is free again, because writing the log
+/// while it is being flushed stalls.
+fn syncer_loop(wal: PathBuf, checkpoints: Connection, rx: std::sync::mpsc::Receiver<Committed>, synced: std::sync::mpsc::SyncSender<()>) {
     let mut failed: Option<String> = None;
-    while let Ok(first) = rx.recv() {
-        let mut batches = vec![first];
-        batches.extend(rx.try_iter());
-        if failed.is_none() && batches.iter().any(|b| b.result.is_ok()) {
-            // One fsync of the write-ahead log covers every commit before it.
+    let mut last_checkpoint = std::time::Instant::now();
+    while let Ok(batch) = rx.recv() {
+        if failed.is_none() && batch.result.is_ok() {
             if let Err(e) = std::fs::File::open(&wal).and_then(|f| f.sync_data()) {
                 tracing::error!(error = %e, path = %wal.display(), "fsync of the write-ahead log failed; refusing to acknowledge writes");
                 failed = Some(format!("the write-ahead log could not be synced: {e}"));
             }
         }
-        for batch in batches {
-            let result = match &failed {
-                Some(e) => Err(e.clone()),
-                None => batch.result,
-            };
-            for job in batch.jobs {
-                job.finish(result.clone());
+        let result = match &failed {
+            Some(e) => Err(e.clone()),
+            None => batch.result,
+        };
+        for job in batch.jobs {
+            job.finish(result.clone());
+        }
+        // Checkpoints fsync too, so they run here, while the writer waits,
+        // rather than inside its commits; often, so that each is short.
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            last_checkpoint = std::time::Instant::now();
+            if let Err(e) = checkpoints.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "checkpoint failed; the writer's own checkpoints take over");
             }
+        }
+        if synced.send(()).is_err() {
+            return;
         }
     }
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, durable: std::sync::mpsc::Sender<Committed>) {
+/// How often the syncer copies the write-ahead log into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+fn writer_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    durable: std::sync::mpsc::Sender<Committed>,
+    synced: std::sync::mpsc::Receiver<()>,
+) {
     let chain = match ops::last_chain(&conn) {
         Ok(c) => c,
         Err(e) => {
@@ -209,6 +227,8 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, durab
         }
     };
     let mut state = WriterState { chain, policies: ops::PolicyCache::default() };
+    // Whether the syncer is still flushing the previous commit.
+    let mut syncing = false;
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -225,7 +245,12 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, durab
                 for job in batch.iter_mut() {
                     job.run(&tx, now, &mut state);
                 }
-                tx.commit().map_err(|e| e.to_string())
+                if syncing && synced.recv().is_err() {
+                    Err("the store's syncer has stopped".to_owned())
+                } else {
+                    syncing = false;
+                    tx.commit().map_err(|e| e.to_string())
+                }
             }
             Err(e) => Err(e.to_string()),
         };
@@ -235,9 +260,12 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, durab
             state.policies.clear();
         }
         let jobs = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
-        if let Err(std::sync::mpsc::SendError(lost)) = durable.send(Committed { jobs, result: committed }) {
-            for job in lost.jobs {
-                job.finish(Err("the store's syncer has stopped".into()));
+        match durable.send(Committed { jobs, result: committed }) {
+            Ok(()) => syncing = true,
+            Err(std::sync::mpsc::SendError(lost)) => {
+                for job in lost.jobs {
+                    job.finish(Err("the store's syncer has stopped".into()));
+                }
             }
         }
     }
@@ -251,11 +279,11 @@ fn open_connection(path: &Path, writable: bool) -> StoreResult<Connection> {
     };
     let conn = Connection::open_with_flags(path, flags).map_err(|e| backend(&format!("opening {}", path.display()), e))?;
     // temp_store: savepoints' statement journals stay in memory instead of a
-    // temporary file per operation. cache_size (KiB when negative) and
-    // mmap_size keep hot pages out of read(2).
+    // temporary file per operation. cache_size (KiB when negative): room for
+    // the hot pages of a large inventory.
     conn.execute_batch(
         "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456;",
+         PRAGMA cache_size = -16384;",
     )
     .map_err(|e| backend("configuring the connection", e))?;
     // Room for every statement the store prepares, so none is parsed twice.
@@ -265,7 +293,10 @@ fn open_connection(path: &Path, writable: bool) -> StoreResult<Connection> {
         // does not fsync; the syncer thread fsyncs the write-ahead log before
         // any caller is answered, so an acknowledged write survives a crash of
         // the process or of the machine.
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").map_err(|e| backend("enabling WAL", e))?;
+        // The syncer thread keeps the log short; the writer checkpoints
+        // only if that falls far behind.
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 20000;")
+            .map_err(|e| backend("enabling WAL", e))?;
     }
     Ok(conn)
 }
@@ -285,16 +316,18 @@ impl SqliteStore {
         schema::migrate(&mut conn)?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (durable_tx, durable_rx) = std::sync::mpsc::channel();
+        let (synced_tx, synced_rx) = std::sync::mpsc::sync_channel(1);
+        let checkpoints = open_connection(path, true)?;
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         let wal = PathBuf::from(wal);
         std::thread::Builder::new()
             .name("ajar-store-sync".into())
-            .spawn(move || syncer_loop(wal, durable_rx))
+            .spawn(move || syncer_loop(wal, checkpoints, durable_rx, synced_tx))
             .map_err(|e| backend("starting the syncer thread", e))?;
         std::thread::Builder::new()
             .name("ajar-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, durable_tx))
+            .spawn(move || writer_loop(conn, rx, durable_tx, synced_rx))
             .map_err(|e| backend("starting the writer thread", e))?;
         Ok(SqliteStore {
             path: path.to_owned(),

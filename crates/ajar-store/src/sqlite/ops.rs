@@ -264,6 +264,9 @@ pub(crate) struct StoredPolicy {
     policy: Policy,
 }
 
+/// Policies the policy cache holds before it starts over.
+const POLICY_CACHE_MAX: usize = 4096;
+
 /// Policies the writer has read, so an initiate does not read its policy again.
 /// Only the writer changes policies, and every operation that does clears this.
 #[derive(Default)]
@@ -280,6 +283,9 @@ impl PolicyCache {
         }
         let Some(stored) = load_policy(c, key)? else { return Ok(None) };
         let stored = Arc::new(stored);
+        if self.0.len() >= POLICY_CACHE_MAX {
+            self.0.clear();
+        }
         self.0.insert(key.to_owned(), Arc::clone(&stored));
         Ok(Some(stored))
     }
