@@ -180,11 +180,12 @@ fn syncer_loop(wal: PathBuf, checkpoints: Connection, rx: std::sync::mpsc::Recei
     let mut failed: Option<String> = None;
     let mut last_checkpoint = std::time::Instant::now();
     while let Ok(batch) = rx.recv() {
-        if failed.is_none() && batch.result.is_ok() {
-            if let Err(e) = std::fs::File::open(&wal).and_then(|f| f.sync_data()) {
-                tracing::error!(error = %e, path = %wal.display(), "fsync of the write-ahead log failed; refusing to acknowledge writes");
-                failed = Some(format!("the write-ahead log could not be synced: {e}"));
-            }
+        if failed.is_none()
+            && batch.result.is_ok()
+            && let Err(e) = std::fs::File::open(&wal).and_then(|f| f.sync_data())
+        {
+            tracing::error!(error = %e, path = %wal.display(), "fsync of the write-ahead log failed; refusing to acknowledge writes");
+            failed = Some(format!("the write-ahead log could not be synced: {e}"));
         }
         let result = match &failed {
             Some(e) => Err(e.clone()),
