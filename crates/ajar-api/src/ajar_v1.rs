@@ -3,10 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use ajar_domain::inventory::OsType;
+use ajar_domain::inventory::{EnforcementPoint, OsType};
 use ajar_domain::policy::{PortRule, RECOMMENDED_PORTS, default_ports, recommended_rule};
 use ajar_domain::status::{JitState, VmJitStatus};
 use ajar_domain::{PolicyName, VmId};
+use time::OffsetDateTime;
 
 use crate::jit::{JitNetworkAccessPolicy, JitNetworkAccessPortRule, PortRuleIn, port_rule_in, port_rule_out};
 use crate::{ApiError, wire_time};
@@ -35,6 +36,20 @@ pub struct VmStatusOut {
     pub live_grants: Vec<LiveGrantOut>,
     /// What enforces JIT on the machine: `none` until a host agent serves it.
     pub enforcement: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub agent: Option<AgentOut>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentOut {
+    pub version: String,
+    pub online: bool,
+    pub last_seen_utc: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub nftables_unusable: Option<String>,
+    /// Whether the agent has applied the machine's current desired state.
+    pub in_sync: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +74,8 @@ pub struct LiveGrantOut {
     pub allowed_source_address_prefixes: Vec<String>,
     pub end_time_utc: String,
     pub requestor: String,
+    /// Whether the machine's agent has applied it.
+    pub applied: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,7 +86,18 @@ pub struct VmStatusList {
     pub next_link: Option<String>,
 }
 
-pub fn status_out(s: &VmJitStatus) -> VmStatusOut {
+pub fn status_out(s: &VmJitStatus, now: OffsetDateTime) -> VmStatusOut {
+    let agent = match &s.vm.enforcement {
+        EnforcementPoint::None => None,
+        EnforcementPoint::Agent(a) => Some(AgentOut {
+            version: a.version.clone(),
+            online: a.online(now),
+            last_seen_utc: wire_time::format(a.last_seen),
+            nftables_unusable: a.nftables.clone().err(),
+            in_sync: a.applied.as_deref() == Some(crate::agent::etag(&s.desired).as_str()),
+        }),
+    };
+    let in_sync = agent.as_ref().is_some_and(|a| a.in_sync);
     VmStatusOut {
         id: s.vm.id.to_string(),
         name: s.vm.id.name.to_string(),
@@ -98,9 +126,11 @@ pub fn status_out(s: &VmJitStatus) -> VmStatusOut {
                 allowed_source_address_prefixes: g.sources.prefixes().iter().map(ToString::to_string).collect(),
                 end_time_utc: wire_time::format(g.end),
                 requestor: requestor.clone(),
+                applied: in_sync,
             })
             .collect(),
-        enforcement: "none".to_owned(),
+        enforcement: if agent.is_some() { "agent" } else { "none" }.to_owned(),
+        agent,
     }
 }
 

@@ -5,6 +5,7 @@
 //! between bytes and domain types; no I/O.
 
 pub mod activity;
+pub mod agent;
 pub mod ajar_v1;
 pub mod compute;
 pub mod error;

@@ -64,7 +64,11 @@ pub fn document() -> Result<Value, String> {
     }));
     obj.insert(
         "securityDefinitions".into(),
-        serde_json::json!({"bearer": {"type": "apiKey", "name": "Authorization", "in": "header", "description": "Bearer <token>"}}),
+        serde_json::json!({
+            "bearer": {"type": "apiKey", "name": "Authorization", "in": "header", "description": "Bearer <API token>"},
+            "joinToken": {"type": "apiKey", "name": "Authorization", "in": "header", "description": "Bearer <the server's agent join token>"},
+            "agentToken": {"type": "apiKey", "name": "Authorization", "in": "header", "description": "Bearer <an agent's own credential>"}
+        }),
     );
     obj.insert("security".into(), serde_json::json!([{"bearer": []}]));
     Ok(doc)

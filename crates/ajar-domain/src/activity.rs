@@ -16,6 +16,11 @@ pub mod actions {
     pub const VM_DELETE: &str = "Microsoft.Compute/virtualMachines/delete";
     pub const SUBSCRIPTIONS_READ: &str = "Microsoft.Resources/subscriptions/read";
     pub const ACTIVITY_READ: &str = "Ajar/activityLog/read";
+    /// ajar's own: ending a live grant early.
+    pub const JIT_REVOKE: &str = "Ajar/jitNetworkAccessPolicies/revoke/action";
+    pub const AGENT_ENROLL: &str = "Ajar/agents/enroll/action";
+    /// An agent found its table changed by hand and put it back.
+    pub const AGENT_DRIFT_REPAIRED: &str = "Ajar/agents/driftRepaired/action";
     /// Authentication refused before any operation could be named.
     pub const AUTHENTICATE: &str = "Ajar/authenticate";
 }

@@ -4,6 +4,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use time::OffsetDateTime;
+
 use crate::ids::{Location, VmId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,6 +45,28 @@ impl FromStr for OsType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnforcementPoint {
     None,
+    Agent(AgentInfo),
+}
+
+/// What a machine's host agent last told the server about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentInfo {
+    pub agent_id: String,
+    pub version: String,
+    /// Whether nftables works on the machine; why not, when it does not.
+    pub nftables: Result<(), String>,
+    pub last_seen: OffsetDateTime,
+    /// The version (etag) of the desired state the agent last applied.
+    pub applied: Option<String>,
+}
+
+/// An agent that has not reported for this long is shown as offline.
+pub const AGENT_OFFLINE_AFTER: time::Duration = time::Duration::seconds(90);
+
+impl AgentInfo {
+    pub fn online(&self, now: OffsetDateTime) -> bool {
+        now - self.last_seen < AGENT_OFFLINE_AFTER
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 //! JSON into these types and back, the store persists them.
 
 pub mod activity;
+pub mod agent;
 pub mod duration;
 pub mod ids;
 pub mod initiate;

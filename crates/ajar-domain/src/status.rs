@@ -2,6 +2,7 @@
 
 use time::{Duration, OffsetDateTime};
 
+use crate::agent::DesiredState;
 use crate::ids::PolicyId;
 use crate::initiate::Grant;
 use crate::inventory::{EnforcementPoint, Vm};
@@ -11,18 +12,22 @@ use crate::policy::PortRule;
 pub enum UnsupportedReason {
     /// No host agent serves the machine: nothing could open or close its ports.
     NoEnforcementPoint,
+    /// The agent runs, but nftables does not work on the machine.
+    NftablesUnusable,
 }
 
 impl UnsupportedReason {
     pub fn as_str(self) -> &'static str {
         match self {
             UnsupportedReason::NoEnforcementPoint => "NoEnforcementPoint",
+            UnsupportedReason::NftablesUnusable => "NftablesUnusable",
         }
     }
 
     pub fn description(self) -> &'static str {
         match self {
             UnsupportedReason::NoEnforcementPoint => "no enforcement point: no ajar agent serves this machine yet",
+            UnsupportedReason::NftablesUnusable => "the ajar agent runs, but nftables is unusable on this machine",
         }
     }
 }
@@ -51,8 +56,10 @@ pub fn jit_state(vm: &Vm, configured: bool) -> JitState {
     if configured {
         return JitState::Configured;
     }
-    match vm.enforcement {
+    match &vm.enforcement {
         EnforcementPoint::None => JitState::Unsupported(UnsupportedReason::NoEnforcementPoint),
+        EnforcementPoint::Agent(agent) if agent.nftables.is_err() => JitState::Unsupported(UnsupportedReason::NftablesUnusable),
+        EnforcementPoint::Agent(_) => JitState::NotConfigured,
     }
 }
 
@@ -75,4 +82,6 @@ pub struct VmJitStatus {
     pub last_user: Option<String>,
     /// Grants open now, with who asked for them.
     pub live: Vec<(String, Grant)>,
+    /// What the machine's agent must enforce now.
+    pub desired: DesiredState,
 }

@@ -145,3 +145,34 @@ pub async fn authenticate(
     }
     unauthenticated(code, message)
 }
+
+/// The authenticated agent of a request to `/ajar/v1/agent/...`.
+#[derive(Debug, Clone)]
+pub struct AgentCaller {
+    pub agent_id: String,
+    pub vm: ajar_domain::VmId,
+    pub addr: IpAddr,
+}
+
+/// Middleware for the agent routes: an agent's own credential, which reaches
+/// only its own machine's state.
+pub async fn authenticate_agent(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let token =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|s| s.strip_prefix("Bearer ")).map(str::trim);
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return unauthenticated("AuthenticationFailed", "the 'Authorization: Bearer <agent token>' header is missing");
+    };
+    match state.store.agent_for_token(hash_token(token)).await {
+        Ok(Some((agent_id, vm))) => {
+            req.extensions_mut().insert(AgentCaller { agent_id, vm, addr: peer.ip().to_canonical() });
+            next.run(req).await
+        }
+        Ok(None) => unauthenticated("InvalidAuthenticationToken", "the agent token is unknown or no longer enrolled"),
+        Err(e) => HttpError::from(e).into_response(),
+    }
+}

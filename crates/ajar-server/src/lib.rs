@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod bootstrap;
+pub mod changes;
 pub mod config;
 pub mod http;
 pub mod listener;

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use ajar_domain::activity::{ActivityEntry, ActivityQuery, Audit, Outcome};
+use ajar_domain::agent::DesiredState;
 use ajar_domain::ids::{Location, PolicyName, ResourceGroup, Scope};
 use ajar_domain::initiate::{AccessRequest, Caller, InitiateDraft};
 use ajar_domain::inventory::Vm;
@@ -93,6 +94,24 @@ impl TokenPurpose {
     }
 }
 
+/// A host agent at enrolment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAgent {
+    pub token_hash: [u8; 32],
+    pub version: String,
+    pub nftables: Result<(), String>,
+}
+
+/// What an agent reports about itself and its machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentReport {
+    pub version: String,
+    pub nftables: Result<(), String>,
+    pub addresses: Vec<std::net::IpAddr>,
+    /// The etag of the desired state it has applied.
+    pub applied: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
     pub id: SubscriptionId,
@@ -167,6 +186,19 @@ pub trait Store: Send + Sync + 'static {
     async fn record(&self, audit: Audit, outcome: Outcome) -> StoreResult<()>;
     /// Newest first.
     async fn activity(&self, query: ActivityQuery) -> StoreResult<Vec<ActivityEntry>>;
+    /// Enrols a host agent: registers (or updates) its machine in the inventory
+    /// and records the agent with the hash of its new credential. Refuses a
+    /// machine that already has an agent, so a leaked join token cannot take one over.
+    async fn enroll_agent(&self, vm: Vm, agent: NewAgent, audit: Audit) -> StoreResult<String>;
+    /// The agent holding this credential: its ID and machine.
+    async fn agent_for_token(&self, hash: [u8; 32]) -> StoreResult<Option<(String, VmId)>>;
+    /// Records an agent's report (also its heartbeat).
+    async fn agent_report(&self, agent_id: &str, report: AgentReport) -> StoreResult<()>;
+    /// What the agent of `vm` must enforce now.
+    async fn desired_state(&self, vm: &VmId) -> StoreResult<DesiredState>;
+    /// Ends the live grants on these ports of `vm` now (status Revoked,
+    /// UserRequested). Returns how many it ended.
+    async fn revoke(&self, policy: &PolicyId, vm: &VmId, ports: Vec<u16>, audit: Audit) -> StoreResult<u64>;
     /// Recomputes the activity log's hash chain from the first entry. Returns
     /// how many entries it checked, or the sequence number of the first entry
     /// that does not match (edited, inserted, or after a deleted one).

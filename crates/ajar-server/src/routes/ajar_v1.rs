@@ -43,8 +43,12 @@ pub(super) async fn jit_status(
         )));
     }
     let found = state.store.vm_statuses(&scope, page).await?;
-    let value =
-        found.items.iter().filter(|s| wanted.as_deref().is_none_or(|w| s.state.as_str().eq_ignore_ascii_case(w))).map(status_out).collect();
+    let value = found
+        .items
+        .iter()
+        .filter(|s| wanted.as_deref().is_none_or(|w| s.state.as_str().eq_ignore_ascii_case(w)))
+        .map(|s| status_out(s, OffsetDateTime::now_utc()))
+        .collect();
     Ok(Json(VmStatusList { value, next_link: next_link(&headers, &uri, found.next) }))
 }
 
@@ -83,7 +87,9 @@ pub(super) async fn enable(
         let vm_write = Audit { operation: actions::VM_WRITE, ..audit.clone() };
         state.authorize(&caller, &vm.to_string(), &vm_write).await?;
     }
+    let affected = audit.subjects.clone();
     let views = state.store.enable(request.vms, request.policy_name, request.ports, state.limits, audit).await?;
+    state.changes.notify(&affected);
     let now = OffsetDateTime::now_utc();
     Ok(Json(EnableOut { value: views.iter().map(|v| policy_out(&v.policy, &v.requests, now)).collect() }))
 }

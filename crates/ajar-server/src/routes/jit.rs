@@ -8,12 +8,15 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use time::OffsetDateTime;
 
 use ajar_api::ApiError;
+use ajar_api::agent::{RevokeOut, revoke_in};
 use ajar_api::jit::{
     JitNetworkAccessPoliciesList, JitNetworkAccessPolicy, JitNetworkAccessRequest, initiate_in, policy_in, policy_out, request_out,
 };
+use ajar_domain::PolicyId;
 use ajar_domain::activity::actions;
 use ajar_domain::initiate::{Caller as DomainCaller, EndSpec};
 use ajar_domain::policy::Policy;
+use axum::response::{IntoResponse, Response};
 
 use super::{AppState, ScopeParams, audit, policy_id};
 use crate::auth::Caller;
@@ -90,7 +93,13 @@ pub(super) async fn put_policy(
     };
     audit.subjects = policy.vms.iter().map(|v| v.vm.key()).collect();
     audit.details = describe_policy(&policy);
+    // Machines leaving the policy must hear of it too.
+    let mut affected = audit.subjects.clone();
+    if let Some(old) = state.store.get_policy(&id).await? {
+        affected.extend(old.policy.vms.iter().map(|v| v.vm.key()));
+    }
     let (_, view) = state.store.put_policy(policy, state.limits, audit).await?;
+    state.changes.notify(&affected);
     // ARM's contract for this PUT is 200 whether it created or replaced.
     Ok(Json(policy_out(&view.policy, &view.requests, OffsetDateTime::now_utc())))
 }
@@ -106,24 +115,56 @@ pub(super) async fn delete_policy(
     if let Some(view) = state.store.get_policy(&id).await? {
         audit.subjects = view.policy.vms.iter().map(|v| v.vm.key()).collect();
     }
+    let affected = audit.subjects.clone();
     let existed = state.store.delete_policy(&id, audit).await?;
+    state.changes.notify(&affected);
     Ok(if existed { StatusCode::OK } else { StatusCode::NO_CONTENT })
 }
 
-pub(super) async fn initiate(
+/// `POST {policy}/{action}`: Azure's `initiate`, and ajar's `revoke`.
+pub(super) async fn action(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ArmPath((sub, rg, loc, name, action)): ArmPath<(String, String, String, String, String)>,
     body: Result<JsonBody, HttpError>,
-) -> HttpResult<(StatusCode, Json<JitNetworkAccessRequest>)> {
+) -> HttpResult<Response> {
     let id = policy_id(&sub, &rg, &loc, &name)?;
-    if action != "initiate" {
-        return Err(HttpError(ApiError::new(
+    match action.as_str() {
+        "initiate" => Ok(initiate(state, caller, id, body).await?.into_response()),
+        "revoke" => Ok(revoke(state, caller, id, body).await?.into_response()),
+        _ => Err(HttpError(ApiError::new(
             404,
             "NotFound",
-            format!("'{action}' is not an action of a JIT policy; the only one is 'initiate'"),
-        )));
+            format!("'{action}' is not an action of a JIT policy; they are 'initiate' and (ajar's) 'revoke'"),
+        ))),
     }
+}
+
+/// Ends live grants now (beyond Azure's API): the ports close at once for new
+/// connections.
+async fn revoke(state: AppState, caller: Caller, id: PolicyId, body: Result<JsonBody, HttpError>) -> HttpResult<Json<RevokeOut>> {
+    let mut audit = audit(&caller, actions::JIT_REVOKE, id.to_string(), &id.subscription, Some(&id.resource_group));
+    state.authorize(&caller, &id.to_string(), &audit).await?;
+    let targets = match body.and_then(|JsonBody(bytes)| revoke_in(&bytes).map_err(HttpError)) {
+        Ok(t) => t,
+        Err(e) => return Err(state.refuse(audit, e).await),
+    };
+    let mut revoked = 0;
+    for (vm, ports) in targets {
+        audit.subjects = vec![vm.key()];
+        audit.details = vec![("ports".into(), ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))];
+        revoked += state.store.revoke(&id, &vm, ports, audit.clone()).await?;
+        state.changes.notify(&[vm.key()]);
+    }
+    Ok(Json(RevokeOut { revoked }))
+}
+
+async fn initiate(
+    state: AppState,
+    caller: Caller,
+    id: PolicyId,
+    body: Result<JsonBody, HttpError>,
+) -> HttpResult<(StatusCode, Json<JitNetworkAccessRequest>)> {
     let mut audit = audit(&caller, actions::JIT_INITIATE, id.to_string(), &id.subscription, Some(&id.resource_group));
     state.authorize(&caller, &id.to_string(), &audit).await?;
     let draft = match body.and_then(|JsonBody(bytes)| initiate_in(&bytes).map_err(HttpError)) {
@@ -148,7 +189,9 @@ pub(super) async fn initiate(
         }
     }
     let who = DomainCaller { principal_id: caller.principal.id.clone(), name: caller.principal.name.clone(), addr: caller.addr };
+    let vms = audit.subjects.clone();
     let request = state.store.initiate(&id, draft, who, audit).await?;
     state.expiry_wake.notify_one();
+    state.changes.notify(&vms);
     Ok((StatusCode::ACCEPTED, Json(request_out(&request, OffsetDateTime::now_utc()))))
 }

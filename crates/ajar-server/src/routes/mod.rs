@@ -1,6 +1,7 @@
 //! The HTTP routes: Azure's ARM paths for ARM resources, `/ajar/v1` for ajar's
 //! own operations, and the unauthenticated `/healthz` and `/openapi.json`.
 
+mod agents;
 mod ajar_v1;
 mod jit;
 mod vms;
@@ -37,6 +38,7 @@ pub struct AppState {
     max_body_bytes: usize,
     expiry_wake: Arc<Notify>,
     pub(crate) tokens: Arc<auth::TokenCache>,
+    pub(crate) changes: Arc<crate::changes::ChangeHub>,
 }
 
 impl AppState {
@@ -49,6 +51,7 @@ impl AppState {
             max_body_bytes: config.max_body_bytes,
             expiry_wake: Arc::new(Notify::new()),
             tokens: Arc::default(),
+            changes: Arc::default(),
         }
     }
 
@@ -262,7 +265,7 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{RG}/{jit}"), get(jit::list))
         .route(&format!("{RG}/{jit_loc}"), get(jit::list))
         .route(&format!("{RG}/{jit_loc}/{{name}}"), get(jit::get_policy).put(jit::put_policy).delete(jit::delete_policy))
-        .route(&format!("{RG}/{jit_loc}/{{name}}/{{action}}"), post(jit::initiate))
+        .route(&format!("{RG}/{jit_loc}/{{name}}/{{action}}"), post(jit::action))
         .route(&format!("{SUB}/{vms}"), get(vms::list))
         .route(&format!("{RG}/{vms}"), get(vms::list))
         .route(&format!("{RG}/{vms}/{{name}}"), get(vms::get_vm).put(vms::put_vm).delete(vms::delete_vm))
@@ -273,11 +276,17 @@ pub fn router(state: AppState) -> Router {
         .route("/ajar/v1/jit/enable", post(ajar_v1::enable))
         .route("/ajar/v1/activity", get(ajar_v1::activity));
     let authenticated = arm.merge(own).layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    let agent = Router::new()
+        .route("/ajar/v1/agent/desiredState", get(agents::desired_state))
+        .route("/ajar/v1/agent/report", post(agents::report))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate_agent));
     let body_limit = state.max_body_bytes();
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi))
+        .route("/ajar/v1/agents/enroll", post(agents::enroll))
         .merge(authenticated)
+        .merge(agent)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

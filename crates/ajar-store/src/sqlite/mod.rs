@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use ajar_domain::activity::{ActivityEntry, ActivityQuery, Audit, Outcome};
+use ajar_domain::agent::DesiredState;
 use ajar_domain::ids::{PolicyName, Scope};
 use ajar_domain::initiate::{AccessRequest, Caller, InitiateDraft};
 use ajar_domain::inventory::Vm;
@@ -30,8 +31,8 @@ use ajar_domain::status::VmJitStatus;
 use ajar_domain::{PolicyId, VmId};
 
 use crate::{
-    BootstrapPlan, Defaults, Page, PageRequest, PolicyView, Principal, PutOutcome, Store, StoreError, StoreResult, Subscription,
-    TokenPurpose,
+    AgentReport, BootstrapPlan, Defaults, NewAgent, Page, PageRequest, PolicyView, Principal, PutOutcome, Store, StoreError, StoreResult,
+    Subscription, TokenPurpose,
 };
 
 /// Most operations one commit carries.
@@ -504,6 +505,33 @@ impl Store for SqliteStore {
 
     async fn activity(&self, query: ActivityQuery) -> StoreResult<Vec<ActivityEntry>> {
         self.read(move |c, _| ops::activity(c, &query)).await
+    }
+
+    async fn enroll_agent(&self, vm: Vm, agent: NewAgent, audit: Audit) -> StoreResult<String> {
+        self.write(Some(audit), move |tx, now, _| Ok((ops::enroll_agent(tx, &vm, &agent, now)?, Vec::new()))).await
+    }
+
+    async fn agent_for_token(&self, hash: [u8; 32]) -> StoreResult<Option<(String, VmId)>> {
+        self.read(move |c, _| ops::agent_for_token(c, &hash)).await
+    }
+
+    async fn agent_report(&self, agent_id: &str, report: AgentReport) -> StoreResult<()> {
+        let agent_id = agent_id.to_owned();
+        self.write(None, move |tx, now, _| Ok((ops::agent_report(tx, &agent_id, &report, now)?, Vec::new()))).await
+    }
+
+    async fn desired_state(&self, vm: &VmId) -> StoreResult<DesiredState> {
+        let vm = vm.clone();
+        self.read(move |c, now| ops::desired_state(c, &vm, now)).await
+    }
+
+    async fn revoke(&self, policy: &PolicyId, vm: &VmId, ports: Vec<u16>, audit: Audit) -> StoreResult<u64> {
+        let (policy, vm) = (policy.clone(), vm.clone());
+        self.write(Some(audit), move |tx, now, _| {
+            let n = ops::revoke(tx, &policy, &vm, &ports, now)?;
+            Ok((n, vec![("revokedGrants".to_owned(), n.to_string())]))
+        })
+        .await
     }
 
     async fn verify_activity_chain(&self) -> StoreResult<Result<u64, i64>> {

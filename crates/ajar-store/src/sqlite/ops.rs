@@ -8,11 +8,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
 use ajar_domain::activity::{ActivityEntry, ActivityQuery, Audit, Outcome};
+use ajar_domain::agent::{self, DesiredState};
 use ajar_domain::ids::{PolicyName, Scope};
 use ajar_domain::initiate::{
     AccessRequest, Caller, Grant, GrantStatus, InitiateDraft, RequestVm, StatusReason, grant_still_allowed, plan_initiate,
 };
-use ajar_domain::inventory::{EnforcementPoint, Vm};
+use ajar_domain::inventory::{AgentInfo, EnforcementPoint, Vm};
 use ajar_domain::policy::{Limits, Policy, PortRule, VmPolicy, default_ports, validate_policy, vm_target};
 use ajar_domain::status::{VmJitStatus, jit_state, recent_window_start};
 use ajar_domain::{AccessDuration, ErrorCode, PolicyId, Problem, SubscriptionId, VmId};
@@ -20,8 +21,8 @@ use ajar_domain::{AccessDuration, ErrorCode, PolicyId, Problem, SubscriptionId, 
 use super::codec::{decode_addresses, decode_protocol, decode_sources, encode_addresses, encode_sources, from_ns, to_ns};
 use super::{backend, chain_hash};
 use crate::{
-    BootstrapPlan, Defaults, Page, PageRequest, PolicyView, Principal, PutOutcome, REQUEST_HISTORY, StoreError, StoreResult, Subscription,
-    TokenPurpose,
+    AgentReport, BootstrapPlan, Defaults, NewAgent, Page, PageRequest, PolicyView, Principal, PutOutcome, REQUEST_HISTORY, StoreError,
+    StoreResult, Subscription, TokenPurpose,
 };
 
 fn db(context: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
@@ -131,24 +132,45 @@ fn require_subscription(c: &Connection, id: &SubscriptionId) -> StoreResult<()> 
 
 // ---------------------------------------------------------------- inventory
 
-fn vm_from_row(id: String, location: String, os: String, addresses: String) -> StoreResult<Vm> {
-    Ok(Vm {
+/// The columns `vm_from_row` reads, from `vms v LEFT JOIN agents a`.
+const VM_COLUMNS: &str = "v.key, v.id, v.location, v.os, v.addresses, a.id, a.version, a.nft_error, a.last_seen_ns, a.applied";
+
+fn vm_from_row(r: &rusqlite::Row<'_>) -> StoreResult<(String, Vm)> {
+    let err = db("reading a VM");
+    let key: String = r.get(0).map_err(&err)?;
+    let id: String = r.get(1).map_err(&err)?;
+    let location: String = r.get(2).map_err(&err)?;
+    let os: String = r.get(3).map_err(&err)?;
+    let addresses: String = r.get(4).map_err(&err)?;
+    let enforcement = match r.get::<_, Option<String>>(5).map_err(&err)? {
+        None => EnforcementPoint::None,
+        Some(agent_id) => EnforcementPoint::Agent(AgentInfo {
+            agent_id,
+            version: r.get(6).map_err(&err)?,
+            nftables: r.get::<_, Option<String>>(7).map_err(&err)?.map_or(Ok(()), Err),
+            last_seen: from_ns(r.get(8).map_err(&err)?)?,
+            applied: r.get(9).map_err(&err)?,
+        }),
+    };
+    let vm = Vm {
         id: id.parse().map_err(|e| backend("stored VM id", e))?,
         location: location.parse().map_err(|e| backend("stored location", e))?,
         os: os.parse().map_err(|e: String| backend("stored OS type", e))?,
         private_addresses: decode_addresses(&addresses)?,
-        enforcement: EnforcementPoint::None,
-    })
+        enforcement,
+    };
+    Ok((key, vm))
 }
 
 pub(crate) fn get_vm(c: &Connection, key: &str) -> StoreResult<Option<Vm>> {
-    let row = c
-        .prepare_cached("SELECT id, location, os, addresses FROM vms WHERE key = ?1")
-        .map_err(db("reading a VM"))?
-        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .optional()
+    let mut stmt = c
+        .prepare_cached(&format!("SELECT {VM_COLUMNS} FROM vms v LEFT JOIN agents a ON a.vm_key = v.key WHERE v.key = ?1"))
         .map_err(db("reading a VM"))?;
-    row.map(|(id, loc, os, addrs)| vm_from_row(id, loc, os, addrs)).transpose()
+    let mut rows = stmt.query([key]).map_err(db("reading a VM"))?;
+    match rows.next().map_err(db("reading a VM"))? {
+        Some(r) => Ok(Some(vm_from_row(r)?.1)),
+        None => Ok(None),
+    }
 }
 
 pub(crate) fn put_vm(c: &Connection, vm: &Vm, now: OffsetDateTime) -> StoreResult<PutOutcome> {
@@ -224,37 +246,27 @@ fn page_of<T>(mut items: Vec<(String, T)>, size: usize) -> Page<T> {
 }
 
 pub(crate) fn list_vms(c: &Connection, scope: &Scope, page: &PageRequest) -> StoreResult<Page<Vm>> {
-    let rows = vm_rows(c, scope, page)?;
-    let items =
-        rows.into_iter().map(|(key, id, loc, os, addrs)| Ok((key, vm_from_row(id, loc, os, addrs)?))).collect::<StoreResult<Vec<_>>>()?;
-    Ok(page_of(items, page.size))
-}
-
-type VmRow = (String, String, String, String, String);
-
-fn vm_rows(c: &Connection, scope: &Scope, page: &PageRequest) -> StoreResult<Vec<VmRow>> {
     let mut stmt = c
-        .prepare_cached(
-            "SELECT key, id, location, os, addresses FROM vms
-             WHERE subscription = ?1 AND (?2 IS NULL OR rg_key = ?2) AND (?3 IS NULL OR lower(location) = ?3) AND key > ?4
-             ORDER BY key LIMIT ?5",
-        )
+        .prepare_cached(&format!(
+            "SELECT {VM_COLUMNS} FROM vms v LEFT JOIN agents a ON a.vm_key = v.key
+             WHERE v.subscription = ?1 AND (?2 IS NULL OR v.rg_key = ?2) AND (?3 IS NULL OR lower(v.location) = ?3) AND v.key > ?4
+             ORDER BY v.key LIMIT ?5"
+        ))
         .map_err(db("listing VMs"))?;
-    let rows = stmt
-        .query_map(
-            params![
-                scope.subscription.as_str(),
-                scope.resource_group.as_ref().map(|g| g.key()),
-                scope.location.as_ref().map(|l| l.key()),
-                page.after.as_deref().unwrap_or(""),
-                (page.size + 1) as i64
-            ],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .map_err(db("listing VMs"))?
-        .collect::<Result<Vec<_>, _>>()
+    let mut rows = stmt
+        .query(params![
+            scope.subscription.as_str(),
+            scope.resource_group.as_ref().map(|g| g.key()),
+            scope.location.as_ref().map(|l| l.key()),
+            page.after.as_deref().unwrap_or(""),
+            (page.size + 1) as i64
+        ])
         .map_err(db("listing VMs"))?;
-    Ok(rows)
+    let mut items = Vec::new();
+    while let Some(r) = rows.next().map_err(db("listing VMs"))? {
+        items.push(vm_from_row(r)?);
+    }
+    Ok(page_of(items, page.size))
 }
 
 // ---------------------------------------------------------------- policies
@@ -707,6 +719,114 @@ pub(crate) fn next_expiry(c: &Connection) -> StoreResult<Option<OffsetDateTime>>
     ns.map(from_ns).transpose()
 }
 
+// ---------------------------------------------------------------- agents
+
+pub(crate) fn enroll_agent(c: &Connection, vm: &Vm, agent: &NewAgent, now: OffsetDateTime) -> StoreResult<String> {
+    let key = vm.id.key();
+    if get_vm(c, &key)?.is_some_and(|existing| matches!(existing.enforcement, EnforcementPoint::Agent(_))) {
+        return Err(Problem::new(
+            ErrorCode::Conflict,
+            None,
+            format!("virtual machine '{}' already has an agent; remove it (ajar vm remove) before enrolling another", vm.id),
+        )
+        .into());
+    }
+    put_vm(c, vm, now)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let now_ns = to_ns(now);
+    c.prepare_cached(
+        "INSERT INTO agents (id, vm_key, token_hash, version, nft_error, applied, enrolled_ns, last_seen_ns) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?6)",
+    )
+    .map_err(db("recording an agent"))?
+    .execute(params![id, key, agent.token_hash.as_slice(), agent.version, agent.nftables.as_ref().err(), now_ns])
+    .map_err(db("recording an agent"))?;
+    Ok(id)
+}
+
+pub(crate) fn agent_for_token(c: &Connection, hash: &[u8; 32]) -> StoreResult<Option<(String, VmId)>> {
+    let row: Option<(String, String)> = c
+        .prepare_cached("SELECT a.id, v.id FROM agents a JOIN vms v ON v.key = a.vm_key WHERE a.token_hash = ?1")
+        .map_err(db("looking up an agent"))?
+        .query_row([hash.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(db("looking up an agent"))?;
+    row.map(|(agent, vm)| Ok((agent, vm.parse().map_err(|e| backend("stored VM id", e))?))).transpose()
+}
+
+pub(crate) fn agent_report(c: &Connection, agent_id: &str, report: &AgentReport, now: OffsetDateTime) -> StoreResult<()> {
+    let n = c
+        .prepare_cached("UPDATE agents SET version = ?2, nft_error = ?3, applied = ?4, last_seen_ns = ?5 WHERE id = ?1")
+        .map_err(db("recording an agent report"))?
+        .execute(params![agent_id, report.version, report.nftables.as_ref().err(), report.applied, to_ns(now)])
+        .map_err(db("recording an agent report"))?;
+    if n == 0 {
+        return Err(Problem::new(ErrorCode::Conflict, None, "this agent is no longer enrolled").into());
+    }
+    c.prepare_cached("UPDATE vms SET addresses = ?2 WHERE key = (SELECT vm_key FROM agents WHERE id = ?1)")
+        .map_err(db("recording an agent report"))?
+        .execute(params![agent_id, encode_addresses(&report.addresses)])
+        .map_err(db("recording an agent report"))?;
+    Ok(())
+}
+
+/// The live grants of a machine, with their request IDs.
+fn live_grants(c: &Connection, vm_key: &str, now: OffsetDateTime) -> StoreResult<Vec<(String, Grant)>> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT r.id, g.number, g.protocol, g.sources, g.sources_is_list, g.end_ns, g.status, g.reason, g.mapped_port
+             FROM grants g JOIN access_requests r ON r.seq = g.request_seq
+             WHERE g.vm_key = ?1 AND g.status = 'Initiated' AND g.end_ns > ?2 ORDER BY g.number, r.seq",
+        )
+        .map_err(db("reading live grants"))?;
+    let mut rows = stmt.query(params![vm_key, to_ns(now)]).map_err(db("reading live grants"))?;
+    let mut live = Vec::new();
+    while let Some(r) = rows.next().map_err(db("reading live grants"))? {
+        live.push((r.get(0).map_err(db("reading live grants"))?, grant_from_row(r, 1)?));
+    }
+    Ok(live)
+}
+
+pub(crate) fn desired_state(c: &Connection, vm: &VmId, now: OffsetDateTime) -> StoreResult<DesiredState> {
+    let key = vm.key();
+    let policy = match policy_of_vm(c, &key)? {
+        Some(id) => load_policy(c, &id.to_lowercase())?.map(|s| s.policy),
+        None => None,
+    };
+    let grants = live_grants(c, &key, now)?;
+    Ok(agent::desired_state(vm, policy.as_ref(), &grants, now))
+}
+
+pub(crate) fn revoke(c: &Connection, policy: &PolicyId, vm: &VmId, ports: &[u16], now: OffsetDateTime) -> StoreResult<u64> {
+    let Some(stored) = load_policy(c, &policy.key())? else {
+        return Err(Problem::new(
+            ErrorCode::PolicyNotFound,
+            None,
+            "no JIT policy with this name exists in this resource group and location",
+        )
+        .into());
+    };
+    if stored.policy.vm(vm).is_none() {
+        return Err(Problem::at(
+            ErrorCode::InvalidInitiateInput,
+            "virtualMachines[0].id",
+            format!("virtual machine '{vm}' is not configured in JIT policy '{}'", policy.name),
+        )
+        .into());
+    }
+    let mut update = c
+        .prepare_cached(
+            "UPDATE grants SET status = 'Revoked', reason = 'UserRequested'
+             WHERE vm_key = ?1 AND number = ?2 AND status = 'Initiated' AND end_ns > ?3
+               AND request_seq IN (SELECT seq FROM access_requests WHERE policy_uid = ?4)",
+        )
+        .map_err(db("revoking grants"))?;
+    let mut revoked = 0u64;
+    for port in ports {
+        revoked += update.execute(params![vm.key(), port, to_ns(now), stored.uid]).map_err(db("revoking grants"))? as u64;
+    }
+    Ok(revoked)
+}
+
 // ---------------------------------------------------------------- status
 
 pub(crate) fn vm_statuses(c: &Connection, scope: &Scope, page: &PageRequest, now: OffsetDateTime) -> StoreResult<Page<VmJitStatus>> {
@@ -750,7 +870,9 @@ pub(crate) fn vm_statuses(c: &Connection, scope: &Scope, page: &PageRequest, now
             live.push((r.get(0).map_err(db("reading live grants"))?, grant_from_row(r, 1)?));
         }
         let state = jit_state(&vm, policy.is_some());
+        let desired = agent::desired_state(&vm.id, policy.as_ref(), &live_grants(c, &key, now)?, now);
         items.push(VmJitStatus {
+            desired,
             state,
             policy: policy.map(|p| p.id),
             ports,

@@ -114,6 +114,19 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX activity_caller ON activity(caller, time_ns);
     CREATE TABLE activity_subjects (key TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (key, seq)) WITHOUT ROWID;
     "#,
+    // 2: host agents, one per machine, each with its own credential.
+    r#"
+    CREATE TABLE agents (
+        id TEXT PRIMARY KEY,
+        vm_key TEXT NOT NULL UNIQUE,
+        token_hash BLOB NOT NULL UNIQUE,
+        version TEXT NOT NULL,
+        nft_error TEXT,
+        applied TEXT,
+        enrolled_ns INTEGER NOT NULL,
+        last_seen_ns INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {

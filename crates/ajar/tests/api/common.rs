@@ -157,6 +157,11 @@ impl Server {
         (status, value, headers)
     }
 
+    /// A handle that can make calls from another task.
+    pub fn client_clone(&self) -> Caller {
+        Caller { client: self.client.clone(), url: self.url.clone() }
+    }
+
     /// An authenticated JSON call as the admin.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let (s, v, _) = self.send(method, path, Some(&self.token), body.map(|b| serde_json::to_vec(&b).unwrap()), "application/json").await;
@@ -235,5 +240,19 @@ pub fn set(v: &mut Value, pointer: &str, new: Value) {
         }
         Value::Array(a) => a[key.parse::<usize>().unwrap()] = new,
         _ => panic!("{parent} is not a container"),
+    }
+}
+
+/// Calls the server from a spawned task.
+pub struct Caller {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl Caller {
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        let resp = self.client.get(format!("{}{path}", self.url)).bearer_auth(token).send().await.expect("request failed");
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.unwrap()
     }
 }

@@ -319,6 +319,13 @@ async fn openapi_describes_every_route() {
         ("get", "/ajar/v1/recommendedPorts"),
         ("post", "/ajar/v1/jit/enable"),
         ("get", "/ajar/v1/activity"),
+        (
+            "post",
+            "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Security/locations/{ascLocation}/jitNetworkAccessPolicies/{jitNetworkAccessPolicyName}/revoke",
+        ),
+        ("post", "/ajar/v1/agents/enroll"),
+        ("get", "/ajar/v1/agent/desiredState"),
+        ("post", "/ajar/v1/agent/report"),
         ("get", "/healthz"),
         ("get", "/openapi.json"),
     ];

@@ -398,7 +398,7 @@ async fn initiate_rules() {
     assert_eq!((st.as_u16(), v["error"]["code"].as_str()), (400, Some("InvalidInitiateInput")), "{v}");
     let (st, v) = s.initiate("nope", initiate_body(&s, json!({"number": 3389, "duration": "PT1H"}))).await;
     assert_eq!((st.as_u16(), v["error"]["code"].as_str()), (404, Some("PolicyNotFound")), "{v}");
-    let (st, v) = s.call(Method::POST, &format!("{}/revoke?{API}", s.policy_path("default")), Some(json!({}))).await;
+    let (st, v) = s.call(Method::POST, &format!("{}/frobnicate?{API}", s.policy_path("default")), Some(json!({}))).await;
     assert_eq!(st.as_u16(), 404, "{v}");
     // Several VMs, one of them wrong: refused whole, nothing opened.
     let both = json!({"virtualMachines": [

@@ -1,0 +1,128 @@
+//! The agent protocol: enrolment with the join token, then, with the agent's
+//! own credential, its machine's desired state (long-poll) and its reports.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use time::OffsetDateTime;
+
+use ajar_api::ApiError;
+use ajar_api::agent::{DesiredStateOut, EnrollOut, MAX_WAIT_SECONDS, desired_state_out, enroll_in, report_in};
+use ajar_domain::activity::{Audit, Outcome, actions};
+use ajar_store::{AgentReport, NewAgent, TokenPurpose};
+
+use super::AppState;
+use crate::auth::{AgentCaller, hash_token};
+use crate::bootstrap::new_token;
+use crate::http::{HttpError, HttpResult, JsonBody, Query};
+
+fn enrol_audit(addr: std::net::IpAddr) -> Audit {
+    Audit {
+        operation: actions::AGENT_ENROLL,
+        subscription: None,
+        resource_group: None,
+        resource_id: "/ajar/v1/agents/enroll".to_owned(),
+        caller: "(join token)".to_owned(),
+        caller_addr: Some(addr),
+        subjects: Vec::new(),
+        details: Vec::new(),
+    }
+}
+
+pub(super) async fn enroll(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<JsonBody, HttpError>,
+) -> HttpResult<(StatusCode, Json<EnrollOut>)> {
+    let mut audit = enrol_audit(peer.ip().to_canonical());
+    let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|s| s.strip_prefix("Bearer ")).map(str::trim);
+    let principal = match token {
+        Some(t) if !t.is_empty() => state.store.principal_for_token(hash_token(t), TokenPurpose::Join).await?,
+        _ => None,
+    };
+    let Some(principal) = principal else {
+        return Err(state.refuse(audit, ApiError::new(401, "InvalidAuthenticationToken", "enrolment needs the server's join token")).await);
+    };
+    audit.caller = principal.name;
+    let defaults = state.store.defaults().await?.ok_or_else(|| HttpError(ApiError::internal()))?;
+    let (vm, version, nftables) = match body
+        .and_then(|JsonBody(b)| enroll_in(&b, &defaults.subscription, &defaults.resource_group, &defaults.location).map_err(HttpError))
+    {
+        Ok(parsed) => parsed,
+        Err(e) => return Err(state.refuse(audit, e).await),
+    };
+    audit.subscription = Some(vm.id.subscription.to_string());
+    audit.resource_group = Some(vm.id.resource_group.to_string());
+    audit.resource_id = vm.id.to_string();
+    audit.subjects = vec![vm.id.key()];
+    audit.details = vec![
+        ("version".into(), version.clone()),
+        ("nftables".into(), nftables.clone().err().unwrap_or_else(|| "usable".into())),
+        ("addresses".into(), vm.private_addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")),
+    ];
+    let agent_token = new_token("ajaragent");
+    let vm_id = vm.id.to_string();
+    let agent_id = state.store.enroll_agent(vm, NewAgent { token_hash: hash_token(&agent_token), version, nftables }, audit).await?;
+    Ok((StatusCode::CREATED, Json(EnrollOut { agent_id, token: agent_token, vm_id })))
+}
+
+/// The machine's desired state. With `etag` (the version the agent has) and
+/// `waitSeconds`, answers only when it differs, or when the wait is over.
+pub(super) async fn desired_state(
+    State(state): State<AppState>,
+    Extension(agent): Extension<AgentCaller>,
+    query: Query,
+) -> HttpResult<Json<DesiredStateOut>> {
+    let wait = match query.get("waitSeconds") {
+        Some(w) => w
+            .parse::<u64>()
+            .map_err(|_| HttpError(ApiError::bad_request("InvalidRequestContent", "waitSeconds", "waitSeconds must be a whole number")))?
+            .min(MAX_WAIT_SECONDS),
+        None => 0,
+    };
+    let known = query.get("etag").map(str::to_owned);
+    // Subscribe before reading, so a change between the two is not missed.
+    let mut changes = state.changes.subscribe(&agent.vm.key());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    loop {
+        changes.borrow_and_update();
+        let out = desired_state_out(&state.store.desired_state(&agent.vm).await?, OffsetDateTime::now_utc());
+        if known.as_deref() != Some(out.etag.as_str()) {
+            return Ok(Json(out));
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return Ok(Json(out)) },
+            _ = tokio::time::sleep_until(deadline) => return Ok(Json(out)),
+        }
+    }
+}
+
+pub(super) async fn report(
+    State(state): State<AppState>,
+    Extension(agent): Extension<AgentCaller>,
+    body: Result<JsonBody, HttpError>,
+) -> HttpResult<StatusCode> {
+    let JsonBody(bytes) = body?;
+    let (input, addresses) = report_in(&bytes)?;
+    let report = AgentReport { version: input.version, nftables: input.nftables.to_result(), addresses, applied: input.applied_etag };
+    state.store.agent_report(&agent.agent_id, report).await?;
+    if let Some(drift) = input.drift_repaired {
+        let audit = Audit {
+            operation: actions::AGENT_DRIFT_REPAIRED,
+            subscription: Some(agent.vm.subscription.to_string()),
+            resource_group: Some(agent.vm.resource_group.to_string()),
+            resource_id: agent.vm.to_string(),
+            caller: format!("agent {}", agent.agent_id),
+            caller_addr: Some(agent.addr),
+            subjects: vec![agent.vm.key()],
+            details: vec![("drift".into(), drift)],
+        };
+        state.store.record(audit, Outcome::Succeeded).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
