@@ -43,6 +43,40 @@ pub enum Command {
     Activity(ActivityArgs),
     /// Print the server's OpenAPI document.
     Openapi(OpenapiArgs),
+    /// Run the host agent: enforce this machine's JIT policy with nftables (needs root).
+    Agent(AgentArgs),
+}
+
+// ------------------------------------------------------------------ agent
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The server's URL (https://…).
+    #[arg(long, value_name = "URL", required_unless_present = "uninstall")]
+    pub server: Option<String>,
+    /// The CA certificate the server's certificate must chain to (the server's tls/ca.pem).
+    #[arg(long, value_name = "FILE", required_unless_present = "uninstall")]
+    pub ca: Option<PathBuf>,
+    /// The server's join token; needed only to enrol, the first time.
+    #[arg(long, value_name = "TOKEN", env = "AJAR_JOIN_TOKEN")]
+    pub join_token: Option<String>,
+    /// This machine's name in the inventory.
+    #[arg(long, value_name = "NAME", required_unless_present = "uninstall")]
+    pub name: Option<String>,
+    #[arg(long, value_name = "RG")]
+    pub resource_group: Option<String>,
+    #[arg(long, value_name = "LOC")]
+    pub location: Option<String>,
+    #[arg(long, value_enum, default_value = "linux")]
+    pub os: OsArg,
+    /// Where the agent keeps its credential and last applied state.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/ajar-agent")]
+    pub state_dir: PathBuf,
+    /// Remove table inet ajar (and nothing else), then exit.
+    #[arg(long)]
+    pub uninstall: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 // ------------------------------------------------------------------ serve

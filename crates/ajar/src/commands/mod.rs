@@ -2,6 +2,7 @@
 //! the server through `ajar_client`, and prints a table or JSON.
 
 mod activity;
+mod agent;
 mod policy;
 mod request;
 mod serve;
@@ -51,6 +52,7 @@ fn init_client_logging() {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Agent(args) => agent::run(args).await,
         Command::Vm(cmd) => vm::run(cmd).await,
         Command::Policy(cmd) => policy::run(cmd).await,
         Command::Request(args) => request::run(args).await,

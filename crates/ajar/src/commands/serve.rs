@@ -43,7 +43,7 @@ pub fn config(args: &ServeArgs) -> Result<ServeConfig, UsageError> {
     })
 }
 
-fn init_logging(format: LogFormat) {
+pub(crate) fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour codes only for a terminal: log files and journald get plain text.
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
@@ -53,19 +53,23 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = config(&args)?;
-    init_logging(args.log_format);
-    // Registered before the server starts, so an early signal is not lost.
+/// Resolves on SIGTERM or SIGINT. The handlers are installed at once, so a
+/// signal that arrives before anyone waits is not lost.
+pub(crate) fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let shutdown = async move {
+    Ok(async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
             _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
         }
-    };
-    ajar_server::run(config, shutdown).await
+    })
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = config(&args)?;
+    init_logging(args.log_format);
+    ajar_server::run(config, shutdown_signal()?).await
 }
 
 #[cfg(test)]

@@ -1,0 +1,106 @@
+//! Between the server's desired state, what the agent saves, and what the
+//! firewall enforces.
+
+use std::time::Duration;
+
+use ajar_api::agent::DesiredStateOut;
+use ajar_enforce::{DesiredState, Grant, Protected, Proto, Source};
+
+use crate::state::{Saved, SavedGrant};
+
+fn proto(text: &str) -> Option<Proto> {
+    match text {
+        "TCP" => Some(Proto::Tcp),
+        "UDP" => Some(Proto::Udp),
+        "*" => Some(Proto::Both),
+        _ => None,
+    }
+}
+
+/// The server's answer, with end times placed on this machine's clock at
+/// `now_ms` from the time left (so the two clocks need not agree).
+pub fn saved_from(out: &DesiredStateOut, now_ms: i128) -> Saved {
+    Saved {
+        etag: out.etag.clone(),
+        protected: out.protected.iter().map(|p| (p.number, p.protocol.clone())).collect(),
+        grants: out
+            .grants
+            .iter()
+            .map(|g| SavedGrant {
+                request_id: g.request_id.clone(),
+                number: g.number,
+                protocol: g.protocol.clone(),
+                sources: g.allowed_source_address_prefixes.clone(),
+                end_ms: now_ms + i128::from(g.remaining_ms),
+            })
+            .collect(),
+    }
+}
+
+/// What to enforce at `now_ms`: grants carry the time they have left; ended
+/// ones are dropped. Anything unreadable is left out, which keeps it closed.
+pub fn enforce_at(saved: &Saved, now_ms: i128) -> DesiredState {
+    let protected = saved.protected.iter().filter_map(|(port, p)| Some(Protected { proto: proto(p)?, port: *port })).collect();
+    let mut grants = Vec::new();
+    for g in &saved.grants {
+        let left = g.end_ms - now_ms;
+        let (Some(proto), true) = (proto(&g.protocol), left > 0) else { continue };
+        let timeout = Duration::from_millis(u64::try_from(left).unwrap_or(0));
+        for s in &g.sources {
+            let source = if s == "*" {
+                Source::Any
+            } else {
+                match s.parse::<ajar_domain::SourcePrefix>() {
+                    Ok(ajar_domain::SourcePrefix::Net(net)) => Source::Net(net),
+                    Ok(ajar_domain::SourcePrefix::Any) => Source::Any,
+                    Err(e) => {
+                        tracing::warn!(source = %s, error = %e, "ignoring a grant source the agent cannot read");
+                        continue;
+                    }
+                }
+            };
+            grants.push(Grant { id: g.request_id.clone(), source, proto, port: g.number, timeout });
+        }
+    }
+    DesiredState { protected, grants }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ajar_api::agent::{DesiredGrantOut, ProtectedPortOut};
+
+    #[test]
+    fn ended_grants_are_dropped_and_times_follow_the_local_clock() {
+        let out = DesiredStateOut {
+            etag: "e".into(),
+            vm_id: "v".into(),
+            protected: vec![ProtectedPortOut { number: 22, protocol: "TCP".into() }],
+            grants: vec![
+                DesiredGrantOut {
+                    request_id: "a".into(),
+                    number: 22,
+                    protocol: "TCP".into(),
+                    allowed_source_address_prefixes: vec!["10.0.0.0/8".into(), "*".into()],
+                    end_time_utc: String::new(),
+                    remaining_ms: 10_000,
+                },
+                DesiredGrantOut {
+                    request_id: "b".into(),
+                    number: 22,
+                    protocol: "bogus".into(),
+                    allowed_source_address_prefixes: vec!["10.0.0.1".into()],
+                    end_time_utc: String::new(),
+                    remaining_ms: 10_000,
+                },
+            ],
+        };
+        let saved = saved_from(&out, 1_000);
+        assert_eq!(saved.grants[0].end_ms, 11_000);
+        let now = enforce_at(&saved, 4_000);
+        assert_eq!(now.protected, vec![Protected { proto: Proto::Tcp, port: 22 }]);
+        assert_eq!(now.grants.len(), 2, "two sources of grant a; grant b's protocol is unreadable");
+        assert_eq!(now.grants[0].timeout, Duration::from_millis(7_000));
+        assert!(enforce_at(&saved, 11_000).grants.is_empty(), "ended grants are not restored");
+    }
+}

@@ -1,0 +1,248 @@
+//! `ajar agent`: runs on each guarded machine. It enrols once (the join token
+//! only enrols; the agent then holds its own credential), follows its machine's
+//! desired state by long-poll, applies it with nftables as one atomic change,
+//! repairs drift, and reports what it applied.
+//!
+//! Fail closed: while the server is unreachable the table stays as it is, so
+//! ports stay closed except for grants already held, which the kernel ends on
+//! time. After a restart without the server, only grants that have not ended
+//! are restored.
+
+mod convert;
+mod server;
+mod state;
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use time::OffsetDateTime;
+
+use ajar_api::agent::{EnrollIn, NftablesStatus, ReportIn};
+use ajar_enforce::{Firewall, drift_reasons};
+
+pub use server::ServerClient;
+use state::Saved;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// How often the agent checks its table for changes made by hand.
+const DRIFT_CHECK_EVERY: Duration = Duration::from_secs(2);
+/// How often it reports when nothing else happens (its heartbeat).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub server: String,
+    pub ca_pem: Vec<u8>,
+    pub join_token: Option<String>,
+    pub name: String,
+    pub resource_group: Option<String>,
+    pub location: Option<String>,
+    pub os_type: String,
+    pub state_dir: PathBuf,
+}
+
+fn now_ms() -> i128 {
+    OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000
+}
+
+/// The machine's own addresses, loopback aside.
+fn addresses() -> Vec<String> {
+    if_addrs::get_if_addrs()
+        .map(|ifs| {
+            ifs.into_iter()
+                .filter(|i| !i.is_loopback())
+                .map(|i| i.ip())
+                .filter(|ip: &IpAddr| !ip.is_unspecified())
+                .map(|ip| ip.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn nftables_status(usable: &Result<(), String>) -> NftablesStatus {
+    NftablesStatus { usable: usable.is_ok(), reason: usable.clone().err() }
+}
+
+struct Agent {
+    config: AgentConfig,
+    client: ServerClient,
+    firewall: Arc<dyn Firewall + Send + Sync>,
+    nftables: Result<(), String>,
+    /// What is applied now; one lock also serialises changes to the table.
+    current: Mutex<Option<Saved>>,
+}
+
+impl Agent {
+    fn report_body(&self, drift: Option<String>) -> ReportIn {
+        let applied = self.current.lock().ok().and_then(|c| c.as_ref().map(|s| s.etag.clone()));
+        ReportIn {
+            version: VERSION.to_owned(),
+            nftables: nftables_status(&self.nftables),
+            addresses: addresses(),
+            applied_etag: applied,
+            drift_repaired: drift,
+        }
+    }
+
+    /// Applies `saved` (as of now) and makes it current. Blocking: runs `nft`.
+    fn apply(&self, saved: Saved) -> anyhow::Result<()> {
+        let mut current = self.current.lock().map_err(|_| anyhow::anyhow!("agent state poisoned"))?;
+        self.firewall.apply(&convert::enforce_at(&saved, now_ms())).context("applying the desired state")?;
+        if let Err(e) = state::save_desired(&self.config.state_dir, &saved) {
+            tracing::warn!(error = %e, "could not save the applied state; a restart without the server would start closed");
+        }
+        *current = Some(saved);
+        Ok(())
+    }
+
+    /// Re-applies the current state if the table differs from it. Returns what was found.
+    fn repair_drift(&self) -> anyhow::Result<Option<String>> {
+        let current = self.current.lock().map_err(|_| anyhow::anyhow!("agent state poisoned"))?;
+        let Some(saved) = current.as_ref() else { return Ok(None) };
+        let desired = convert::enforce_at(saved, now_ms());
+        let reasons = match self.firewall.read_own().context("reading table inet ajar")? {
+            None => vec!["table inet ajar is missing".to_owned()],
+            Some(observed) => drift_reasons(&observed, &desired),
+        };
+        if reasons.is_empty() {
+            return Ok(None);
+        }
+        self.firewall.apply(&desired).context("repairing table inet ajar")?;
+        Ok(Some(reasons.join("; ")))
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await.context("a blocking task failed")?
+}
+
+/// Enrols if the state directory holds no credential yet.
+async fn credential(config: &AgentConfig, client: &ServerClient, nftables: &Result<(), String>) -> anyhow::Result<state::Credential> {
+    if let Some(c) = state::load_credential(&config.state_dir)? {
+        return Ok(c);
+    }
+    let join =
+        config.join_token.as_deref().context("this agent is not enrolled yet: give --join-token (the server's bootstrap.json has it)")?;
+    let enrolled = client
+        .enroll(
+            join,
+            &EnrollIn {
+                name: config.name.clone(),
+                resource_group: config.resource_group.clone(),
+                location: config.location.clone(),
+                os_type: config.os_type.clone(),
+                addresses: addresses(),
+                version: VERSION.to_owned(),
+                nftables: nftables_status(nftables),
+            },
+        )
+        .await?;
+    let c = state::Credential { agent_id: enrolled.agent_id, token: enrolled.token, vm_id: enrolled.vm_id };
+    state::save_credential(&config.state_dir, &c)?;
+    tracing::info!(vm = %c.vm_id, agent = %c.agent_id, "enrolled");
+    Ok(c)
+}
+
+/// Runs the agent until `shutdown` resolves. The table stays in place when it
+/// stops: grants keep their kernel timeouts and everything else stays closed.
+pub async fn run(
+    config: AgentConfig,
+    firewall: Arc<dyn Firewall + Send + Sync>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    state::create_dir(&config.state_dir)?;
+    let nftables = blocking(|| Ok(ajar_enforce::nft_usable())).await?;
+    if let Err(why) = &nftables {
+        tracing::error!(reason = %why, "nftables is unusable here; this machine will show as Unsupported");
+    }
+    let client = ServerClient::new(&config.server, &config.ca_pem)?;
+    let cred = credential(&config, &client, &nftables).await?;
+    let client = client.with_token(&cred.token);
+    let agent = Arc::new(Agent { config: config.clone(), client, firewall, nftables, current: Mutex::new(None) });
+
+    // Restore what was applied before, minus the grants that have ended.
+    if agent.nftables.is_ok()
+        && let Some(saved) = state::load_desired(&config.state_dir)?
+    {
+        let a = Arc::clone(&agent);
+        if let Err(e) = blocking(move || a.apply(saved)).await {
+            tracing::error!(error = %e, "could not restore the saved state");
+        }
+    }
+
+    let follow = follow(Arc::clone(&agent));
+    let watch = watch(Arc::clone(&agent));
+    tokio::select! {
+        _ = shutdown => tracing::info!("agent stopping; the table stays in force"),
+        r = follow => r?,
+        r = watch => r?,
+    }
+    Ok(())
+}
+
+/// Follows the desired state: applies each new version and reports it.
+async fn follow(agent: Arc<Agent>) -> anyhow::Result<()> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let etag = agent.current.lock().ok().and_then(|c| c.as_ref().map(|s| s.etag.clone()));
+        match agent.client.desired_state(etag.as_deref()).await {
+            Ok(out) => {
+                backoff = Duration::from_millis(500);
+                if Some(&out.etag) == etag.as_ref() || agent.nftables.is_err() {
+                    continue;
+                }
+                let saved = convert::saved_from(&out, now_ms());
+                let a = Arc::clone(&agent);
+                match blocking(move || a.apply(saved)).await {
+                    Ok(()) => tracing::info!(etag = %out.etag, grants = out.grants.len(), "applied"),
+                    Err(e) => tracing::error!(error = %e, "could not apply the desired state; the table is unchanged"),
+                }
+                if let Err(e) = agent.client.report(&agent.report_body(None)).await {
+                    tracing::warn!(error = %e, "report failed");
+                }
+            }
+            Err(e) => {
+                // Fail closed: keep the table as it is; grants end on their own.
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot reach the server; keeping the current table");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Repairs drift within seconds and sends the heartbeat.
+async fn watch(agent: Arc<Agent>) -> anyhow::Result<()> {
+    let mut since_report = Duration::ZERO;
+    loop {
+        tokio::time::sleep(DRIFT_CHECK_EVERY).await;
+        since_report += DRIFT_CHECK_EVERY;
+        let mut drift = None;
+        if agent.nftables.is_ok() {
+            let a = Arc::clone(&agent);
+            match blocking(move || a.repair_drift()).await {
+                Ok(Some(found)) => {
+                    tracing::warn!(drift = %found, "table inet ajar was changed by hand; repaired");
+                    drift = Some(found);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "drift check failed"),
+            }
+        }
+        if drift.is_some() || since_report >= HEARTBEAT_EVERY {
+            since_report = Duration::ZERO;
+            if let Err(e) = agent.client.report(&agent.report_body(drift)).await {
+                tracing::warn!(error = %e, "report failed");
+            }
+        }
+    }
+}
+
+/// `ajar agent --uninstall`: removes table `inet ajar`, and nothing else.
+pub fn uninstall(firewall: &dyn Firewall) -> anyhow::Result<()> {
+    firewall.remove().context("removing table inet ajar")
+}

@@ -1,0 +1,87 @@
+//! What the agent keeps in its state directory (mode 0700, files 0600): its
+//! credential, so a restart does not enrol again, and the last desired state it
+//! applied, with absolute end times, so a restart while the server is down
+//! restores only the grants that have not ended.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+use anyhow::Context;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Credential {
+    pub agent_id: String,
+    pub token: String,
+    pub vm_id: String,
+}
+
+/// One grant as applied, with its end on this machine's clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SavedGrant {
+    pub request_id: String,
+    pub number: u16,
+    pub protocol: String,
+    pub sources: Vec<String>,
+    /// Unix time in milliseconds.
+    pub end_ms: i128,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Saved {
+    pub etag: String,
+    /// (port, protocol as the API writes it).
+    pub protected: Vec<(u16, String)>,
+    pub grants: Vec<SavedGrant>,
+}
+
+const CREDENTIAL: &str = "credential.json";
+const DESIRED: &str = "desired.json";
+
+pub fn create_dir(dir: &Path) -> anyhow::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating the state directory {}", dir.display()))
+}
+
+fn write_private(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let bytes = serde_json::to_vec_pretty(value).context("encoding state")?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(&bytes).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+}
+
+fn read<T: DeserializeOwned>(path: &Path) -> anyhow::Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+pub fn load_credential(dir: &Path) -> anyhow::Result<Option<Credential>> {
+    read(&dir.join(CREDENTIAL))
+}
+
+pub fn save_credential(dir: &Path, c: &Credential) -> anyhow::Result<()> {
+    write_private(&dir.join(CREDENTIAL), c)
+}
+
+pub fn load_desired(dir: &Path) -> anyhow::Result<Option<Saved>> {
+    read(&dir.join(DESIRED))
+}
+
+pub fn save_desired(dir: &Path, s: &Saved) -> anyhow::Result<()> {
+    write_private(&dir.join(DESIRED), s)
+}

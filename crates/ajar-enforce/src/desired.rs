@@ -1,0 +1,88 @@
+//! What the host should enforce, as plain data: the JIT-protected ports and the live grants.
+//!
+//! Pure: no I/O, no clock. A grant carries the time left until its end, computed by the caller.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// A transport protocol as the control plane states it: `Both` means TCP and UDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Both,
+}
+
+/// One concrete layer-4 protocol, as the kernel matches it (`meta l4proto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum L4 {
+    Tcp,
+    Udp,
+}
+
+impl L4 {
+    /// The name nft uses for it (`inet_proto`).
+    pub fn nft_name(self) -> &'static str {
+        match self {
+            L4::Tcp => "tcp",
+            L4::Udp => "udp",
+        }
+    }
+
+    /// Parses nft's name for it; `None` for any other protocol.
+    pub fn from_nft_name(name: &str) -> Option<L4> {
+        match name {
+            "tcp" => Some(L4::Tcp),
+            "udp" => Some(L4::Udp),
+            _ => None,
+        }
+    }
+}
+
+impl Proto {
+    /// The concrete protocols this one stands for.
+    pub fn l4s(self) -> &'static [L4] {
+        match self {
+            Proto::Tcp => &[L4::Tcp],
+            Proto::Udp => &[L4::Udp],
+            Proto::Both => &[L4::Tcp, L4::Udp],
+        }
+    }
+}
+
+/// A JIT-protected port: closed (dropped) for every source that has no live grant for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Protected {
+    pub proto: Proto,
+    pub port: u16,
+}
+
+/// Where a grant's traffic may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// Any address, IPv4 and IPv6 (`*` in Azure's API).
+    Any,
+    /// One address or prefix. Host bits are ignored (`10.0.0.7/24` means `10.0.0.0/24`).
+    Net(IpNet),
+}
+
+/// A live grant: `source` may reach `proto`/`port` for `timeout` more.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Grant {
+    /// The access request's id; it goes into the element's comment.
+    pub id: String,
+    pub source: Source,
+    pub proto: Proto,
+    pub port: u16,
+    /// Time left until the grant's end. Enforced in whole seconds, rounded down (never longer than granted);
+    /// a grant with less than one second left is not enforced at all.
+    pub timeout: Duration,
+}
+
+/// Everything the host enforces. Applying it replaces whatever `inet ajar` held before.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DesiredState {
+    pub protected: Vec<Protected>,
+    pub grants: Vec<Grant>,
+}

@@ -1,0 +1,24 @@
+//! The host agent's enforcement: which ports are JIT-protected and which grants are live, turned into one
+//! nftables table, `inet ajar`, applied atomically.
+//!
+//! - [`desired`]: what to enforce, as data (pure).
+//! - [`normalize`]: grants → non-overlapping set elements, longest timeout wins (pure).
+//! - [`ruleset`]: the table as one `nftables` batch (pure).
+//! - [`observed`]: the table as read back, and [`drifted`] (pure).
+//! - [`nft`]: the [`Firewall`] trait and [`NftFirewall`], which runs `nft -j` (I/O).
+//!
+//! Invariants: ajar names no nftables table but `inet ajar`; expiry is enforced by the kernel through
+//! per-element timeouts, not by a timer in the agent; established connections outlive their grant
+//! (`ct state established,related accept`), as with Azure's NSG rules.
+
+pub mod desired;
+mod error;
+pub mod nft;
+pub mod normalize;
+pub mod observed;
+pub mod ruleset;
+
+pub use desired::{DesiredState, Grant, L4, Protected, Proto, Source};
+pub use error::EnforceError;
+pub use nft::{Firewall, NftFirewall, nft_usable};
+pub use observed::{ObservedTable, drift_reasons, drifted};
