@@ -57,9 +57,9 @@ pub struct Audit {
     pub resource_id: String,
     pub caller: String,
     pub caller_addr: Option<IpAddr>,
-    /// Keys of every resource the entry is about (the target and the machines
-    /// it names), so a machine's log also shows the policy changes and requests
-    /// that concerned it.
+    /// Keys of the machines the entry is about, so a machine's log also shows
+    /// the policy changes and requests that concerned it. Empty: the entry is
+    /// about `resource_id` alone.
     pub subjects: Vec<String>,
     /// What was asked, recorded whether or not it succeeded.
     pub details: Vec<(String, String)>,

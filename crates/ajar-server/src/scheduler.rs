@@ -3,6 +3,7 @@
 //! that ended while the server was down (caught up at start).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -15,8 +16,32 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// Pause after a store error before trying again.
 const RETRY: Duration = Duration::from_secs(1);
 
-pub async fn run(store: Arc<dyn Store>, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+/// When the scheduler will next look, and a way to make it look sooner. Only a
+/// grant that ends before then wakes it, so initiates do not cost it work.
+#[derive(Default)]
+pub struct ExpiryWake {
+    notify: Notify,
+    /// Unix milliseconds of the next look; `i64::MIN` while it is deciding.
+    next_ms: AtomicI64,
+}
+
+fn unix_ms(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+impl ExpiryWake {
+    /// A live grant ending at `end` was stored.
+    pub fn grant_ends_at(&self, end: OffsetDateTime) {
+        if unix_ms(end) < self.next_ms.load(Ordering::SeqCst) || self.next_ms.load(Ordering::SeqCst) == i64::MIN {
+            self.notify.notify_one();
+        }
+    }
+}
+
+pub async fn run(store: Arc<dyn Store>, wake: Arc<ExpiryWake>, mut stop: watch::Receiver<bool>) {
     loop {
+        // While deciding, every new grant wakes it, so none is missed.
+        wake.next_ms.store(i64::MIN, Ordering::SeqCst);
         let expired = store.expire_due().await;
         match &expired {
             Ok(0) => {}
@@ -35,9 +60,11 @@ pub async fn run(store: Arc<dyn Store>, wake: Arc<Notify>, mut stop: watch::Rece
                 RETRY
             }
         };
+        let next = OffsetDateTime::now_utc() + sleep;
+        wake.next_ms.store(unix_ms(next), Ordering::SeqCst);
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
-            _ = wake.notified() => {}
+            _ = wake.notify.notified() => {}
             _ = stop.changed() => return,
         }
     }

@@ -191,7 +191,9 @@ async fn initiate(
     let who = DomainCaller { principal_id: caller.principal.id.clone(), name: caller.principal.name.clone(), addr: caller.addr };
     let vms = audit.subjects.clone();
     let request = state.store.initiate(&id, draft, who, audit).await?;
-    state.expiry_wake.notify_one();
+    if let Some(end) = request.vms.iter().flat_map(|v| &v.grants).map(|g| g.end).min() {
+        state.expiry_wake.grant_ends_at(end);
+    }
     state.changes.notify(&vms);
     Ok((StatusCode::ACCEPTED, Json(request_out(&request, OffsetDateTime::now_utc()))))
 }

@@ -14,7 +14,6 @@ use axum::http::{StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::sync::Notify;
 use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
 
@@ -36,7 +35,7 @@ pub struct AppState {
     limits: Limits,
     page_size: usize,
     max_body_bytes: usize,
-    expiry_wake: Arc<Notify>,
+    expiry_wake: Arc<crate::scheduler::ExpiryWake>,
     pub(crate) tokens: Arc<auth::TokenCache>,
     pub(crate) changes: Arc<crate::changes::ChangeHub>,
 }
@@ -49,7 +48,7 @@ impl AppState {
             limits: config.limits,
             page_size: config.page_size,
             max_body_bytes: config.max_body_bytes,
-            expiry_wake: Arc::new(Notify::new()),
+            expiry_wake: Arc::default(),
             tokens: Arc::default(),
             changes: Arc::default(),
         }
@@ -60,7 +59,7 @@ impl AppState {
     }
 
     /// Woken whenever a grant is added, so the scheduler can see an earlier end time.
-    pub fn expiry_wake(&self) -> Arc<Notify> {
+    pub fn expiry_wake(&self) -> Arc<crate::scheduler::ExpiryWake> {
         Arc::clone(&self.expiry_wake)
     }
 

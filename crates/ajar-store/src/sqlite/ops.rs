@@ -642,7 +642,8 @@ pub(crate) fn initiate(
         )
         .into());
     };
-    let request = plan_initiate(&stored.policy, draft, caller, now, uuid::Uuid::new_v4().to_string())?;
+    // Time-ordered IDs (v7) append to the unique index instead of landing on a random page.
+    let request = plan_initiate(&stored.policy, draft, caller, now, uuid::Uuid::now_v7().to_string())?;
     let now_ns = to_ns(now);
     c.prepare_cached(
         "INSERT INTO access_requests (id, policy_uid, policy_id, requestor, principal_id, caller_addr, start_ns, justification)
@@ -984,7 +985,9 @@ pub(crate) fn append_activity(
     let seq = c.last_insert_rowid();
     let mut subject =
         c.prepare_cached("INSERT OR IGNORE INTO activity_subjects (key, seq) VALUES (?1, ?2)").map_err(db("writing the activity log"))?;
-    subject.execute(params![audit.resource_id.to_lowercase(), seq]).map_err(db("writing the activity log"))?;
+    if audit.subjects.is_empty() {
+        subject.execute(params![audit.resource_id.to_lowercase(), seq]).map_err(db("writing the activity log"))?;
+    }
     for key in &audit.subjects {
         subject.execute(params![key, seq]).map_err(db("writing the activity log"))?;
     }
