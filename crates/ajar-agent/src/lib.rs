@@ -191,15 +191,23 @@ async fn follow(agent: Arc<Agent>) -> anyhow::Result<()> {
         let etag = agent.current.lock().ok().and_then(|c| c.as_ref().map(|s| s.etag.clone()));
         match agent.client.desired_state(etag.as_deref()).await {
             Ok(out) => {
-                backoff = Duration::from_millis(500);
                 if Some(&out.etag) == etag.as_ref() || agent.nftables.is_err() {
+                    backoff = Duration::from_millis(500);
                     continue;
                 }
                 let saved = convert::saved_from(&out, now_ms());
                 let a = Arc::clone(&agent);
                 match blocking(move || a.apply(saved)).await {
-                    Ok(()) => tracing::info!(etag = %out.etag, grants = out.grants.len(), "applied"),
-                    Err(e) => tracing::error!(error = %e, "could not apply the desired state; the table is unchanged"),
+                    Ok(()) => {
+                        backoff = Duration::from_millis(500);
+                        tracing::info!(etag = %out.etag, grants = out.grants.len(), "applied");
+                    }
+                    Err(e) => {
+                        // The next poll would return the same state at once: pause first.
+                        tracing::error!(error = %e, retry_in = ?backoff, "could not apply the desired state; the table is unchanged");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
                 }
                 if let Err(e) = agent.client.report(&agent.report_body(None)).await {
                     tracing::warn!(error = %e, "report failed");
