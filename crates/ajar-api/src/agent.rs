@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use ajar_domain::agent::DesiredState;
 use ajar_domain::inventory::{EnforcementPoint, OsType, Vm};
-use ajar_domain::{Location, ResourceGroup, SourcePrefix, Sources, SubscriptionId, VmId};
+use ajar_domain::{Location, ResourceGroup, SubscriptionId, VmId};
 
 use crate::{ApiError, wire_time};
 
@@ -229,10 +229,4 @@ pub fn revoke_in(body: &[u8]) -> Result<Vec<(VmId, Vec<u16>)>, ApiError> {
             Ok((id, vm.ports.iter().map(|p| p.number).collect()))
         })
         .collect()
-}
-
-/// Parses a desired-state grant back into domain terms (for the agent).
-pub fn grant_sources(prefixes: &[String]) -> Result<Sources, String> {
-    let parsed = prefixes.iter().map(|p| p.parse::<SourcePrefix>().map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
-    Ok(Sources::List(parsed))
 }

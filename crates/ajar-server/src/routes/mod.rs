@@ -58,7 +58,7 @@ impl AppState {
         self.max_body_bytes
     }
 
-    /// Woken whenever a grant is added, so the scheduler can see an earlier end time.
+    /// How routes tell the expiry scheduler of a grant that ends before it would look.
     pub fn expiry_wake(&self) -> Arc<crate::scheduler::ExpiryWake> {
         Arc::clone(&self.expiry_wake)
     }

@@ -75,9 +75,14 @@ pub async fn run(args: RequestArgs) -> anyhow::Result<()> {
     if ctx.output == OutputFormat::Json {
         return output::json(&response);
     }
-    let address = find_status(&ctx, &vm, location.as_str()).await.and_then(|s| s.connection.address);
+    let status = find_status(&ctx, &vm, location.as_str()).await;
+    let address = status.as_ref().and_then(|s| s.connection.address.clone());
     let public_ip = rules.and_then(|r| r.public_ip_address.clone());
-    let text = describe(&response, rules, address.as_deref(), public_ip.as_deref(), OffsetDateTime::now_utc());
+    let mut text = describe(&response, rules, address.as_deref(), public_ip.as_deref(), OffsetDateTime::now_utc());
+    // The grant is recorded, but only an agent opens the port: say so.
+    if status.is_some_and(|s| s.enforcement == "none") {
+        text.push_str(&format!("Note: no ajar agent serves {} yet; the port opens once one does.\n", args.vm));
+    }
     output::emit(text.as_bytes())
 }
 
