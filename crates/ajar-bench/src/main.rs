@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
+
+mod enforce;
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -61,6 +63,8 @@ struct Cli {
 enum Bench {
     /// Control-plane throughput and latency: initiate and GET against a local `ajar serve`.
     ControlPlane(ControlPlaneArgs),
+    /// Time to apply N live grants on one machine with nftables (root; throwaway namespace).
+    Enforce(enforce::EnforceArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -105,6 +109,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = match cli.command {
         Bench::ControlPlane(args) => runtime.block_on(control_plane(args)),
+        Bench::Enforce(args) => enforce::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
