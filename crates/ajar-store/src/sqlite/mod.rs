@@ -315,6 +315,17 @@ impl SqliteStore {
     /// up to date. Must be called within a Tokio runtime.
     pub fn open(path: &Path) -> StoreResult<Self> {
         let mut conn = open_connection(path, true)?;
+        // Only the server's user reads the audit trail and token hashes. New
+        // -wal and -shm files get the database's mode; older ones are fixed here.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            let file = PathBuf::from(file);
+            if suffix.is_empty() || file.exists() {
+                std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                    .map_err(|e| backend(&format!("restricting {} to its owner", file.display()), e))?;
+            }
+        }
         schema::migrate(&mut conn)?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (durable_tx, durable_rx) = std::sync::mpsc::channel();
