@@ -49,9 +49,9 @@ impl Authorizer for AnyAuthenticatedPrincipal {
     }
 }
 
-/// How long a token's principal is remembered without asking the store again.
-/// Whatever later ends a token (expiry, revocation) clears this cache, so the
-/// bound only matters for changes made directly in the database.
+/// How long a token's principal is remembered without asking the store again:
+/// a token ended in the store stops working within this time. (Revoking tokens
+/// through the API, when it comes, must also clear the cache.)
 const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
 /// Entries kept before the cache starts over, so random tokens cannot grow it.
 const TOKEN_CACHE_MAX: usize = 10_000;
