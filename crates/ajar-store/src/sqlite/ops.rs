@@ -231,7 +231,13 @@ pub(crate) fn delete_vm(c: &Connection, id: &VmId) -> StoreResult<bool> {
         )
         .into());
     }
-    let n = c.prepare_cached("DELETE FROM vms WHERE key = ?1").map_err(db("deleting a VM"))?.execute([key]).map_err(db("deleting a VM"))?;
+    // Its agent goes too: the credential stops working, and the machine can be enrolled again.
+    c.prepare_cached("DELETE FROM agents WHERE vm_key = ?1")
+        .map_err(db("deleting a VM's agent"))?
+        .execute([&key])
+        .map_err(db("deleting a VM's agent"))?;
+    let n =
+        c.prepare_cached("DELETE FROM vms WHERE key = ?1").map_err(db("deleting a VM"))?.execute([&key]).map_err(db("deleting a VM"))?;
     Ok(n > 0)
 }
 

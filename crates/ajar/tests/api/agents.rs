@@ -112,6 +112,28 @@ async fn agents_enrol_follow_their_desired_state_and_report() {
 }
 
 #[tokio::test]
+async fn a_waiting_agent_does_not_hold_up_shutdown() {
+    let mut s = Server::start(&[]).await;
+    let (st, enrolled) = enroll(&s, "web1", true).await;
+    assert_eq!(st, StatusCode::CREATED, "{enrolled}");
+    let token = enrolled["token"].as_str().unwrap().to_owned();
+    let etag = desired(&s, &token, "").await["etag"].as_str().unwrap().to_owned();
+    let waiter = {
+        let (url, token) = (format!("/ajar/v1/agent/desiredState?etag={etag}&waitSeconds=25"), token.clone());
+        let s2 = s.client_clone();
+        tokio::spawn(async move { s2.get_json(&url, &token).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // SIGTERM: the long-poll answers at once (with the state as it is), so the
+    // server stops promptly instead of waiting out its drain timeout.
+    let started = Instant::now();
+    tokio::task::block_in_place(|| s.stop());
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "the server took {took:?} to stop with an agent waiting");
+    assert_eq!(waiter.await.unwrap()["etag"], etag.as_str());
+}
+
+#[tokio::test]
 async fn a_machine_without_nftables_is_unsupported() {
     let s = Server::start(&[]).await;
     let (st, v) = enroll(&s, "box", false).await;
@@ -127,4 +149,17 @@ async fn a_machine_without_nftables_is_unsupported() {
     assert_eq!((st.as_u16(), v["error"]["target"].as_str()), (400, Some("name")), "{v}");
     let (st, _, _) = s.send(Method::GET, "/ajar/v1/agent/desiredState", Some("ajaragent_forged"), None, "").await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn removing_a_machine_removes_its_agent() {
+    let s = Server::start(&[]).await;
+    let (st, first) = enroll(&s, "web1", true).await;
+    assert_eq!(st, StatusCode::CREATED, "{first}");
+    let token = first["token"].as_str().unwrap().to_owned();
+    assert_eq!(s.call(Method::DELETE, &format!("{}?{API}", s.vm_id("web1")), None).await.0, StatusCode::OK);
+    let (st, _, _) = s.send(Method::GET, "/ajar/v1/agent/desiredState", Some(&token), None, "").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "the old credential no longer works");
+    let (st, again) = enroll(&s, "web1", true).await;
+    assert_eq!(st, StatusCode::CREATED, "the machine can be enrolled again: {again}");
 }
