@@ -35,7 +35,7 @@ pub fn state_label(state: &str) -> String {
     }
 }
 
-/// `22/TCP until 13:00Z by alice` for each live grant.
+/// `22/TCP from 10.0.0.0/8 in 30m (alice, applied)` for each live grant.
 fn live_grants(s: &VmStatusOut, now: OffsetDateTime) -> String {
     if s.live_grants.is_empty() {
         return "-".to_owned();
@@ -47,7 +47,13 @@ fn live_grants(s: &VmStatusOut, now: OffsetDateTime) -> String {
                 Ok(end) => output::relative(end, now),
                 Err(_) => g.end_time_utc.clone(),
             };
-            format!("{}/{} from {} {} ({})", g.number, g.protocol, g.allowed_source_address_prefixes.join(";"), until, g.requestor)
+            // Whether the machine's agent has put it in force; nothing enforces it without one.
+            let applied = match (&s.agent, g.applied) {
+                (None, _) => ", no agent",
+                (Some(_), true) => ", applied",
+                (Some(_), false) => ", not yet applied",
+            };
+            format!("{}/{} from {} {} ({}{applied})", g.number, g.protocol, g.allowed_source_address_prefixes.join(";"), until, g.requestor)
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -69,13 +75,19 @@ pub fn unsupported_notes(list: &[VmStatusOut]) -> Vec<String> {
 
 fn print_table(list: &VmStatusList, now: OffsetDateTime) -> anyhow::Result<()> {
     let mut table =
-        Table::new(&["NAME", "RESOURCE GROUP", "LOCATION", "STATE", "REQUESTS (7D)", "LAST ACCESS", "LAST USER", "LIVE GRANTS"]);
+        Table::new(&["NAME", "RESOURCE GROUP", "LOCATION", "STATE", "AGENT", "REQUESTS (7D)", "LAST ACCESS", "LAST USER", "LIVE GRANTS"]);
     for s in &list.value {
         table.row(vec![
             s.name.clone(),
             s.resource_group.clone(),
             s.location.clone(),
             state_label(&s.state),
+            match &s.agent {
+                None => "-".to_owned(),
+                Some(a) if !a.online => "offline".to_owned(),
+                Some(a) if a.in_sync => "online, in sync".to_owned(),
+                Some(_) => "online, applying".to_owned(),
+            },
             s.approved_requests_last_7_days.to_string(),
             s.last_access_time_utc.as_deref().map(output::human_time).unwrap_or_else(|| "-".to_owned()),
             or_dash(s.last_user.as_deref()),
