@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use ajar_api::activity::ActivityList;
+use ajar_api::agent::{RevokeIn, RevokeOut};
 use ajar_api::ajar_v1::{EnableIn, EnableOut, RecommendedPorts, VmStatusList};
 use ajar_api::compute::{NetworkProfile, OsDisk, StorageProfile, VirtualMachine, VirtualMachineList, VirtualMachineProperties};
 use ajar_api::jit::{
@@ -625,6 +626,13 @@ impl Client {
     pub async fn initiate(&self, id: &PolicyId, body: &InitiateRequest) -> Result<JitNetworkAccessRequest, ClientError> {
         let body = encode(body)?;
         Ok(self.call_json(Method::POST, self.arm_url(&format!("{id}/initiate"), &[])?, Some(body)).await?.1)
+    }
+
+    /// `POST {policy}/revoke` (ajar's own, beyond Azure's API): ends the live
+    /// grants of the ports named, at once.
+    pub async fn revoke(&self, id: &PolicyId, body: &RevokeIn) -> Result<RevokeOut, ClientError> {
+        let body = encode(body)?;
+        Ok(self.call_json(Method::POST, self.arm_url(&format!("{id}/revoke"), &[])?, Some(body)).await?.1)
     }
 
     // -------------------------------------------------------------- ARM: VMs

@@ -45,6 +45,12 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
     let state = AppState::new(Arc::clone(&store), &config);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scheduler = tokio::spawn(scheduler::run(Arc::clone(&store), state.expiry_wake(), stop_rx));
+    // On shutdown, agents' long-polls answer at once instead of holding the drain.
+    let changes = Arc::clone(&state.changes);
+    let shutdown = async move {
+        shutdown.await;
+        changes.close();
+    };
     let app = routes::router(state);
 
     tracing::info!(%url, data_dir = %config.data_dir.display(), "ajar is serving");

@@ -37,6 +37,8 @@ pub enum Command {
     Policy(PolicyCommand),
     /// Ask for access: open ports of a machine for a while.
     Request(RequestArgs),
+    /// End access early: close the live grants on ports of a machine.
+    Revoke(RevokeArgs),
     /// Show the JIT status of every machine.
     Status(StatusArgs),
     /// Show the activity log.
@@ -327,6 +329,20 @@ pub struct RequestArgs {
     pub conn: Conn,
 }
 
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// VM name (or full resource ID).
+    pub vm: String,
+    /// Port whose live grants end now (repeatable, or comma-separated).
+    #[arg(long = "port", value_name = "N", required = true, value_delimiter = ',', value_parser = crate::spec::port_number)]
+    pub ports: Vec<u16>,
+    /// Policy name (default: the policy that holds the machine).
+    #[arg(long, value_name = "NAME")]
+    pub policy: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StateArg {
     Configured,
@@ -429,6 +445,10 @@ mod tests {
         assert_eq!(r.from, SourceArg::MyIp);
         assert!(parse(&["request", "web1", "--port", "22", "--for", "1h", "--until", "2026-01-01T00:00:00Z"]).is_err());
         assert!(parse(&["request", "web1"]).is_err());
+        let Command::Revoke(r) = parse(&["revoke", "web1", "--port", "22,3389", "--port", "22"]).unwrap().command else { panic!() };
+        assert_eq!(r.ports, vec![22, 3389, 22]);
+        assert!(parse(&["revoke", "web1"]).is_err());
+        assert!(parse(&["revoke", "web1", "--port", "0"]).is_err());
         assert!(parse(&["policy", "enable", "web1"]).is_err());
         assert!(parse(&["policy", "enable", "web1", "--defaults", "--port", "22"]).is_err());
         assert!(parse(&["policy", "enable", "web1", "web2", "--defaults", "-o", "json"]).is_ok());

@@ -5,6 +5,7 @@ mod activity;
 mod agent;
 mod policy;
 mod request;
+mod revoke;
 mod serve;
 mod status;
 mod vm;
@@ -56,6 +57,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Vm(cmd) => vm::run(cmd).await,
         Command::Policy(cmd) => policy::run(cmd).await,
         Command::Request(args) => request::run(args).await,
+        Command::Revoke(args) => revoke::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Activity(args) => activity::run(args).await,
         Command::Openapi(args) => {

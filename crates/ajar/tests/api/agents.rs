@@ -111,7 +111,7 @@ async fn agents_enrol_follow_their_desired_state_and_report() {
     assert_eq!(status["value"][0]["agent"]["inSync"], false, "what was applied is no longer what is wanted");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_agent_does_not_hold_up_shutdown() {
     let mut s = Server::start(&[]).await;
     let (st, enrolled) = enroll(&s, "web1", true).await;
