@@ -18,6 +18,9 @@ pub struct EnforceArgs {
     /// Applies per count.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
+    /// Internal: already inside the throwaway namespace; call `nft` directly, as an agent does.
+    #[arg(long, hide = true)]
+    inside: bool,
 }
 
 /// Deletes the namespace when dropped, also on error.
@@ -50,18 +53,38 @@ fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Creates a throwaway namespace and runs this benchmark again inside it, so
+/// that `nft` is called directly, as the agent on a machine calls it.
 pub fn run(args: EnforceArgs) -> Result<()> {
+    if args.inside {
+        return measure(&args);
+    }
     let ns = Netns(format!("ajar-bench-{}", std::process::id()));
     let added = Command::new("ip").args(["netns", "add", &ns.0]).status().context("running ip netns add (needs root and iproute2)")?;
     if !added.success() {
         bail!("ip netns add {} failed", ns.0);
     }
-    let firewall = NftFirewall::with_command("ip", ["netns", "exec", ns.0.as_str(), "nft"]);
+    let me = std::env::current_exe().context("finding this program")?;
+    let counts: Vec<String> = args.grants.iter().map(ToString::to_string).collect();
+    let status = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(me)
+        .args(["enforce", "--inside", "--runs", &args.runs.to_string(), "--grants", &counts.join(",")])
+        .status()
+        .context("running the benchmark inside the namespace")?;
+    if !status.success() {
+        bail!("the benchmark inside the namespace failed");
+    }
+    Ok(())
+}
+
+fn measure(args: &EnforceArgs) -> Result<()> {
+    let firewall = NftFirewall::new();
     println!("## Enforcement: applying live grants\n");
     println!(
         "- grants: distinct, non-adjacent /32 IPv4 sources on tcp/22 (one kernel set element each), one hour each; one `nft -j -f -` transaction replacing table `inet ajar`"
     );
-    println!("- {} applies per count, in a fresh network namespace\n", args.runs);
+    println!("- {} applies per count, in a fresh network namespace, `nft` called directly as the agent does\n", args.runs);
     println!("| live grants | median ms | max ms | normalise ms (median) |");
     println!("|---:|---:|---:|---:|");
     for &n in &args.grants {
