@@ -18,8 +18,20 @@ fn proto(text: &str) -> Option<Proto> {
 }
 
 /// The server's answer, with end times placed on this machine's clock at
-/// `now_ms` from the time left (so the two clocks need not agree).
-pub fn saved_from(out: &DesiredStateOut, now_ms: i128) -> Saved {
+/// `now_ms` from the time left (so the two clocks need not agree). A grant that
+/// `previous` already holds with the same server end keeps its local end, so
+/// the incremental apply leaves its kernel element alone.
+pub fn saved_from(out: &DesiredStateOut, now_ms: i128, previous: Option<&Saved>) -> Saved {
+    let kept_end = |g: &ajar_api::agent::DesiredGrantOut| {
+        let prev = previous?.grants.iter().find(|p| {
+            !g.end_time_utc.is_empty()
+                && p.server_end == g.end_time_utc
+                && p.request_id == g.request_id
+                && p.number == g.number
+                && p.protocol == g.protocol
+        })?;
+        Some(prev.end_ms)
+    };
     Saved {
         etag: out.etag.clone(),
         protected: out.protected.iter().map(|p| (p.number, p.protocol.clone())).collect(),
@@ -31,7 +43,8 @@ pub fn saved_from(out: &DesiredStateOut, now_ms: i128) -> Saved {
                 number: g.number,
                 protocol: g.protocol.clone(),
                 sources: g.allowed_source_address_prefixes.clone(),
-                end_ms: now_ms + i128::from(g.remaining_ms),
+                end_ms: kept_end(g).unwrap_or(now_ms + i128::from(g.remaining_ms)),
+                server_end: g.end_time_utc.clone(),
             })
             .collect(),
     }
@@ -95,12 +108,45 @@ mod tests {
                 },
             ],
         };
-        let saved = saved_from(&out, 1_000);
+        let saved = saved_from(&out, 1_000, None);
         assert_eq!(saved.grants[0].end_ms, 11_000);
         let now = enforce_at(&saved, 4_000);
         assert_eq!(now.protected, vec![Protected { proto: Proto::Tcp, port: 22 }]);
         assert_eq!(now.grants.len(), 2, "two sources of grant a; grant b's protocol is unreadable");
         assert_eq!(now.grants[0].timeout, Duration::from_millis(7_000));
         assert!(enforce_at(&saved, 11_000).grants.is_empty(), "ended grants are not restored");
+    }
+
+    fn one_grant(request_id: &str, end: &str, remaining_ms: u64) -> DesiredStateOut {
+        DesiredStateOut {
+            etag: "e".into(),
+            vm_id: "v".into(),
+            protected: vec![ProtectedPortOut { number: 22, protocol: "TCP".into() }],
+            grants: vec![DesiredGrantOut {
+                request_id: request_id.into(),
+                number: 22,
+                protocol: "TCP".into(),
+                allowed_source_address_prefixes: vec!["10.0.0.1".into()],
+                end_time_utc: end.into(),
+                remaining_ms,
+            }],
+        }
+    }
+
+    #[test]
+    fn an_unchanged_grant_keeps_its_local_end_and_a_changed_one_does_not() {
+        let first = saved_from(&one_grant("a", "2026-11-22T10:00:00Z", 10_000), 1_000, None);
+        assert_eq!(first.grants[0].end_ms, 11_000);
+        // Polled again 2 s later; the time left was measured 30 ms earlier on the server.
+        let again = saved_from(&one_grant("a", "2026-11-22T10:00:00Z", 8_030), 3_000, Some(&first));
+        assert_eq!(again.grants[0].end_ms, 11_000, "same server end: same local end");
+        let now = 5_000;
+        assert_eq!(enforce_at(&first, now), enforce_at(&again, now), "no element to change");
+        let extended = saved_from(&one_grant("a", "2026-11-22T11:00:00Z", 3_608_030), 3_000, Some(&first));
+        assert_eq!(extended.grants[0].end_ms, 3_611_030);
+        let other = saved_from(&one_grant("b", "2026-11-22T10:00:00Z", 8_030), 3_000, Some(&first));
+        assert_eq!(other.grants[0].end_ms, 11_030, "another request: its own end");
+        let unknown = saved_from(&one_grant("a", "", 8_030), 3_000, Some(&first));
+        assert_eq!(unknown.grants[0].end_ms, 11_030, "no server end to compare: recomputed");
     }
 }

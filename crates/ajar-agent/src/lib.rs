@@ -22,7 +22,7 @@ use anyhow::Context;
 use time::OffsetDateTime;
 
 use ajar_api::agent::{EnrollIn, NftablesStatus, ReportIn};
-use ajar_enforce::{Firewall, drift_reasons};
+use ajar_enforce::{Applied, Firewall, drift_reasons};
 
 pub use server::ServerClient;
 use state::Saved;
@@ -89,9 +89,25 @@ impl Agent {
     }
 
     /// Applies `saved` (as of now) and makes it current. Blocking: runs `nft`.
+    ///
+    /// With a current state, only the grant elements that changed are sent (one transaction; the firewall
+    /// falls back to replacing the table when that is not possible). Both states are placed at the same
+    /// instant so that an element is kept exactly when its end is unchanged. Without one (first apply,
+    /// restore after a restart) the whole table is replaced.
     fn apply(&self, saved: Saved) -> anyhow::Result<()> {
         let mut current = self.current.lock().map_err(|_| anyhow::anyhow!("agent state poisoned"))?;
-        self.firewall.apply(&convert::enforce_at(&saved, now_ms())).context("applying the desired state")?;
+        let now = now_ms();
+        let to = convert::enforce_at(&saved, now);
+        match current.as_ref() {
+            Some(prev) => {
+                let from = convert::enforce_at(prev, now);
+                match self.firewall.apply_change(&from, &to).context("applying the desired state")? {
+                    Applied::Full { why } => tracing::info!(reason = %why, "replaced table inet ajar"),
+                    applied => tracing::debug!(?applied, "changed table inet ajar"),
+                }
+            }
+            None => self.firewall.apply(&to).context("applying the desired state")?,
+        }
         if let Err(e) = state::save_desired(&self.config.state_dir, &saved) {
             tracing::warn!(error = %e, "could not save the applied state; a restart without the server would start closed");
         }
@@ -195,7 +211,8 @@ async fn follow(agent: Arc<Agent>) -> anyhow::Result<()> {
                     backoff = Duration::from_millis(500);
                     continue;
                 }
-                let saved = convert::saved_from(&out, now_ms());
+                let previous = agent.current.lock().ok().and_then(|c| c.clone());
+                let saved = convert::saved_from(&out, now_ms(), previous.as_ref());
                 let a = Arc::clone(&agent);
                 match blocking(move || a.apply(saved)).await {
                     Ok(()) => {

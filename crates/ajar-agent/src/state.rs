@@ -30,6 +30,11 @@ pub struct SavedGrant {
     pub sources: Vec<String>,
     /// Unix time in milliseconds.
     pub end_ms: i128,
+    /// The end as the server wrote it (`endTimeUtc`). While it is unchanged, `end_ms` is carried over from
+    /// the previous state instead of being recomputed from the time left (which jitters by the poll's
+    /// latency), so an unchanged grant keeps its element in the kernel. Empty in files from older agents.
+    #[serde(default)]
+    pub server_end: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use ajar_enforce::{DesiredState, Firewall, Grant, NftFirewall, Protected, Proto, Source};
+use ajar_enforce::{Applied, DesiredState, Firewall, Grant, NftFirewall, Protected, Proto, Source, change, ruleset};
 
 #[derive(Args, Debug, Clone)]
 pub struct EnforceArgs {
@@ -18,6 +18,12 @@ pub struct EnforceArgs {
     /// Applies per count.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
+    /// Live grant counts under which to measure one incremental change, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0,10000,100000")]
+    change_grants: Vec<u32>,
+    /// Incremental changes per count (each adds one new grant).
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    changes: u32,
     /// Internal: already inside the throwaway namespace; call `nft` directly, as an agent does.
     #[arg(long, hide = true)]
     inside: bool,
@@ -65,11 +71,12 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         bail!("ip netns add {} failed", ns.0);
     }
     let me = std::env::current_exe().context("finding this program")?;
-    let counts: Vec<String> = args.grants.iter().map(ToString::to_string).collect();
+    let join = |v: &[u32]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     let status = Command::new("ip")
         .args(["netns", "exec", &ns.0])
         .arg(me)
-        .args(["enforce", "--inside", "--runs", &args.runs.to_string(), "--grants", &counts.join(",")])
+        .args(["enforce", "--inside", "--runs", &args.runs.to_string(), "--grants", &join(&args.grants)])
+        .args(["--changes", &args.changes.to_string(), "--change-grants", &join(&args.change_grants)])
         .status()
         .context("running the benchmark inside the namespace")?;
     if !status.success() {
@@ -106,6 +113,64 @@ fn measure(args: &EnforceArgs) -> Result<()> {
         let max = applies[applies.len() - 1];
         println!("| {n} | {:.1} | {:.1} | {:.1} |", millis(median), millis(max), millis(normalise[normalise.len() / 2]));
     }
+    measure_changes(&firewall, args)?;
     firewall.remove().context("removing the table")?;
+    Ok(())
+}
+
+/// The grant that the `i`-th change adds: a /32 in 11.0.0.0/8, apart from [`desired`]'s 10.0.0.0/8 ones.
+fn extra_grant(i: u32) -> Grant {
+    Grant {
+        id: format!("change-{i}"),
+        source: Source::Net(std::net::IpAddr::from(Ipv4Addr::from(0x0b00_0000u32 + 2 * i)).into()),
+        proto: Proto::Tcp,
+        port: 22,
+        timeout: Duration::from_secs(3600),
+    }
+}
+
+/// One incremental change (one new grant) on top of a table already holding N live grants, as the agent
+/// makes it: `apply_change` from the state applied to the next (diff of both normalised states, then one
+/// `nft -j -f -` with only the new element). Also the nft batch alone, to show where the time goes.
+fn measure_changes(firewall: &NftFirewall, args: &EnforceArgs) -> Result<()> {
+    println!("\n## Enforcement: one change on top of N live grants\n");
+    println!(
+        "- the table holds N grants (as above); each change adds one new /32 grant: `Firewall::apply_change` (normalise both states, diff, one `nft -j -f -` transaction with the new element only)"
+    );
+    println!("- {} changes per count; \"diff\" is the pure part (normalise + diff), \"nft\" the batch alone\n", args.changes);
+    println!("| live grants | change median ms | change max ms | diff ms (median) | nft ms (median) |");
+    println!("|---:|---:|---:|---:|---:|");
+    for &n in &args.change_grants {
+        let mut from = desired(n);
+        firewall.apply(&from).with_context(|| format!("applying {n} grants"))?;
+        let (mut total, mut pure, mut batch) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..args.changes {
+            let mut to = from.clone();
+            to.grants.push(extra_grant(i));
+            let t = Instant::now();
+            let applied = firewall.apply_change(&from, &to).with_context(|| format!("change {i} on {n} grants"))?;
+            total.push(t.elapsed());
+            if !matches!(applied, Applied::Incremental { deleted: 0, added: 1 }) {
+                bail!("change {i} on {n} grants was not one incremental add: {applied:?}");
+            }
+            // The same change's parts, timed apart: undo it (delete the element) and redo it as a bare batch.
+            let t = Instant::now();
+            let diff = change::diff(&from, &to).context("the protected set did not change")?;
+            pure.push(t.elapsed());
+            let undo = change::ElementDiff { deletes: diff.adds.iter().map(|e| e.key).collect(), adds: Vec::new() };
+            firewall.apply_json("undoing the change", &ruleset::to_json(change::build(&undo)))?;
+            let json = ruleset::to_json(change::build(&diff));
+            let t = Instant::now();
+            firewall.apply_json("redoing the change", &json)?;
+            batch.push(t.elapsed());
+            from = to;
+        }
+        let median = |v: &mut Vec<Duration>| {
+            v.sort();
+            millis(v[v.len() / 2])
+        };
+        let max = total.iter().max().copied().unwrap_or_default();
+        println!("| {n} | {:.1} | {:.1} | {:.1} | {:.1} |", median(&mut total), millis(max), median(&mut pure), median(&mut batch));
+    }
     Ok(())
 }

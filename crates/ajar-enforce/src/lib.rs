@@ -4,6 +4,7 @@
 //! - [`desired`]: what to enforce, as data (pure).
 //! - [`normalize`]: grants → non-overlapping set elements, longest timeout wins (pure).
 //! - [`ruleset`]: the table as one `nftables` batch (pure).
+//! - [`change`]: one state to the next as element deletes and adds only, when the protected set is the same (pure).
 //! - [`observed`]: the table as read back, and [`drifted`] (pure).
 //! - [`nft`]: the [`Firewall`] trait and [`NftFirewall`], which runs `nft -j` (I/O).
 //!
@@ -11,6 +12,7 @@
 //! per-element timeouts, not by a timer in the agent; established connections outlive their grant
 //! (`ct state established,related accept`), as with Azure's NSG rules.
 
+pub mod change;
 pub mod desired;
 mod error;
 pub mod nft;
@@ -20,5 +22,5 @@ pub mod ruleset;
 
 pub use desired::{DesiredState, Grant, L4, Protected, Proto, Source};
 pub use error::EnforceError;
-pub use nft::{Firewall, NftFirewall, nft_usable};
+pub use nft::{Applied, Firewall, NftFirewall, nft_usable};
 pub use observed::{ObservedTable, drift_reasons, drifted};

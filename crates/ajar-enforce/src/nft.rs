@@ -9,6 +9,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use crate::change;
 use crate::desired::DesiredState;
 use crate::error::EnforceError;
 use crate::observed::ObservedTable;
@@ -19,10 +20,29 @@ pub trait Firewall {
     /// Makes the kernel's `inet ajar` exactly `desired`, in one atomic transaction. On error the previous
     /// table is unchanged.
     fn apply(&self, desired: &DesiredState) -> Result<(), EnforceError>;
+    /// Goes from `from` (what was applied last) to `to`, in one atomic transaction. Both must carry timeouts
+    /// computed at the same instant (see [`crate::change`]). Implementations may touch only the elements that
+    /// changed; this default re-applies the whole table, which is always correct.
+    fn apply_change(&self, from: &DesiredState, to: &DesiredState) -> Result<Applied, EnforceError> {
+        let _ = from;
+        self.apply(to)?;
+        Ok(Applied::Full { why: "this firewall has no incremental path".into() })
+    }
     /// Reads `inet ajar` (and nothing else); `Ok(None)` if it does not exist.
     fn read_own(&self) -> Result<Option<ObservedTable>, EnforceError>;
     /// Deletes `inet ajar` if it exists. No other table is touched.
     fn remove(&self) -> Result<(), EnforceError>;
+}
+
+/// How [`Firewall::apply_change`] went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Nothing to change; nft was not run.
+    Unchanged,
+    /// Only the changed elements, in one transaction.
+    Incremental { deleted: usize, added: usize },
+    /// The whole table was replaced, for the reason given.
+    Full { why: String },
 }
 
 /// [`Firewall`] through the `nft` command line (JSON in and out).
@@ -110,6 +130,29 @@ impl Firewall for NftFirewall {
     fn apply(&self, desired: &DesiredState) -> Result<(), EnforceError> {
         let json = ruleset::to_json(ruleset::build(desired));
         self.apply_json("applying the desired state to table inet ajar", &json)
+    }
+
+    /// Incremental when the protected set is unchanged; a full apply otherwise, and also when the
+    /// incremental batch fails for any reason (the table is missing or was changed by hand, the kernel already
+    /// expired an element being deleted, ...): the failed batch changed nothing, and a full apply is always
+    /// right.
+    fn apply_change(&self, from: &DesiredState, to: &DesiredState) -> Result<Applied, EnforceError> {
+        let Some(diff) = change::diff(from, to) else {
+            self.apply(to)?;
+            return Ok(Applied::Full { why: "the protected ports changed".into() });
+        };
+        if diff.is_empty() {
+            return Ok(Applied::Unchanged);
+        }
+        let (deleted, added) = (diff.deletes.len(), diff.adds.len());
+        let json = ruleset::to_json(change::build(&diff));
+        match self.apply_json("changing the grants in table inet ajar", &json) {
+            Ok(()) => Ok(Applied::Incremental { deleted, added }),
+            Err(e) => {
+                self.apply(to)?;
+                Ok(Applied::Full { why: e.to_string() })
+            }
+        }
     }
 
     fn read_own(&self) -> Result<Option<ObservedTable>, EnforceError> {

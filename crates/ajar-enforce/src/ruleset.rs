@@ -40,7 +40,7 @@ use nftables::stmt::{Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 use crate::desired::{DesiredState, L4};
-use crate::normalize::{GrantElement, normalize};
+use crate::normalize::{ElementKey, GrantElement, normalize};
 
 /// The only table ajar ever names: `inet ajar`.
 pub const TABLE: &str = "ajar";
@@ -168,19 +168,23 @@ fn table() -> Table<'static> {
     Table { family: FAMILY, name: TABLE.into(), handle: None }
 }
 
-fn element(set: &'static str, elem: Vec<Expression<'static>>) -> Element<'static> {
+pub(crate) fn element(set: &'static str, elem: Vec<Expression<'static>>) -> Element<'static> {
     Element { family: FAMILY, table: TABLE.into(), name: set.into(), elem: elem.into() }
 }
 
-fn grant_elem(e: &GrantElement) -> Expression<'static> {
-    let key = concat(vec![addr_expr(&e.key.net), Expression::String(e.key.l4.nft_name().into()), port_expr(e.key.port)]);
+pub(crate) fn grant_elem(e: &GrantElement) -> Expression<'static> {
     Expression::Named(NamedExpression::Elem(Elem {
-        val: Box::new(key),
+        val: Box::new(element_key(&e.key)),
         timeout: Some(e.timeout_secs),
         expires: None,
         comment: Some(e.comment.clone().into()),
         counter: None,
     }))
+}
+
+/// A grant element's key alone (`source . proto . port`), as `delete element` names it.
+pub(crate) fn element_key(key: &ElementKey) -> Expression<'static> {
+    concat(vec![addr_expr(&key.net), Expression::String(key.l4.nft_name().into()), port_expr(key.port)])
 }
 
 fn addr_expr(net: &IpNet) -> Expression<'static> {

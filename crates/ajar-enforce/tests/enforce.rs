@@ -13,7 +13,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use ajar_enforce::{DesiredState, Firewall, Grant, NftFirewall, Protected, Proto, Source, drift_reasons, drifted, ruleset};
+use ajar_enforce::{Applied, DesiredState, Firewall, Grant, NftFirewall, Protected, Proto, Source, drift_reasons, drifted, ruleset};
 use ajar_lab::{Lab, Netns, Probe, Proto as P};
 
 ajar_lab::lab_helper!();
@@ -182,6 +182,71 @@ fn cidr_grant_with_a_longer_host_grant_inside() {
     assert_eq!(got, Probe::Timeout, "the /24 part did not end");
     assert!(at <= end + Duration::from_secs(2), "closed only {:?} after the end", at - end);
     w.expect(P::Tcp, C, SSH, Probe::Open);
+}
+
+#[test]
+fn incremental_changes_open_and_close_the_right_sources_without_overlaps() {
+    let Some(w) = world() else { return };
+    let state = |grants: Vec<Grant>| DesiredState { protected: protect_22(), grants };
+    // Each step: the change must apply (an overlap would be refused with EEXIST), take the path expected,
+    // and leave exactly the desired table (drift_reasons compares elements, timeouts and comments).
+    let step = |from: &DesiredState, to: &DesiredState, incremental: bool| {
+        let applied = w.fw.apply_change(from, to).unwrap();
+        assert_eq!(matches!(applied, Applied::Incremental { .. }), incremental, "{applied:?}");
+        assert_eq!(drift_reasons(&w.fw.read_own().unwrap().unwrap(), to), Vec::<String>::new());
+    };
+    let s0 = state(vec![]);
+    w.fw.apply(&s0).unwrap();
+    w.expect(P::Tcp, A, SSH, Probe::Timeout);
+
+    let s1 = state(vec![grant("r-a", "10.77.0.2/32", Proto::Tcp, 300)]);
+    step(&s0, &s1, true);
+    w.expect(P::Tcp, A, SSH, Probe::Open);
+    w.expect(P::Tcp, B, SSH, Probe::Timeout);
+
+    // A /24 and a longer host grant inside it: the /24 is cut into pieces around the host.
+    let mut s2 = s1.clone();
+    s2.grants.extend([grant("r-net", "10.77.1.0/24", Proto::Tcp, 120), grant("r-c", "10.77.1.7/32", Proto::Tcp, 600)]);
+    step(&s1, &s2, true);
+    w.expect(P::Tcp, C, SSH, Probe::Open);
+    w.expect(P::Tcp, D, SSH, Probe::Open);
+
+    // The host grant goes: its piece and the /24's pieces become one /24 element again.
+    let s3 = state(vec![s2.grants[0].clone(), s2.grants[1].clone()]);
+    step(&s2, &s3, true);
+    w.expect(P::Tcp, C, SSH, Probe::Open);
+    w.expect(P::Tcp, D, SSH, Probe::Open);
+    assert_eq!(Applied::Unchanged, w.fw.apply_change(&s3, &s3).unwrap());
+
+    // A superseded (new end), an IPv6 grant added, the /24 removed.
+    let s4 = state(vec![grant("r-a2", "10.77.0.2/32", Proto::Tcp, 900), grant("r-a6", "fd00:77::2/128", Proto::Tcp, 300)]);
+    step(&s3, &s4, true);
+    w.expect(P::Tcp, A, SSH, Probe::Open);
+    w.expect(P::Tcp, A6, SSH6, Probe::Open);
+    w.expect(P::Tcp, C, SSH, Probe::Timeout);
+    w.expect(P::Tcp, D, SSH, Probe::Timeout);
+
+    // The element to delete is already gone (as if the kernel had expired it): the incremental batch fails
+    // with ENOENT, changes nothing, and the full apply takes over.
+    w.nft(&["delete", "element", "inet", "ajar", "grants4", "{ 10.77.0.2 . tcp . 22 }"]);
+    let s5 = state(vec![grant("r-b", "10.77.0.3/32", Proto::Tcp, 300), s4.grants[1].clone()]);
+    step(&s4, &s5, false);
+    w.expect(P::Tcp, B, SSH, Probe::Open);
+    w.expect(P::Tcp, A, SSH, Probe::Timeout);
+
+    // Another protected set: a full apply.
+    let mut s6 = s5.clone();
+    s6.protected.push(Protected { proto: Proto::Tcp, port: 8080 });
+    step(&s5, &s6, false);
+    w.expect(P::Tcp, A, WEB, Probe::Timeout);
+    w.expect(P::Tcp, B, SSH, Probe::Open);
+
+    // The table is missing: the incremental batch fails and the full apply re-creates it.
+    w.fw.remove().unwrap();
+    let s7 = state(vec![grant("r-d", "10.77.1.9/32", Proto::Tcp, 300)]);
+    step(&s5, &s7, false);
+    w.expect(P::Tcp, D, SSH, Probe::Open);
+    w.expect(P::Tcp, B, SSH, Probe::Timeout);
 }
 
 #[test]
