@@ -47,6 +47,71 @@ pub enum Command {
     Openapi(OpenapiArgs),
     /// Run the host agent: enforce this machine's JIT policy with nftables (needs root).
     Agent(AgentArgs),
+    /// Build a lab of network namespaces (server, two VMs, a client) to watch JIT at work (needs root).
+    Demo(DemoArgs),
+}
+
+// ------------------------------------------------------------------ demo
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo keeps its state file, the server's data and the logs.
+    #[arg(long, value_name = "DIR", default_value = "ajar-demo", global = true)]
+    pub dir: PathBuf,
+    /// What to do (default: start the demo and run until Ctrl-C).
+    #[command(subcommand)]
+    pub command: Option<DemoCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Start the demo and run until Ctrl-C (the default).
+    Start,
+    /// Try to connect from the demo's client namespace to a VM's port: OPEN, REFUSED or TIMEOUT.
+    Connect(DemoConnectArgs),
+    /// Run `ajar ARGS...` inside the demo's client namespace, against the demo's server.
+    Run(DemoRunArgs),
+    /// (internal) A TCP listener that greets and closes each connection.
+    #[command(hide = true)]
+    Listen(DemoListenArgs),
+    /// (internal) One TCP connection attempt; prints OPEN / REFUSED / TIMEOUT, exits 0 / 1 / 2.
+    #[command(hide = true)]
+    Probe(DemoProbeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoConnectArgs {
+    /// The VM: web1 or win1.
+    pub vm: String,
+    /// The TCP port.
+    #[arg(value_parser = crate::spec::port_number)]
+    pub port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoRunArgs {
+    /// The ajar command line, e.g. `-- request web1 --port 22 --for 2m`.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoListenArgs {
+    pub addr: SocketAddr,
+    /// The name in the greeting.
+    #[arg(long, default_value = "ajar-demo")]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoProbeArgs {
+    pub dst: SocketAddr,
+    /// Source address to bind.
+    #[arg(long, value_name = "IP")]
+    pub from: Option<IpAddr>,
+    /// How long to wait for the connection.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub timeout_ms: u64,
 }
 
 // ------------------------------------------------------------------ agent
@@ -458,5 +523,20 @@ mod tests {
         assert!(parse(&["activity", "--since", "7d", "--format", "csv"]).is_ok());
         assert!(parse(&["vm", "add", "web1", "--os", "linux", "--address", "10.0.0.4", "--address", "10.0.0.5"]).is_ok());
         assert!(parse(&["vm", "add", "web1", "--os", "beos"]).is_err());
+    }
+
+    #[test]
+    fn demo_flags() {
+        let Command::Demo(d) = parse(&["demo"]).unwrap().command else { panic!() };
+        assert!(d.command.is_none());
+        assert_eq!(d.dir, PathBuf::from("ajar-demo"));
+        let Command::Demo(d) = parse(&["demo", "connect", "web1", "22", "--dir", "/x"]).unwrap().command else { panic!() };
+        assert_eq!(d.dir, PathBuf::from("/x"));
+        assert!(matches!(d.command, Some(DemoCommand::Connect(DemoConnectArgs { port: 22, .. }))));
+        let Command::Demo(d) = parse(&["demo", "run", "--", "request", "web1", "--port", "22"]).unwrap().command else { panic!() };
+        let Some(DemoCommand::Run(r)) = d.command else { panic!() };
+        assert_eq!(r.args, ["request", "web1", "--port", "22"]);
+        assert!(parse(&["demo", "run"]).is_err());
+        assert!(parse(&["demo", "connect", "web1", "0"]).is_err());
     }
 }

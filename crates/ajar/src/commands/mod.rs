@@ -3,6 +3,7 @@
 
 mod activity;
 mod agent;
+mod demo;
 mod policy;
 mod request;
 mod revoke;
@@ -54,6 +55,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Agent(args) => agent::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Vm(cmd) => vm::run(cmd).await,
         Command::Policy(cmd) => policy::run(cmd).await,
         Command::Request(args) => request::run(args).await,
