@@ -21,6 +21,12 @@
 //! The client runs on the same machine as the server, so both share the CPUs;
 //! the figures are for the pair, as BENCHMARKS.md says. Nothing but
 //! 127.0.0.1 is ever contacted.
+//!
+//! # Latency (root)
+//!
+//! `ajar-bench latency --ajar-bin target/release/ajar` starts `ajar demo` and,
+//! from its client namespace, times initiate → port open and a grant's end
+//! time → port closed end to end; see `latency.rs`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -33,6 +39,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 
 mod enforce;
+mod latency;
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -65,6 +72,8 @@ enum Bench {
     ControlPlane(ControlPlaneArgs),
     /// Time to apply N live grants on one machine with nftables (root; throwaway namespace).
     Enforce(enforce::EnforceArgs),
+    /// End to end through `ajar demo`: initiate → port open, end time → port closed (root).
+    Latency(latency::LatencyArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -110,6 +119,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Bench::ControlPlane(args) => runtime.block_on(control_plane(args)),
         Bench::Enforce(args) => enforce::run(args),
+        Bench::Latency(args) => latency::run(args, &runtime),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
