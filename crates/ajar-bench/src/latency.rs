@@ -290,7 +290,11 @@ impl Inner {
         if !status.is_success() {
             bail!("POST {action}: HTTP {status}: {}", String::from_utf8_lossy(&bytes).chars().take(500).collect::<String>());
         }
-        if bytes.is_empty() { Ok(Value::Null) } else { serde_json::from_slice(&bytes).with_context(|| format!("POST {action}: parsing the answer")) }
+        if bytes.is_empty() {
+            Ok(Value::Null)
+        } else {
+            serde_json::from_slice(&bytes).with_context(|| format!("POST {action}: parsing the answer"))
+        }
     }
 
     async fn initiate(&self, duration: &str) -> Result<Value> {
@@ -338,7 +342,10 @@ async fn inside(args: &LatencyArgs, bootstrap: &Path) -> Result<()> {
             "{}/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Security/locations/{}/jitNetworkAccessPolicies/default",
             boot.url, boot.subscription_id, boot.resource_group, boot.location
         ),
-        vm: format!("/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/web1", boot.subscription_id, boot.resource_group),
+        vm: format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/web1",
+            boot.subscription_id, boot.resource_group
+        ),
         token: boot.admin_token,
     };
     let addr: SocketAddr = WEB1.parse().context("parsing web1's address")?;
