@@ -53,10 +53,28 @@ pub fn saved_from(out: &DesiredStateOut, now_ms: i128, previous: Option<&Saved>)
 /// What to enforce at `now_ms`: grants carry the time they have left; ended
 /// ones are dropped. Anything unreadable is left out, which keeps it closed.
 pub fn enforce_at(saved: &Saved, now_ms: i128) -> DesiredState {
+    enforce(saved, now_ms, None)
+}
+
+/// As [`enforce_at`], but grants that ended after `since_ms` still count, with the
+/// shortest time left: what the table holds for them until the agent removes them.
+pub fn enforce_with_ended(saved: &Saved, now_ms: i128, since_ms: i128) -> DesiredState {
+    enforce(saved, now_ms, Some(since_ms))
+}
+
+/// The first end after `after_ms` among the grants.
+pub fn next_end(saved: &Saved, after_ms: i128) -> Option<i128> {
+    saved.grants.iter().map(|g| g.end_ms).filter(|end| *end > after_ms).min()
+}
+
+fn enforce(saved: &Saved, now_ms: i128, keep_ended_since: Option<i128>) -> DesiredState {
     let protected = saved.protected.iter().filter_map(|(port, p)| Some(Protected { proto: proto(p)?, port: *port })).collect();
     let mut grants = Vec::new();
     for g in &saved.grants {
-        let left = g.end_ms - now_ms;
+        let mut left = g.end_ms - now_ms;
+        if left <= 0 && keep_ended_since.is_some_and(|since| g.end_ms > since) {
+            left = 1;
+        }
         let (Some(proto), true) = (proto(&g.protocol), left > 0) else { continue };
         let timeout = Duration::from_millis(u64::try_from(left).unwrap_or(0));
         for s in &g.sources {
@@ -148,5 +166,30 @@ mod tests {
         assert_eq!(other.grants[0].end_ms, 11_030, "another request: its own end");
         let unknown = saved_from(&one_grant("a", "", 8_030), 3_000, Some(&first));
         assert_eq!(unknown.grants[0].end_ms, 11_030, "no server end to compare: recomputed");
+    }
+
+    #[test]
+    fn ended_grants_are_kept_briefly_only_to_be_removed() {
+        let saved = Saved {
+            etag: "e".into(),
+            protected: vec![(22, "TCP".into())],
+            grants: vec![SavedGrant {
+                request_id: "a".into(),
+                number: 22,
+                protocol: "TCP".into(),
+                sources: vec!["10.0.0.1".into()],
+                end_ms: 5_000,
+                server_end: String::new(),
+            }],
+        };
+        assert_eq!(next_end(&saved, 4_000), Some(5_000));
+        assert_eq!(next_end(&saved, 5_000), None);
+        // At 5,100 the grant has ended: gone from what to enforce, still there (1 ms left)
+        // in what the table holds if it ended after the last look at 4,000.
+        assert!(enforce_at(&saved, 5_100).grants.is_empty());
+        let held = enforce_with_ended(&saved, 5_100, 4_000);
+        assert_eq!(held.grants.len(), 1);
+        assert_eq!(held.grants[0].timeout, Duration::from_millis(1));
+        assert!(enforce_with_ended(&saved, 5_100, 5_000).grants.is_empty(), "already removed at the last look");
     }
 }

@@ -115,6 +115,25 @@ impl Agent {
         Ok(())
     }
 
+    /// Removes the grants that ended after `since_ms` now, at their end, rather than
+    /// when the kernel's whole-second timeout runs out. Returns the time it looked.
+    fn close_ended(&self, since_ms: i128) -> anyhow::Result<i128> {
+        let current = self.current.lock().map_err(|_| anyhow::anyhow!("agent state poisoned"))?;
+        let now = now_ms();
+        let Some(saved) = current.as_ref() else { return Ok(now) };
+        if convert::next_end(saved, since_ms).is_none_or(|end| end > now) {
+            return Ok(now);
+        }
+        let from = convert::enforce_with_ended(saved, now, since_ms);
+        let to = convert::enforce_at(saved, now);
+        self.firewall.apply_change(&from, &to).context("closing ended grants")?;
+        Ok(now)
+    }
+
+    fn next_end(&self, after_ms: i128) -> Option<i128> {
+        self.current.lock().ok().and_then(|c| c.as_ref().and_then(|s| convert::next_end(s, after_ms)))
+    }
+
     /// Re-applies the current state if the table differs from it. Returns what was found.
     fn repair_drift(&self) -> anyhow::Result<Option<String>> {
         let current = self.current.lock().map_err(|_| anyhow::anyhow!("agent state poisoned"))?;
@@ -243,8 +262,31 @@ async fn follow(agent: Arc<Agent>) -> anyhow::Result<()> {
 /// Repairs drift within seconds and sends the heartbeat.
 async fn watch(agent: Arc<Agent>) -> anyhow::Result<()> {
     let mut since_report = Duration::ZERO;
+    let mut last_drift_check = tokio::time::Instant::now();
+    let mut checked = now_ms();
     loop {
-        tokio::time::sleep(DRIFT_CHECK_EVERY).await;
+        // Wake for the next drift check, or at the next grant's end if that is sooner.
+        let mut sleep = DRIFT_CHECK_EVERY.saturating_sub(last_drift_check.elapsed());
+        if let Some(end) = agent.next_end(checked) {
+            sleep = sleep.min(Duration::from_millis(u64::try_from(end - now_ms()).unwrap_or(0)));
+        }
+        tokio::time::sleep(sleep).await;
+        if agent.nftables.is_ok() {
+            let a = Arc::clone(&agent);
+            let since = checked;
+            match blocking(move || a.close_ended(since)).await {
+                Ok(looked) => checked = looked,
+                Err(e) => {
+                    // Move on rather than retry at once: the kernel closes them within a second.
+                    tracing::error!(error = %e, "closing ended grants failed; the kernel closes them within a second");
+                    checked = now_ms();
+                }
+            }
+        }
+        if last_drift_check.elapsed() < DRIFT_CHECK_EVERY {
+            continue;
+        }
+        last_drift_check = tokio::time::Instant::now();
         since_report += DRIFT_CHECK_EVERY;
         let mut drift = None;
         if agent.nftables.is_ok() {

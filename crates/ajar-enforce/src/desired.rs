@@ -75,8 +75,8 @@ pub struct Grant {
     pub source: Source,
     pub proto: Proto,
     pub port: u16,
-    /// Time left until the grant's end. Enforced in whole seconds, rounded down (never longer than granted);
-    /// a grant with less than one second left is not enforced at all.
+    /// Time left until the grant's end. The kernel enforces whole seconds, rounded up (see
+    /// [`crate::normalize::timeout_secs`]); a grant with no time left is not enforced.
     pub timeout: Duration,
 }
 

@@ -41,13 +41,16 @@ pub struct GrantElement {
     pub comment: String,
 }
 
-/// A grant's time left as the kernel enforces it: whole seconds, rounded down, capped at
-/// [`MAX_TIMEOUT_SECS`].
+/// A grant's time left as the kernel enforces it: whole seconds (all nftables' JSON
+/// takes), rounded up so a grant never ends early, capped at [`MAX_TIMEOUT_SECS`]. The
+/// agent removes a grant at its exact end; the kernel's timeout is the backstop, at
+/// most a second later, for when the agent is not running.
 pub fn timeout_secs(timeout: Duration) -> u32 {
-    u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX).min(MAX_TIMEOUT_SECS)
+    let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
+    u32::try_from(secs).unwrap_or(u32::MAX).min(MAX_TIMEOUT_SECS)
 }
 
-/// Turns grants into non-overlapping elements, sorted by key. Grants with less than a second left are
+/// Turns grants into non-overlapping elements, sorted by key. Grants with no time left are
 /// dropped; `Both` stands for tcp and udp; `Source::Any` for 0.0.0.0/0 and ::/0.
 pub fn normalize(grants: &[Grant]) -> Vec<GrantElement> {
     let mut groups: BTreeMap<(L4, u16, Family), Vec<Span<'_>>> = BTreeMap::new();
@@ -287,9 +290,9 @@ mod tests {
     fn any_both_and_zero_timeouts() {
         let out = normalize(&[grant("x", "*", Proto::Both, 3389, 10), grant("z", "10.1.0.0/16", Proto::Tcp, 22, 0)]);
         assert_eq!(show(&out), ["0.0.0.0/0 tcp 3389 10 x", "::/0 tcp 3389 10 x", "0.0.0.0/0 udp 3389 10 x", "::/0 udp 3389 10 x"]);
-        // Sub-second remainders round down to nothing.
+        // A sub-second remainder still holds for a (whole) second: grants never end early.
         let g = Grant { timeout: Duration::from_millis(999), ..grant("y", "10.0.0.1", Proto::Tcp, 22, 1) };
-        assert!(normalize(&[g]).is_empty());
+        assert_eq!(show(&normalize(&[g])), ["10.0.0.1/32 tcp 22 1 y"]);
     }
 
     #[test]
@@ -321,7 +324,10 @@ mod tests {
     #[test]
     fn huge_timeouts_are_capped() {
         assert_eq!(timeout_secs(Duration::from_secs(u64::MAX)), MAX_TIMEOUT_SECS);
-        assert_eq!(timeout_secs(Duration::from_millis(2_999)), 2);
+        assert_eq!(timeout_secs(Duration::from_millis(2_999)), 3);
+        assert_eq!(timeout_secs(Duration::from_millis(2_000)), 2);
+        assert_eq!(timeout_secs(Duration::from_millis(1)), 1);
+        assert_eq!(timeout_secs(Duration::ZERO), 0);
     }
 
     // Property tests work in a small corner of the address space (10.0.0.0/24 and fd00::/120) so that
