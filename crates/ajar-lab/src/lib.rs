@@ -31,10 +31,12 @@
 
 mod helper;
 mod lab;
+mod lines;
 mod run;
 
 pub use helper::helper_main;
 pub use lab::{Lab, LabError, Netns, Probe, Proto, Session, preflight};
+pub use lines::await_line;
 
 /// Declares the test that the lab's helper processes run as. Invoke it once at the root of every test
 /// crate (each `tests/*.rs` file) that uses the lab.

@@ -76,12 +76,6 @@ impl TokenCache {
             entries.insert(hash, (principal, Instant::now()));
         }
     }
-
-    pub fn clear(&self) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.clear();
-        }
-    }
 }
 
 async fn principal_for(state: &AppState, token: &str) -> Result<Option<Principal>, ajar_store::StoreError> {

@@ -21,18 +21,20 @@ const RETRY: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct ExpiryWake {
     notify: Notify,
-    /// Unix milliseconds of the next look; `i64::MIN` while it is deciding.
+    /// Unix milliseconds of the next look; `i64::MAX` while it is deciding, so
+    /// that every new grant wakes it then.
     next_ms: AtomicI64,
 }
 
 fn unix_ms(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    // Saturates below the "deciding" value, so a far-future grant still wakes a deciding scheduler.
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX - 1)
 }
 
 impl ExpiryWake {
     /// A live grant ending at `end` was stored.
     pub fn grant_ends_at(&self, end: OffsetDateTime) {
-        if unix_ms(end) < self.next_ms.load(Ordering::SeqCst) || self.next_ms.load(Ordering::SeqCst) == i64::MIN {
+        if unix_ms(end) < self.next_ms.load(Ordering::SeqCst) {
             self.notify.notify_one();
         }
     }
@@ -41,7 +43,7 @@ impl ExpiryWake {
 pub async fn run(store: Arc<dyn Store>, wake: Arc<ExpiryWake>, mut stop: watch::Receiver<bool>) {
     loop {
         // While deciding, every new grant wakes it, so none is missed.
-        wake.next_ms.store(i64::MIN, Ordering::SeqCst);
+        wake.next_ms.store(i64::MAX, Ordering::SeqCst);
         let expired = store.expire_due().await;
         match &expired {
             Ok(0) => {}

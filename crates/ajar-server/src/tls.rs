@@ -252,7 +252,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 /// Writes `contents` to a fresh temporary file created with `mode` and
 /// renames it over `path`, so readers never see a half-written file and a key
 /// is never briefly readable by others.
-fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
+pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
     let tmp = path.with_extension(format!("tmp-{:016x}", rand::random::<u64>()));
     let mut options = OpenOptions::new();
     let result = options

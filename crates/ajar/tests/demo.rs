@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -101,22 +100,8 @@ fn demo_opens_and_cleans_up() {
     let stdout = child.stdout.take().unwrap();
     let prefix = format!("ajdemo-{}-", child.id());
     let mut demo = Demo { child };
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        // Reads to the end, so the demo never blocks on a full pipe.
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + START;
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) if line.contains("is ready") => break,
-            Ok(_) => {}
-            Err(_) => panic!("the demo did not say it is ready within {START:?}"),
-        }
-    }
+    let ready = ajar_lab::await_line(stdout, START, |line| line.contains("is ready").then_some(()));
+    assert!(ready.is_some(), "the demo did not say it is ready within {START:?}");
     assert_eq!(namespaces_with(&prefix).len(), 5, "hub, ctl, client, web1, win1");
 
     let (code, out) = demo_cmd(dir.path(), &["connect", "web1", "22"]);

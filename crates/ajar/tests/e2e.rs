@@ -15,7 +15,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -137,27 +137,8 @@ impl E2e {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         self.server = Some(child);
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            // Reads to the end, so the server never blocks on a full pipe.
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + START;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(url) = line.strip_prefix("listening on ") {
-                        self.url = url.trim().to_owned();
-                        break;
-                    }
-                }
-                Err(_) => panic!("the server did not say `listening on` within {START:?}"),
-            }
-        }
+        let url = ajar_lab::await_line(stdout, START, |line| line.strip_prefix("listening on ").map(|u| u.trim().to_owned()));
+        self.url = url.unwrap_or_else(|| panic!("the server did not say `listening on` within {START:?}"));
         assert_eq!(self.bootstrap()["url"], self.url.as_str(), "bootstrap.json names the server's URL");
     }
 

@@ -1,6 +1,5 @@
 //! A real `ajar serve` in a temporary data directory, reached over HTTPS.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -58,16 +57,9 @@ impl Server {
             .spawn()
             .expect("start ajar serve");
         let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
         self.child = Some(child);
-        self.url = rx.recv_timeout(Duration::from_secs(30)).expect("ajar serve did not start within 30 s");
+        let url = ajar_lab::await_line(stdout, Duration::from_secs(30), |line| line.strip_prefix("listening on ").map(str::to_owned));
+        self.url = url.expect("ajar serve did not start within 30 s");
         let boot: Value = serde_json::from_slice(&std::fs::read(self.data_dir().join("bootstrap.json")).unwrap()).unwrap();
         assert_eq!(boot["url"], self.url.as_str());
         self.sub = boot["subscriptionId"].as_str().unwrap().to_owned();
