@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use ajar_api::agent::DesiredStateOut;
-use ajar_enforce::{DesiredState, Grant, Protected, Proto, Source};
+use ajar_api::agent::{CutOut, DesiredStateOut};
+use ajar_enforce::{Cut, DesiredState, Grant, Protected, Proto, Source};
 
 use crate::state::{Saved, SavedGrant};
 
@@ -47,6 +47,39 @@ pub fn saved_from(out: &DesiredStateOut, now_ms: i128, previous: Option<&Saved>)
                 server_end: g.end_time_utc.clone(),
             })
             .collect(),
+        cuts_done: previous
+            .map(|p| p.cuts_done.iter().filter(|id| out.cuts.iter().any(|c| &c.id == *id)).cloned().collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// The cuts of `out` not yet carried out, each with the flows it must spare: those of grants still live
+/// on the same port in `saved` at `now_ms`.
+pub fn pending_cuts(out: &DesiredStateOut, saved: &Saved, now_ms: i128) -> Vec<(CutOut, Cut)> {
+    let live = enforce_at(saved, now_ms).grants;
+    out.cuts
+        .iter()
+        .filter(|c| !saved.cuts_done.contains(&c.id))
+        .filter_map(|c| {
+            let cut = Cut {
+                proto: proto(&c.protocol)?,
+                port: c.number,
+                sources: c.allowed_source_address_prefixes.iter().filter_map(|s| source(s)).collect(),
+                keep: live.iter().filter(|g| g.port == c.number).map(|g| (g.proto, g.source)).collect(),
+            };
+            Some((c.clone(), cut))
+        })
+        .collect()
+}
+
+fn source(text: &str) -> Option<Source> {
+    match text.parse::<ajar_domain::SourcePrefix>() {
+        Ok(ajar_domain::SourcePrefix::Net(net)) => Some(Source::Net(net)),
+        Ok(ajar_domain::SourcePrefix::Any) => Some(Source::Any),
+        Err(e) => {
+            tracing::warn!(source = %text, error = %e, "ignoring a source the agent cannot read");
+            None
+        }
     }
 }
 
@@ -77,19 +110,7 @@ fn enforce(saved: &Saved, now_ms: i128, keep_ended_since: Option<i128>) -> Desir
         }
         let (Some(proto), true) = (proto(&g.protocol), left > 0) else { continue };
         let timeout = Duration::from_millis(u64::try_from(left).unwrap_or(0));
-        for s in &g.sources {
-            let source = if s == "*" {
-                Source::Any
-            } else {
-                match s.parse::<ajar_domain::SourcePrefix>() {
-                    Ok(ajar_domain::SourcePrefix::Net(net)) => Source::Net(net),
-                    Ok(ajar_domain::SourcePrefix::Any) => Source::Any,
-                    Err(e) => {
-                        tracing::warn!(source = %s, error = %e, "ignoring a grant source the agent cannot read");
-                        continue;
-                    }
-                }
-            };
+        for source in g.sources.iter().filter_map(|s| source(s)) {
             grants.push(Grant { id: g.request_id.clone(), source, proto, port: g.number, timeout });
         }
     }
@@ -125,6 +146,7 @@ mod tests {
                     remaining_ms: 10_000,
                 },
             ],
+            cuts: vec![],
         };
         let saved = saved_from(&out, 1_000, None);
         assert_eq!(saved.grants[0].end_ms, 11_000);
@@ -148,7 +170,37 @@ mod tests {
                 end_time_utc: end.into(),
                 remaining_ms,
             }],
+            cuts: vec![],
         }
+    }
+
+    fn cut(id: &str, sources: &[&str]) -> CutOut {
+        CutOut {
+            id: id.into(),
+            request_id: format!("r-{id}"),
+            number: 22,
+            protocol: "TCP".into(),
+            allowed_source_address_prefixes: sources.iter().map(|s| s.to_string()).collect(),
+            revoked_time_utc: "2026-11-22T10:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn cuts_are_done_once_and_spare_the_live_grants_of_their_port() {
+        let mut out = one_grant("a", "2026-11-22T10:00:00Z", 10_000);
+        out.cuts = vec![cut("cut-1", &["10.0.0.0/24"]), cut("cut-2", &["*"])];
+        let mut saved = saved_from(&out, 1_000, None);
+        let pending = pending_cuts(&out, &saved, 2_000);
+        assert_eq!(pending.len(), 2);
+        assert_eq!(pending[0].1.sources, vec![Source::Net("10.0.0.0/24".parse().unwrap())]);
+        assert_eq!(pending[0].1.keep, vec![(Proto::Tcp, Source::Net("10.0.0.1/32".parse().unwrap()))], "grant a is still live");
+        assert!(pending_cuts(&out, &saved, 20_000)[0].1.keep.is_empty(), "grant a has ended");
+        saved.cuts_done.push("cut-1".into());
+        let next = saved_from(&out, 3_000, Some(&saved));
+        assert_eq!(next.cuts_done, vec!["cut-1".to_string()], "carried over while the server lists it");
+        assert_eq!(pending_cuts(&out, &next, 3_000).iter().map(|(c, _)| c.id.as_str()).collect::<Vec<_>>(), ["cut-2"]);
+        out.cuts.remove(0);
+        assert!(saved_from(&out, 4_000, Some(&next)).cuts_done.is_empty(), "forgotten once the server drops it");
     }
 
     #[test]
@@ -181,6 +233,7 @@ mod tests {
                 end_ms: 5_000,
                 server_end: String::new(),
             }],
+            cuts_done: vec![],
         };
         assert_eq!(next_end(&saved, 4_000), Some(5_000));
         assert_eq!(next_end(&saved, 5_000), None);

@@ -21,8 +21,8 @@ use std::time::Duration;
 use anyhow::Context;
 use time::OffsetDateTime;
 
-use ajar_api::agent::{EnrollIn, NftablesStatus, ReportIn};
-use ajar_enforce::{Applied, Firewall, drift_reasons};
+use ajar_api::agent::{CutDone, CutOut, EnrollIn, NftablesStatus, ReportIn};
+use ajar_enforce::{Applied, Conntrack, Cut, Firewall, drift_reasons};
 
 pub use server::ServerClient;
 use state::Saved;
@@ -71,13 +71,14 @@ struct Agent {
     config: AgentConfig,
     client: ServerClient,
     firewall: Arc<dyn Firewall + Send + Sync>,
+    conntrack: Conntrack,
     nftables: Result<(), String>,
     /// What is applied now; one lock also serialises changes to the table.
     current: Mutex<Option<Saved>>,
 }
 
 impl Agent {
-    fn report_body(&self, drift: Option<String>) -> ReportIn {
+    fn report_body(&self, drift: Option<String>, cuts_done: Vec<CutDone>) -> ReportIn {
         let applied = self.current.lock().ok().and_then(|c| c.as_ref().map(|s| s.etag.clone()));
         ReportIn {
             version: VERSION.to_owned(),
@@ -85,7 +86,34 @@ impl Agent {
             addresses: addresses(),
             applied_etag: applied,
             drift_repaired: drift,
+            cuts_done,
         }
+    }
+
+    /// Cuts the established connections of grants revoked early, after their elements are gone, and
+    /// remembers each cut as done (also on disk). Blocking: runs `conntrack`.
+    fn cut_connections(&self, pending: Vec<(CutOut, Cut)>) -> anyhow::Result<Vec<CutDone>> {
+        let mut current = self.current.lock().map_err(|_| anyhow::anyhow!("agent state poisoned"))?;
+        let Some(saved) = current.as_mut() else { return Ok(Vec::new()) };
+        let mut done = Vec::new();
+        for (out, cut) in pending {
+            let (connections, error) = match self.conntrack.cut(&cut) {
+                Ok(n) => (n, None),
+                Err(e) => (0, Some(e.to_string())),
+            };
+            match &error {
+                None => tracing::info!(request = %out.request_id, port = out.number, connections, "cut established connections"),
+                Some(e) => {
+                    tracing::error!(request = %out.request_id, port = out.number, error = %e, "could not cut established connections")
+                }
+            }
+            saved.cuts_done.push(out.id.clone());
+            done.push(CutDone { id: out.id, request_id: out.request_id, number: out.number, connections, error });
+        }
+        if let Err(e) = state::save_desired(&self.config.state_dir, saved) {
+            tracing::warn!(error = %e, "could not save the cuts done; a restart may cut them again");
+        }
+        Ok(done)
     }
 
     /// Applies `saved` (as of now) and makes it current. Blocking: runs `nft`.
@@ -197,7 +225,8 @@ pub async fn run(
     let client = ServerClient::new(&config.server, &config.ca_pem)?;
     let cred = credential(&config, &client, &nftables).await?;
     let client = client.with_token(&cred.token);
-    let agent = Arc::new(Agent { config: config.clone(), client, firewall, nftables, current: Mutex::new(None) });
+    let agent =
+        Arc::new(Agent { config: config.clone(), client, firewall, conntrack: Conntrack::new(), nftables, current: Mutex::new(None) });
 
     // Restore what was applied before, minus the grants that have ended.
     if agent.nftables.is_ok()
@@ -232,11 +261,20 @@ async fn follow(agent: Arc<Agent>) -> anyhow::Result<()> {
                 }
                 let previous = agent.current.lock().ok().and_then(|c| c.clone());
                 let saved = convert::saved_from(&out, now_ms(), previous.as_ref());
+                let pending = convert::pending_cuts(&out, &saved, now_ms());
                 let a = Arc::clone(&agent);
+                let mut cuts_done = Vec::new();
                 match blocking(move || a.apply(saved)).await {
                     Ok(()) => {
                         backoff = Duration::from_millis(500);
                         tracing::info!(etag = %out.etag, grants = out.grants.len(), "applied");
+                        if !pending.is_empty() {
+                            let a = Arc::clone(&agent);
+                            match blocking(move || a.cut_connections(pending)).await {
+                                Ok(done) => cuts_done = done,
+                                Err(e) => tracing::error!(error = %e, "cutting connections failed"),
+                            }
+                        }
                     }
                     Err(e) => {
                         // The next poll would return the same state at once: pause first.
@@ -245,7 +283,7 @@ async fn follow(agent: Arc<Agent>) -> anyhow::Result<()> {
                         backoff = (backoff * 2).min(Duration::from_secs(10));
                     }
                 }
-                if let Err(e) = agent.client.report(&agent.report_body(None)).await {
+                if let Err(e) = agent.client.report(&agent.report_body(None, cuts_done)).await {
                     tracing::warn!(error = %e, "report failed");
                 }
             }
@@ -302,7 +340,7 @@ async fn watch(agent: Arc<Agent>) -> anyhow::Result<()> {
         }
         if drift.is_some() || since_report >= HEARTBEAT_EVERY {
             since_report = Duration::ZERO;
-            if let Err(e) = agent.client.report(&agent.report_body(drift)).await {
+            if let Err(e) = agent.client.report(&agent.report_body(drift, Vec::new())).await {
                 tracing::warn!(error = %e, "report failed");
             }
         }

@@ -44,6 +44,10 @@ pub struct Saved {
     /// (port, protocol as the API writes it).
     pub protected: Vec<(u16, String)>,
     pub grants: Vec<SavedGrant>,
+    /// The cuts (of connections of grants revoked early) already carried out, so that a restart does not
+    /// cut again connections a newer grant let in.
+    #[serde(default)]
+    pub cuts_done: Vec<String>,
 }
 
 const CREDENTIAL: &str = "credential.json";

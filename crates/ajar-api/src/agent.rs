@@ -66,6 +66,33 @@ pub struct ReportIn {
     /// What the agent found changed by hand in its table and repaired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_repaired: Option<String>,
+    /// Cuts carried out since the last report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cuts_done: Vec<CutDone>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CutDone {
+    pub id: String,
+    pub request_id: String,
+    pub number: u16,
+    /// Established connections removed.
+    pub connections: u64,
+    /// Set when the cut could not be carried out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CutOut {
+    pub id: String,
+    pub request_id: String,
+    pub number: u16,
+    pub protocol: String,
+    pub allowed_source_address_prefixes: Vec<String>,
+    pub revoked_time_utc: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +121,9 @@ pub struct DesiredStateOut {
     pub vm_id: String,
     pub protected: Vec<ProtectedPortOut>,
     pub grants: Vec<DesiredGrantOut>,
+    /// Grants revoked early whose established connections must be cut.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cuts: Vec<CutOut>,
 }
 
 /// Names a desired state: equal content, equal etag (time left is not content).
@@ -105,6 +135,9 @@ pub fn etag(state: &DesiredState) -> String {
     for g in &state.grants {
         let sources: Vec<String> = g.sources.prefixes().iter().map(ToString::to_string).collect();
         h.update(format!("g {} {} {} {} {}\n", g.request_id, g.port, g.protocol, sources.join(","), g.end.unix_timestamp_nanos()));
+    }
+    for c in &state.cuts {
+        h.update(format!("c {}\n", c.id));
     }
     let digest = h.finalize();
     digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
@@ -125,6 +158,18 @@ pub fn desired_state_out(state: &DesiredState, now: OffsetDateTime) -> DesiredSt
                 allowed_source_address_prefixes: g.sources.prefixes().iter().map(ToString::to_string).collect(),
                 end_time_utc: wire_time::format(g.end),
                 remaining_ms: u64::try_from((g.end - now).whole_milliseconds()).unwrap_or(0),
+            })
+            .collect(),
+        cuts: state
+            .cuts
+            .iter()
+            .map(|c| CutOut {
+                id: c.id.clone(),
+                request_id: c.request_id.clone(),
+                number: c.port,
+                protocol: c.protocol.as_str().to_owned(),
+                allowed_source_address_prefixes: c.sources.prefixes().iter().map(ToString::to_string).collect(),
+                revoked_time_utc: wire_time::format(c.revoked),
             })
             .collect(),
     }

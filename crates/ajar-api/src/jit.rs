@@ -35,6 +35,10 @@ pub struct JitNetworkAccessPolicyProperties {
     pub requests: Vec<JitNetworkAccessRequest>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub provisioning_state: Option<String>,
+    /// ajar's extension (not in Azure's schema): shown only when on, so
+    /// Azure-shaped responses stay Azure's.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub cut_connections_on_revoke: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,6 +172,7 @@ pub fn policy_out(policy: &Policy, requests: &[AccessRequest], now: OffsetDateTi
                 .collect(),
             requests: requests.iter().map(|r| request_out(r, now)).collect(),
             provisioning_state: Some("Succeeded".to_owned()),
+            cut_connections_on_revoke: policy.cut_connections_on_revoke,
         },
     }
 }
@@ -201,6 +206,10 @@ pub struct PolicyPropertiesIn {
     pub requests: Option<serde_json::Value>,
     #[serde(default)]
     pub provisioning_state: Option<String>,
+    /// ajar's extension: an early revoke also cuts the grant's established
+    /// connections. Omitted means off, as on Azure.
+    #[serde(default)]
+    pub cut_connections_on_revoke: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -315,7 +324,7 @@ pub fn policy_in(id: &PolicyId, body: &[u8]) -> Result<Policy, ApiError> {
             vm.ports.iter().enumerate().map(|(j, p)| port_rule_in(p, &format!("{at}.ports[{j}]"))).collect::<Result<Vec<_>, _>>()?;
         vms.push(VmPolicy { vm: vm_id, ports, public_ip: vm.public_ip_address.clone() });
     }
-    Ok(Policy { id: id.clone(), kind: input.kind, vms })
+    Ok(Policy { id: id.clone(), kind: input.kind, vms, cut_connections_on_revoke: input.properties.cut_connections_on_revoke })
 }
 
 #[derive(Debug, Deserialize)]

@@ -55,6 +55,10 @@ fn desired(n: u32) -> DesiredState {
     }
 }
 
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -92,8 +96,14 @@ fn measure(args: &EnforceArgs) -> Result<()> {
         "- grants: distinct, non-adjacent /32 IPv4 sources on tcp/22 (one kernel set element each), one hour each; one `nft -j -f -` transaction replacing table `inet ajar`"
     );
     println!("- {} applies per count, in a fresh network namespace, `nft` called directly as the agent does\n", args.runs);
-    println!("| live grants | median ms | max ms | normalise ms (median) |");
-    println!("|---:|---:|---:|---:|");
+    // The process holds the state and has built and sent its batch, as an agent holding N grants has.
+    let (_, rss_before) = crate::memory_kib(std::process::id())?;
+    println!(
+        "- process memory before the first apply: RSS {:.1} MiB; after each count's applies, with its state still held: RSS and peak RSS\n",
+        mib(rss_before)
+    );
+    println!("| live grants | median ms | max ms | normalise ms (median) | RSS MiB | peak RSS MiB |");
+    println!("|---:|---:|---:|---:|---:|---:|");
     for &n in &args.grants {
         let state = desired(n);
         let mut applies = Vec::new();
@@ -111,7 +121,16 @@ fn measure(args: &EnforceArgs) -> Result<()> {
         normalise.sort();
         let median = applies[applies.len() / 2];
         let max = applies[applies.len() - 1];
-        println!("| {n} | {:.1} | {:.1} | {:.1} |", millis(median), millis(max), millis(normalise[normalise.len() / 2]));
+        let (hwm, rss) = crate::memory_kib(std::process::id())?;
+        println!(
+            "| {n} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            millis(median),
+            millis(max),
+            millis(normalise[normalise.len() / 2]),
+            mib(rss),
+            mib(hwm)
+        );
+        drop(state);
     }
     measure_changes(&firewall, args)?;
     firewall.remove().context("removing the table")?;

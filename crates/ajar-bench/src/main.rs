@@ -202,7 +202,7 @@ impl Drop for Server {
 }
 
 /// VmHWM and VmRSS of a process, in KiB.
-fn memory_kib(pid: u32) -> Result<(u64, u64)> {
+pub(crate) fn memory_kib(pid: u32) -> Result<(u64, u64)> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     let field = |name: &str| -> Result<u64> {

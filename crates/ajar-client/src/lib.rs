@@ -148,6 +148,9 @@ pub struct PolicyPut {
 #[serde(rename_all = "camelCase")]
 pub struct PolicyPutProperties {
     pub virtual_machines: Vec<PolicyVmPut>,
+    /// ajar's extension; see the policy's `cutConnectionsOnRevoke`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cut_connections_on_revoke: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -188,6 +191,7 @@ impl PolicyPut {
             kind: policy.kind.clone(),
             properties: PolicyPutProperties {
                 virtual_machines: policy.properties.virtual_machines.iter().map(PolicyVmPut::from_existing).collect(),
+                cut_connections_on_revoke: policy.properties.cut_connections_on_revoke,
             },
         }
     }

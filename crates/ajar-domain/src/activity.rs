@@ -21,6 +21,8 @@ pub mod actions {
     pub const AGENT_ENROLL: &str = "Ajar/agents/enroll/action";
     /// An agent found its table changed by hand and put it back.
     pub const AGENT_DRIFT_REPAIRED: &str = "Ajar/agents/driftRepaired/action";
+    /// An agent cut the established connections of a grant revoked early.
+    pub const AGENT_CONNECTIONS_CUT: &str = "Ajar/agents/connectionsCut/action";
     /// Authentication refused before any operation could be named.
     pub const AUTHENTICATE: &str = "Ajar/authenticate";
 }

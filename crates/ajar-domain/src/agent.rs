@@ -18,6 +18,23 @@ pub struct DesiredGrant {
     pub end: OffsetDateTime,
 }
 
+/// A grant revoked early under a policy that cuts connections on revoke: the
+/// agent removes the established connections it let in, once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionCut {
+    /// Unique per revoked grant, so the agent can tell which cuts it has done.
+    pub id: String,
+    pub request_id: String,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub sources: Sources,
+    pub revoked: OffsetDateTime,
+}
+
+/// How long a cut stays in the desired state: an agent that was offline for
+/// longer has missed it (its grant's connections are then no longer cut).
+pub const CUT_WINDOW: time::Duration = time::Duration::minutes(15);
+
 /// A machine's whole desired state. Empty `protected` means JIT is off there:
 /// the agent keeps no rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,11 +42,20 @@ pub struct DesiredState {
     pub vm: VmId,
     pub protected: Vec<(u16, Protocol)>,
     pub grants: Vec<DesiredGrant>,
+    /// Cuts revoked within [`CUT_WINDOW`], oldest first.
+    pub cuts: Vec<ConnectionCut>,
 }
 
 /// The desired state of `vm` under `policy` (if any) with these grants, keeping
-/// only grants that are live at `now` on a port the policy still protects.
-pub fn desired_state(vm: &VmId, policy: Option<&Policy>, grants: &[(String, Grant)], now: OffsetDateTime) -> DesiredState {
+/// only grants that are live at `now` on a port the policy still protects, and
+/// the cuts of the last [`CUT_WINDOW`].
+pub fn desired_state(
+    vm: &VmId,
+    policy: Option<&Policy>,
+    grants: &[(String, Grant)],
+    cuts: Vec<ConnectionCut>,
+    now: OffsetDateTime,
+) -> DesiredState {
     let rules = policy.and_then(|p| p.vm(vm)).map(|v| v.ports.as_slice()).unwrap_or_default();
     let mut protected: Vec<(u16, Protocol)> = rules.iter().map(|r| (r.number, r.protocol)).collect();
     protected.sort_by_key(|(n, p)| (*n, p.as_str()));
@@ -45,5 +71,7 @@ pub fn desired_state(vm: &VmId, policy: Option<&Policy>, grants: &[(String, Gran
         })
         .collect();
     live.sort_by(|a, b| (a.port, &a.request_id).cmp(&(b.port, &b.request_id)));
-    DesiredState { vm: vm.clone(), protected, grants: live }
+    let mut cuts: Vec<ConnectionCut> = cuts.into_iter().filter(|c| c.revoked > now - CUT_WINDOW).collect();
+    cuts.sort_by(|a, b| (a.revoked, &a.id).cmp(&(b.revoked, &b.id)));
+    DesiredState { vm: vm.clone(), protected, grants: live, cuts }
 }

@@ -298,6 +298,7 @@ mod tests {
 
     fn policy() -> Policy {
         Policy {
+            cut_connections_on_revoke: false,
             id: format!(
                 "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Security/locations/local/jitNetworkAccessPolicies/default"
             )

@@ -74,6 +74,9 @@ pub struct Policy {
     pub id: PolicyId,
     pub kind: Option<String>,
     pub vms: Vec<VmPolicy>,
+    /// ajar's extension: an early revoke also cuts the grant's established
+    /// connections. Off by default, as on Azure, where open sessions survive.
+    pub cut_connections_on_revoke: bool,
 }
 
 impl Policy {

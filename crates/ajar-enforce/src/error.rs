@@ -1,6 +1,6 @@
 use std::io;
 
-/// Why enforcing failed. Each variant says what was being done; nft's own words are kept.
+/// Why enforcing failed. Each variant says what was being done; the tool's own words are kept.
 #[derive(Debug, thiserror::Error)]
 pub enum EnforceError {
     #[error("{action}: could not run `{program}`: {source}")]
@@ -10,8 +10,8 @@ pub enum EnforceError {
         #[source]
         source: io::Error,
     },
-    #[error("{action}: nft failed ({status}): {stderr}")]
-    Nft { action: String, status: String, stderr: String },
-    #[error("{action}: unexpected nft output: {detail}")]
+    #[error("{action}: `{program}` failed ({status}): {stderr}")]
+    Failed { action: String, program: String, status: String, stderr: String },
+    #[error("{action}: unexpected output: {detail}")]
     Output { action: String, detail: String },
 }

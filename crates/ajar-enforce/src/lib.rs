@@ -7,12 +7,15 @@
 //! - [`change`]: one state to the next as element deletes and adds only, when the protected set is the same (pure).
 //! - [`observed`]: the table as read back, and [`drifted`] (pure).
 //! - [`nft`]: the [`Firewall`] trait and [`NftFirewall`], which runs `nft -j` (I/O).
+//! - [`conntrack`]: which tracked connections a revoke cuts (pure), and [`Conntrack`], which cuts them (I/O).
 //!
 //! Invariants: ajar names no nftables table but `inet ajar`; expiry is enforced by the kernel through
 //! per-element timeouts, not by a timer in the agent; established connections outlive their grant
 //! (`ct state established,related accept`), as with Azure's NSG rules.
 
 pub mod change;
+mod command;
+pub mod conntrack;
 pub mod desired;
 mod error;
 pub mod nft;
@@ -20,6 +23,7 @@ pub mod normalize;
 pub mod observed;
 pub mod ruleset;
 
+pub use conntrack::{Conntrack, Cut};
 pub use desired::{DesiredState, Grant, L4, Protected, Proto, Source};
 pub use error::EnforceError;
 pub use nft::{Applied, Firewall, NftFirewall, nft_usable};

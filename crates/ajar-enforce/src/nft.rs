@@ -1,15 +1,14 @@
 //! Applying and reading `inet ajar` through the `nft` binary (I/O).
 //!
 //! The batch is the `nftables` crate's typed JSON model; it is run as `nft -j -f -`, as the crate's
-//! `helper::apply_ruleset` does. We spawn nft ourselves rather than call the helper because the helper does
+//! `helper::apply_ruleset` does. We spawn nft ourselves (see [`crate::command`]) rather than call the helper because the helper does
 //! not capture nft's stderr (the error would lose nft's explanation) and always puts `-j` first, which rules
 //! out running nft through a prefix such as `ip netns exec NS nft` (how the tests drive a namespace).
 
 use std::ffi::OsString;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 use crate::change;
+use crate::command::Tool;
 use crate::desired::DesiredState;
 use crate::error::EnforceError;
 use crate::observed::ObservedTable;
@@ -48,8 +47,7 @@ pub enum Applied {
 /// [`Firewall`] through the `nft` command line (JSON in and out).
 #[derive(Debug, Clone)]
 pub struct NftFirewall {
-    program: OsString,
-    prefix_args: Vec<OsString>,
+    nft: Tool,
 }
 
 impl Default for NftFirewall {
@@ -61,7 +59,7 @@ impl Default for NftFirewall {
 impl NftFirewall {
     /// `nft` from `PATH`.
     pub fn new() -> Self {
-        NftFirewall { program: "nft".into(), prefix_args: Vec::new() }
+        NftFirewall { nft: Tool::new("nft", Vec::new()) }
     }
 
     /// nft run as `program prefix_args… <nft arguments>`, e.g. `("ip", ["netns", "exec", "ns1", "nft"])`
@@ -71,58 +69,20 @@ impl NftFirewall {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        NftFirewall { program: program.into(), prefix_args: prefix_args.into_iter().map(Into::into).collect() }
+        NftFirewall { nft: Tool::new(program, prefix_args.into_iter().map(Into::into).collect()) }
     }
 
     /// Runs a raw JSON batch (`nft -j -f -`). Public for tests and tooling; the agent applies only what
     /// [`ruleset`] builds.
     pub fn apply_json(&self, action: &str, json: &str) -> Result<(), EnforceError> {
-        self.run(action, &["-j", "-f", "-"], Some(json)).map(|_| ())
+        self.nft.run(action, &["-j", "-f", "-"], Some(json)).map(|_| ())
     }
 
     /// Ok if the nft binary runs, speaks JSON and can talk to the kernel over netlink (with the privileges
     /// it has); otherwise why not, for "Unsupported: nftables unusable".
     pub fn usable(&self) -> Result<(), String> {
-        self.run("running nft --version", &["--version"], None).map_err(|e| e.to_string())?;
+        self.nft.run("running nft --version", &["--version"], None).map_err(|e| e.to_string())?;
         self.read_own().map(|_| ()).map_err(|e| e.to_string())
-    }
-
-    fn describe(&self) -> String {
-        let mut parts = vec![self.program.to_string_lossy().into_owned()];
-        parts.extend(self.prefix_args.iter().map(|a| a.to_string_lossy().into_owned()));
-        parts.join(" ")
-    }
-
-    fn run(&self, action: &str, args: &[&str], stdin: Option<&str>) -> Result<String, EnforceError> {
-        let mut cmd = Command::new(&self.program);
-        cmd.args(&self.prefix_args)
-            .args(args)
-            .env("LC_ALL", "C")
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let spawn_err = |source| EnforceError::Spawn { action: action.into(), program: self.describe(), source };
-        let mut child = cmd.spawn().map_err(spawn_err)?;
-        // Feed stdin from a thread so a large batch cannot deadlock against nft's output.
-        let writer = match (stdin, child.stdin.take()) {
-            (Some(input), Some(mut pipe)) => {
-                let input = input.to_owned();
-                Some(std::thread::spawn(move || pipe.write_all(input.as_bytes())))
-            }
-            _ => None,
-        };
-        let output = child.wait_with_output().map_err(spawn_err)?;
-        let write_result = writer.map(|w| w.join());
-        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        if !output.status.success() {
-            return Err(EnforceError::Nft { action: action.into(), status: output.status.to_string(), stderr });
-        }
-        match write_result {
-            Some(Ok(Err(e))) => return Err(spawn_err(e)),
-            Some(Err(_)) => return Err(EnforceError::Output { action: action.into(), detail: "stdin writer panicked".into() }),
-            _ => {}
-        }
-        String::from_utf8(output.stdout).map_err(|e| EnforceError::Output { action: action.into(), detail: e.to_string() })
     }
 }
 
@@ -156,9 +116,9 @@ impl Firewall for NftFirewall {
     }
 
     fn read_own(&self) -> Result<Option<ObservedTable>, EnforceError> {
-        match self.run("listing table inet ajar", &["-j", "list", "table", "inet", TABLE], None) {
+        match self.nft.run("listing table inet ajar", &["-j", "list", "table", "inet", TABLE], None) {
             Ok(json) => ObservedTable::parse(&json).map(Some),
-            Err(EnforceError::Nft { stderr, .. }) if stderr.contains("No such file or directory") => Ok(None),
+            Err(EnforceError::Failed { stderr, .. }) if stderr.contains("No such file or directory") => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -7,6 +7,7 @@
 //!   set protected { type inet_proto . inet_service; }
 //!   chain input {
 //!     type filter hook input priority filter - 10; policy accept;
+//!     ct direction reply meta l4proto . th dport @protected drop
 //!     ct state established,related accept
 //!     iif "lo" accept
 //!     ip saddr . meta l4proto . th dport @grants4 accept
@@ -15,6 +16,12 @@
 //!   }
 //! }
 //! ```
+//!
+//! The first rule keeps a cut connection cut. After `conntrack -D` removed a flow (see [`crate::conntrack`]),
+//! the next packet the local service sends creates a new entry in the *reverse* direction (the kernel picks
+//! up TCP mid-stream), which would make the client's packets "established" again. A packet to a protected
+//! port in the reply direction means a flow the machine itself started from that port; a JIT-protected
+//! service never does that, so such packets are dropped.
 //!
 //! The policy is accept: the table only ever drops traffic to a protected port from a source without a live
 //! grant, so ICMP/ICMPv6 (neighbour discovery) and every unprotected port are untouched.
@@ -111,10 +118,16 @@ pub fn protected_keys(desired: &DesiredState) -> BTreeSet<(L4, u16)> {
 /// The chain's statements, rule by rule, in order.
 pub fn rule_statements() -> Vec<Vec<Statement<'static>>> {
     let accept = || Statement::Accept(None);
+    let protected = || lookup(vec![meta(MetaKey::L4proto), payload("th", "dport")], SET_PROTECTED);
     vec![
         vec![
+            Statement::Match(Match { left: ct("direction"), right: Expression::String("reply".into()), op: Operator::EQ }),
+            protected(),
+            Statement::Drop(None),
+        ],
+        vec![
             Statement::Match(Match {
-                left: Expression::Named(NamedExpression::CT(CT { key: "state".into(), family: None, dir: None })),
+                left: ct("state"),
                 right: Expression::List(vec![Expression::String("established".into()), Expression::String("related".into())]),
                 op: Operator::IN,
             }),
@@ -123,7 +136,7 @@ pub fn rule_statements() -> Vec<Vec<Statement<'static>>> {
         vec![Statement::Match(Match { left: meta(MetaKey::Iif), right: Expression::String("lo".into()), op: Operator::EQ }), accept()],
         vec![lookup(vec![payload("ip", "saddr"), meta(MetaKey::L4proto), payload("th", "dport")], SET_GRANTS4), accept()],
         vec![lookup(vec![payload("ip6", "saddr"), meta(MetaKey::L4proto), payload("th", "dport")], SET_GRANTS6), accept()],
-        vec![lookup(vec![meta(MetaKey::L4proto), payload("th", "dport")], SET_PROTECTED), Statement::Drop(None)],
+        vec![protected(), Statement::Drop(None)],
     ]
 }
 
@@ -206,6 +219,10 @@ fn concat(items: Vec<Expression<'static>>) -> Expression<'static> {
     Expression::Named(NamedExpression::Concat(items))
 }
 
+fn ct(key: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::CT(CT { key: key.into(), family: None, dir: None }))
+}
+
 fn meta(key: MetaKey) -> Expression<'static> {
     Expression::Named(NamedExpression::Meta(Meta { key }))
 }
@@ -267,8 +284,10 @@ mod tests {
         assert_eq!(chain["policy"], "accept");
         assert_eq!(chain["hook"], "input");
         let rules: Vec<&Value> = cmds.iter().filter_map(|c| c["add"].get("rule")).collect();
-        assert_eq!(rules.len(), 5);
-        assert_eq!(rules[4]["expr"][1], json!({"drop": null}));
+        assert_eq!(rules.len(), 6);
+        assert_eq!(rules[0]["expr"][0], json!({"match": {"op": "==", "left": {"ct": {"key": "direction"}}, "right": "reply"}}));
+        assert_eq!(rules[0]["expr"][2], json!({"drop": null}));
+        assert_eq!(rules[5]["expr"][1], json!({"drop": null}));
         let elements: Vec<&Value> = cmds.iter().filter_map(|c| c["add"].get("element")).collect();
         assert_eq!(elements.len(), 3);
         assert_eq!(elements[0]["elem"][0]["elem"]["val"], json!({"concat": [{"prefix": {"addr": "10.0.0.0", "len": 24}}, "tcp", 22]}));

@@ -5,7 +5,9 @@
 //! [`MARK`] (the test harness prints its own lines around them):
 //!
 //! - `listen tcp|udp ADDR PORT`: echo server; `READY` once bound. Exits when its stdin closes (the lab
-//!   dropped it or died) or after [`MAX_LIFETIME`].
+//!   dropped it or died) or after [`MAX_LIFETIME`]. A TCP connection also gets a [`TICK`] line every
+//!   [`TICK_EVERY`] unasked, as an SSH server's keepalives: a server that speaks first after a connection
+//!   was cut is what tests that the cut holds.
 //! - `probe tcp|udp SRC DST PORT TIMEOUT_MS`: `RESULT OPEN|REFUSED|TIMEOUT`. UDP is open when the
 //!   datagram is echoed back.
 //! - `session tcp SRC DST PORT TIMEOUT_MS`: connects (`CONNECTED`, or `RESULT …`), then answers each `echo`
@@ -13,6 +15,7 @@
 
 use std::io::{self, BufRead, ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -24,6 +27,8 @@ pub(crate) const MARK: &str = "AJAR-LAB";
 /// A listener never outlives this, even if nobody stops it.
 pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(600);
 const PING: &[u8] = b"ajar-lab-ping\n";
+const TICK: &[u8] = b"ajar-lab-tick\n";
+const TICK_EVERY: Duration = Duration::from_millis(250);
 
 /// Runs the helper command named by `AJAR_LAB_HELPER` and exits the process; returns at once when the
 /// variable is not set (the ignored test run by hand).
@@ -111,14 +116,29 @@ fn listen(proto: &str, addr: SocketAddr) -> Res {
             say("READY");
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
+                let Ok(ticker) = conn.try_clone() else { continue };
+                // One writer at a time, so a tick never lands inside an echoed line.
+                let writer = Arc::new(Mutex::new(ticker));
+                let tick_writer = Arc::clone(&writer);
+                thread::spawn(move || {
+                    loop {
+                        thread::sleep(TICK_EVERY);
+                        let Ok(mut w) = tick_writer.lock() else { break };
+                        if w.write_all(TICK).is_err() {
+                            break;
+                        }
+                    }
+                });
                 thread::spawn(move || {
                     let _ = conn.set_read_timeout(Some(MAX_LIFETIME));
                     let mut buf = [0u8; 4096];
                     while let Ok(n) = conn.read(&mut buf) {
-                        if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                        let echoed = writer.lock().map(|mut w| w.write_all(&buf[..n]).is_ok()).unwrap_or(false);
+                        if n == 0 || !echoed {
                             break;
                         }
                     }
+                    let _ = conn.shutdown(std::net::Shutdown::Both);
                 });
             }
             Ok(())
@@ -171,6 +191,7 @@ fn session(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Res {
         }
     };
     conn.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let mut reader = io::BufReader::new(conn.try_clone().map_err(|e| e.to_string())?);
     say("CONNECTED");
     for line in io::stdin().lock().lines() {
         let Ok(line) = line else { break };
@@ -178,11 +199,26 @@ fn session(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Res {
             say(&format!("ERROR unknown session command {line:?}"));
             continue;
         }
+        // The echo must come back within `timeout`, however many ticks arrive meanwhile.
         let mut round_trip = || -> io::Result<()> {
+            let deadline = std::time::Instant::now() + timeout;
             conn.write_all(PING)?;
-            let mut buf = vec![0u8; PING.len()];
-            conn.read_exact(&mut buf)?;
-            if buf == PING { Ok(()) } else { Err(io::Error::other("echo differs")) }
+            let mut got = Vec::new();
+            loop {
+                got.clear();
+                if reader.read_until(b'\n', &mut got)? == 0 {
+                    return Err(io::Error::from(ErrorKind::UnexpectedEof));
+                }
+                if got == PING {
+                    return Ok(());
+                }
+                if got != TICK {
+                    return Err(io::Error::other("echo differs"));
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(io::Error::from(ErrorKind::TimedOut));
+                }
+            }
         };
         match round_trip() {
             Ok(()) => say("ECHO OK"),

@@ -52,8 +52,12 @@ async fn store_with_policy(dir: &std::path::Path) -> (Arc<SqliteStore>, PolicyId
         format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Security/locations/local/jitNetworkAccessPolicies/default")
             .parse()
             .unwrap();
-    let policy =
-        Policy { id: id.clone(), kind: None, vms: vec![VmPolicy { vm: vm.clone(), ports: default_ports(OsType::Linux), public_ip: None }] };
+    let policy = Policy {
+        id: id.clone(),
+        kind: None,
+        vms: vec![VmPolicy { vm: vm.clone(), ports: default_ports(OsType::Linux), public_ip: None }],
+        cut_connections_on_revoke: false,
+    };
     store.put_policy(policy, Limits::default(), audit("jit/write", id.to_string())).await.unwrap();
     (store, id, vm)
 }

@@ -319,6 +319,10 @@ pub struct PolicySetArgs {
     /// Policy name (default: the policy that already holds the machine, else "default").
     #[arg(long, value_name = "NAME")]
     pub policy: Option<String>,
+    /// Whether an early revoke also cuts the grant's established connections (the whole policy's setting;
+    /// default: unchanged, off for a new policy).
+    #[arg(long, value_name = "true|false")]
+    pub cut_connections_on_revoke: Option<bool>,
     #[command(flatten)]
     pub conn: Conn,
 }

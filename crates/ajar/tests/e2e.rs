@@ -435,6 +435,57 @@ fn a_newer_request_supersedes_the_older_and_revoke_closes_at_once() {
 }
 
 #[test]
+fn revoke_cuts_established_connections_only_when_the_policy_says_so() {
+    let Some(e) = enabled("127.0.0.1:0") else { return };
+    let session = |src: &str| {
+        let mut s = e.lab.session(&e.cl, ip(src), SocketAddr::new(ip(VM4), 22), OPEN_WAIT).unwrap();
+        assert!(s.echo().unwrap());
+        s
+    };
+    // Off, the default (as on Azure): a revoke closes the port but not the open session.
+    e.request(22, B, "10m");
+    e.wait_until(B, VM4, 22, Proto::Tcp, Probe::Open, OPEN_WITHIN);
+    let mut b = session(B);
+    assert_eq!(e.ajar_json(&["revoke", "web1", "--port", "22"])["revoked"], 1);
+    e.wait_until(B, VM4, 22, Proto::Tcp, Probe::Timeout, Duration::from_secs(2));
+    assert!(b.echo().unwrap(), "without the setting a revoke leaves established sessions alone");
+
+    // On: the revoked grant's sessions are cut; a session of a grant that was superseded, not revoked, stays.
+    let (code, stdout, stderr) = e.ajar(&["policy", "set", "web1", "--port", "22/tcp", "--cut-connections-on-revoke", "true"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("Cut on revoke:   yes"), "{stdout}");
+    e.request(22, C, "10m");
+    e.wait_until(C, VM4, 22, Proto::Tcp, Probe::Open, OPEN_WITHIN);
+    let mut c = session(C);
+    e.request(22, A, "10m");
+    e.wait_until(A, VM4, 22, Proto::Tcp, Probe::Open, OPEN_WITHIN);
+    let mut a = session(A);
+    assert_eq!(e.ajar_json(&["revoke", "web1", "--port", "22"])["revoked"], 1);
+    e.wait_until(A, VM4, 22, Proto::Tcp, Probe::Timeout, Duration::from_secs(2));
+    // The agent cuts right after closing the port. The listener keeps talking (every 250 ms), which
+    // would track a cut flow again the other way round if the ruleset let the client's answers in.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while a.echo().unwrap() {
+        assert!(Instant::now() < deadline, "the revoked grant's session was not cut");
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!a.echo().unwrap(), "a cut session stays cut");
+    assert!(c.echo().unwrap(), "a superseded grant's session is not cut");
+    assert!(b.echo().unwrap(), "sessions from other sources are not cut");
+    e.expect(A, VM4, 22, Proto::Tcp, Probe::Timeout);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = e.ajar_json(&["activity", "--vm", "web1"]).to_string();
+        if log.contains("Ajar/agents/connectionsCut/action") {
+            assert!(log.contains(r#"{"name":"connectionsCut","value":"1"}"#), "one connection cut: {log}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no connectionsCut entry in the activity log: {log}");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
 fn a_server_restart_mid_grant_loses_nothing() {
     // A fixed port: the agent was given the URL at its start. It is the namespace's own loopback, so free.
     let Some(mut e) = enabled("127.0.0.1:18443") else { return };

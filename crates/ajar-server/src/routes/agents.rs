@@ -111,18 +111,34 @@ pub(super) async fn report(
     let (input, addresses) = report_in(&bytes)?;
     let report = AgentReport { version: input.version, nftables: input.nftables.to_result(), addresses, applied: input.applied_etag };
     state.store.agent_report(&agent.agent_id, report).await?;
+    let audit = |operation: &'static str, details: Vec<(String, String)>| Audit {
+        operation,
+        subscription: Some(agent.vm.subscription.to_string()),
+        resource_group: Some(agent.vm.resource_group.to_string()),
+        resource_id: agent.vm.to_string(),
+        caller: format!("agent {}", agent.agent_id),
+        caller_addr: Some(agent.addr),
+        subjects: vec![agent.vm.key()],
+        details,
+    };
     if let Some(drift) = input.drift_repaired {
-        let audit = Audit {
-            operation: actions::AGENT_DRIFT_REPAIRED,
-            subscription: Some(agent.vm.subscription.to_string()),
-            resource_group: Some(agent.vm.resource_group.to_string()),
-            resource_id: agent.vm.to_string(),
-            caller: format!("agent {}", agent.agent_id),
-            caller_addr: Some(agent.addr),
-            subjects: vec![agent.vm.key()],
-            details: vec![("drift".into(), drift)],
+        state.store.record(audit(actions::AGENT_DRIFT_REPAIRED, vec![("drift".into(), drift)]), Outcome::Succeeded).await?;
+    }
+    for cut in input.cuts_done {
+        let mut details = vec![
+            ("requestId".into(), cut.request_id),
+            ("port".into(), cut.number.to_string()),
+            ("connectionsCut".into(), cut.connections.to_string()),
+        ];
+        let outcome = match cut.error {
+            None => Outcome::Succeeded,
+            Some(error) => {
+                tracing::warn!(agent = %agent.agent_id, %error, "an agent could not cut connections");
+                details.push(("error".into(), error));
+                Outcome::Failed { code: "ConnectionCutFailed".into() }
+            }
         };
-        state.store.record(audit, Outcome::Succeeded).await?;
+        state.store.record(audit(actions::AGENT_CONNECTIONS_CUT, details), outcome).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

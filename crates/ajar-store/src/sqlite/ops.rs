@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
 use ajar_domain::activity::{ActivityEntry, ActivityQuery, Audit, Outcome};
-use ajar_domain::agent::{self, DesiredState};
+use ajar_domain::agent::{self, ConnectionCut, DesiredState};
 use ajar_domain::ids::{PolicyName, Scope};
 use ajar_domain::initiate::{
     AccessRequest, Caller, Grant, GrantStatus, InitiateDraft, RequestVm, StatusReason, grant_still_allowed, plan_initiate,
@@ -311,12 +311,12 @@ impl PolicyCache {
 
 fn load_policy(c: &Connection, key: &str) -> StoreResult<Option<StoredPolicy>> {
     let head = c
-        .prepare_cached("SELECT uid, id, kind FROM policies WHERE key = ?1")
+        .prepare_cached("SELECT uid, id, kind, cut_connections_on_revoke FROM policies WHERE key = ?1")
         .map_err(db("reading a policy"))?
-        .query_row([key], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?)))
+        .query_row([key], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, bool>(3)?)))
         .optional()
         .map_err(db("reading a policy"))?;
-    let Some((uid, id, kind)) = head else { return Ok(None) };
+    let Some((uid, id, kind, cut_connections_on_revoke)) = head else { return Ok(None) };
     let mut vms_stmt = c
         .prepare_cached("SELECT vm_key, vm_id, public_ip FROM policy_vms WHERE policy_key = ?1 ORDER BY ord")
         .map_err(db("reading a policy's VMs"))?;
@@ -352,7 +352,7 @@ fn load_policy(c: &Connection, key: &str) -> StoreResult<Option<StoredPolicy>> {
             .collect::<StoreResult<Vec<_>>>()?;
         vms.push(VmPolicy { vm: vm_id.parse().map_err(|e| backend("stored VM id", e))?, ports, public_ip });
     }
-    let policy = Policy { id: id.parse().map_err(|e| backend("stored policy id", e))?, kind, vms };
+    let policy = Policy { id: id.parse().map_err(|e| backend("stored policy id", e))?, kind, vms, cut_connections_on_revoke };
     Ok(Some(StoredPolicy { uid, policy }))
 }
 
@@ -484,9 +484,10 @@ pub(crate) fn put_policy(c: &Connection, policy: &Policy, limits: &Limits, now: 
     let now_ns = to_ns(now);
     let uid = existing.as_ref().map(|e| e.uid.clone()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     c.prepare_cached(
-        "INSERT INTO policies (key, uid, id, subscription, rg_key, loc_key, kind, created_ns, updated_ns)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
-         ON CONFLICT(key) DO UPDATE SET kind = excluded.kind, updated_ns = excluded.updated_ns",
+        "INSERT INTO policies (key, uid, id, subscription, rg_key, loc_key, kind, cut_connections_on_revoke, created_ns, updated_ns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+         ON CONFLICT(key) DO UPDATE SET kind = excluded.kind, cut_connections_on_revoke = excluded.cut_connections_on_revoke,
+             updated_ns = excluded.updated_ns",
     )
     .map_err(db("writing a policy"))?
     .execute(params![
@@ -497,6 +498,7 @@ pub(crate) fn put_policy(c: &Connection, policy: &Policy, limits: &Limits, now: 
         policy.id.resource_group.key(),
         policy.id.location.key(),
         policy.kind,
+        policy.cut_connections_on_revoke,
         now_ns
     ])
     .map_err(db("writing a policy"))?;
@@ -615,7 +617,7 @@ pub(crate) fn enable(
             Some(p) => p,
             None => match load_policy(c, &key)? {
                 Some(stored) => stored.policy,
-                None => Policy { id: policy_id, kind: Some("Basic".into()), vms: Vec::new() },
+                None => Policy { id: policy_id, kind: Some("Basic".into()), vms: Vec::new(), cut_connections_on_revoke: false },
             },
         };
         let mut policy = policy;
@@ -800,7 +802,51 @@ pub(crate) fn desired_state(c: &Connection, vm: &VmId, now: OffsetDateTime) -> S
         None => None,
     };
     let grants = live_grants(c, &key, now)?;
-    Ok(agent::desired_state(vm, policy.as_ref(), &grants, now))
+    let cuts = recent_cuts(c, &key, now)?;
+    Ok(agent::desired_state(vm, policy.as_ref(), &grants, cuts, now))
+}
+
+/// Records, for the agent, the live grants on `ports` that a revoke is about to end.
+fn record_cuts(c: &Connection, policy_uid: &str, vm: &VmId, ports: &[u16], now: OffsetDateTime) -> StoreResult<()> {
+    let mut insert = c
+        .prepare_cached(
+            "INSERT INTO connection_cuts (vm_key, request_id, number, protocol, sources, sources_is_list, revoked_ns)
+             SELECT g.vm_key, r.id, g.number, g.protocol, g.sources, g.sources_is_list, ?3
+             FROM grants g JOIN access_requests r ON r.seq = g.request_seq
+             WHERE g.vm_key = ?1 AND g.number = ?2 AND g.status = 'Initiated' AND g.end_ns > ?3 AND r.policy_uid = ?4",
+        )
+        .map_err(db("recording connection cuts"))?;
+    for port in ports {
+        insert.execute(params![vm.key(), port, to_ns(now), policy_uid]).map_err(db("recording connection cuts"))?;
+    }
+    c.prepare_cached("DELETE FROM connection_cuts WHERE revoked_ns <= ?1")
+        .map_err(db("pruning connection cuts"))?
+        .execute([to_ns(now - agent::CUT_WINDOW)])
+        .map_err(db("pruning connection cuts"))?;
+    Ok(())
+}
+
+fn recent_cuts(c: &Connection, vm_key: &str, now: OffsetDateTime) -> StoreResult<Vec<ConnectionCut>> {
+    let get_err = db("reading connection cuts");
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT seq, request_id, number, protocol, sources, sources_is_list, revoked_ns FROM connection_cuts
+             WHERE vm_key = ?1 AND revoked_ns > ?2 ORDER BY seq",
+        )
+        .map_err(&get_err)?;
+    let mut rows = stmt.query(params![vm_key, to_ns(now - agent::CUT_WINDOW)]).map_err(&get_err)?;
+    let mut cuts = Vec::new();
+    while let Some(r) = rows.next().map_err(&get_err)? {
+        cuts.push(ConnectionCut {
+            id: format!("cut-{}", r.get::<_, i64>(0).map_err(&get_err)?),
+            request_id: r.get(1).map_err(&get_err)?,
+            port: r.get(2).map_err(&get_err)?,
+            protocol: decode_protocol(&r.get::<_, String>(3).map_err(&get_err)?)?,
+            sources: decode_sources(&r.get::<_, String>(4).map_err(&get_err)?, r.get(5).map_err(&get_err)?)?,
+            revoked: from_ns(r.get(6).map_err(&get_err)?)?,
+        });
+    }
+    Ok(cuts)
 }
 
 pub(crate) fn revoke(c: &Connection, policy: &PolicyId, vm: &VmId, ports: &[u16], now: OffsetDateTime) -> StoreResult<u64> {
@@ -819,6 +865,9 @@ pub(crate) fn revoke(c: &Connection, policy: &PolicyId, vm: &VmId, ports: &[u16]
             format!("virtual machine '{vm}' is not configured in JIT policy '{}'", policy.name),
         )
         .into());
+    }
+    if stored.policy.cut_connections_on_revoke {
+        record_cuts(c, &stored.uid, vm, ports, now)?;
     }
     let mut update = c
         .prepare_cached(
@@ -877,7 +926,7 @@ pub(crate) fn vm_statuses(c: &Connection, scope: &Scope, page: &PageRequest, now
             live.push((r.get(0).map_err(db("reading live grants"))?, grant_from_row(r, 1)?));
         }
         let state = jit_state(&vm, policy.is_some());
-        let desired = agent::desired_state(&vm.id, policy.as_ref(), &live_grants(c, &key, now)?, now);
+        let desired = agent::desired_state(&vm.id, policy.as_ref(), &live_grants(c, &key, now)?, recent_cuts(c, &key, now)?, now);
         items.push(VmJitStatus {
             desired,
             state,

@@ -127,6 +127,22 @@ const MIGRATIONS: &[&str] = &[
         last_seen_ns INTEGER NOT NULL
     );
     "#,
+    // 3: cutting established connections on an early revoke (a policy setting),
+    // and the cuts agents still have to carry out.
+    r#"
+    ALTER TABLE policies ADD COLUMN cut_connections_on_revoke INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE connection_cuts (
+        seq INTEGER PRIMARY KEY,
+        vm_key TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        protocol TEXT NOT NULL,
+        sources TEXT NOT NULL,
+        sources_is_list INTEGER NOT NULL,
+        revoked_ns INTEGER NOT NULL
+    );
+    CREATE INDEX connection_cuts_vm ON connection_cuts(vm_key, revoked_ns);
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {

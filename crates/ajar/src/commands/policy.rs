@@ -127,11 +127,12 @@ fn resource_group_of(policy: &JitNetworkAccessPolicy) -> String {
 
 fn print_policy(policy: &JitNetworkAccessPolicy, now: OffsetDateTime) -> anyhow::Result<()> {
     let mut text = format!(
-        "Policy:          {}\nResource group:  {}\nLocation:        {}\nID:              {}\n\n",
+        "Policy:          {}\nResource group:  {}\nLocation:        {}\nID:              {}\nCut on revoke:   {}\n\n",
         policy.name,
         resource_group_of(policy),
         policy.location,
-        policy.id
+        policy.id,
+        if policy.properties.cut_connections_on_revoke { "yes" } else { "no" }
     );
     let mut ports = Table::new(&["VM", "PORT", "PROTOCOL", "ALLOWED SOURCES", "MAX DURATION"]);
     for vm in &policy.properties.virtual_machines {
@@ -187,8 +188,13 @@ async fn set(args: PolicySetArgs) -> anyhow::Result<()> {
     let (id, existing) = policy_for_vm(&ctx, &vm, &location, args.policy.as_deref()).await?;
     let mut body = match existing {
         Some(existing) => PolicyPut::from_existing(&existing),
-        None => PolicyPut { kind: None, properties: PolicyPutProperties { virtual_machines: Vec::new() } },
+        None => {
+            PolicyPut { kind: None, properties: PolicyPutProperties { virtual_machines: Vec::new(), cut_connections_on_revoke: false } }
+        }
     };
+    if let Some(cut) = args.cut_connections_on_revoke {
+        body.properties.cut_connections_on_revoke = cut;
+    }
     upsert_vm(
         &mut body,
         PolicyVmPut { id: vm.to_string(), ports: args.ports.iter().map(|p| p.to_rule()).collect(), public_ip_address: None },
@@ -362,7 +368,10 @@ mod tests {
     fn read_modify_write_keeps_other_machines() {
         let mut put = PolicyPut {
             kind: Some("Basic".into()),
-            properties: PolicyPutProperties { virtual_machines: vec![entry("/a", 22, Some("1.2.3.4")), entry("/b", 3389, None)] },
+            properties: PolicyPutProperties {
+                virtual_machines: vec![entry("/a", 22, Some("1.2.3.4")), entry("/b", 3389, None)],
+                cut_connections_on_revoke: false,
+            },
         };
         upsert_vm(&mut put, entry("/A", 2222, None));
         assert_eq!(summary(&put), ["/A:2222:1.2.3.4", "/b:3389:-"]);
