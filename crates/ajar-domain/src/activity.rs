@@ -15,9 +15,29 @@ pub mod actions {
     pub const VM_WRITE: &str = "Microsoft.Compute/virtualMachines/write";
     pub const VM_DELETE: &str = "Microsoft.Compute/virtualMachines/delete";
     pub const SUBSCRIPTIONS_READ: &str = "Microsoft.Resources/subscriptions/read";
+    pub const RESOURCE_GROUPS_READ: &str = "Microsoft.Resources/subscriptions/resourceGroups/read";
+    pub const NETWORK_INTERFACES_READ: &str = "Microsoft.Network/networkInterfaces/read";
+    pub const PUBLIC_IP_ADDRESSES_READ: &str = "Microsoft.Network/publicIPAddresses/read";
+    pub const SECURITY_POLICIES_READ: &str = "Microsoft.Security/policies/read";
+    pub const SECURITY_PRICINGS_READ: &str = "Microsoft.Security/pricings/read";
+    pub const ROLE_DEFINITIONS_READ: &str = "Microsoft.Authorization/roleDefinitions/read";
+    pub const ROLE_DEFINITIONS_WRITE: &str = "Microsoft.Authorization/roleDefinitions/write";
+    pub const ROLE_DEFINITIONS_DELETE: &str = "Microsoft.Authorization/roleDefinitions/delete";
+    pub const ROLE_ASSIGNMENTS_READ: &str = "Microsoft.Authorization/roleAssignments/read";
+    pub const ROLE_ASSIGNMENTS_WRITE: &str = "Microsoft.Authorization/roleAssignments/write";
+    pub const ROLE_ASSIGNMENTS_DELETE: &str = "Microsoft.Authorization/roleAssignments/delete";
     pub const ACTIVITY_READ: &str = "Ajar/activityLog/read";
     /// ajar's own: ending a live grant early.
     pub const JIT_REVOKE: &str = "Ajar/jitNetworkAccessPolicies/revoke/action";
+    /// ajar's own: the users, groups and service principals it knows, and their API tokens.
+    pub const PRINCIPALS_READ: &str = "Ajar/principals/read";
+    pub const PRINCIPALS_WRITE: &str = "Ajar/principals/write";
+    pub const PRINCIPALS_DELETE: &str = "Ajar/principals/delete";
+    pub const PRINCIPAL_TOKENS_READ: &str = "Ajar/principals/tokens/read";
+    pub const PRINCIPAL_TOKENS_WRITE: &str = "Ajar/principals/tokens/write";
+    pub const PRINCIPAL_TOKENS_DELETE: &str = "Ajar/principals/tokens/delete";
+    /// ajar's own: the enrolled agents and their health.
+    pub const AGENTS_READ: &str = "Ajar/agents/read";
     pub const AGENT_ENROLL: &str = "Ajar/agents/enroll/action";
     /// An agent found its table changed by hand and put it back.
     pub const AGENT_DRIFT_REPAIRED: &str = "Ajar/agents/driftRepaired/action";

@@ -4,6 +4,7 @@
 //! caller passes `now`), and no serialisation of wire formats: the API crate turns
 //! JSON into these types and back, the store persists them.
 
+pub mod access;
 pub mod activity;
 pub mod agent;
 pub mod duration;
