@@ -8,6 +8,7 @@ pub mod changes;
 pub mod config;
 pub mod http;
 pub mod listener;
+pub mod oidc;
 pub mod routes;
 pub mod scheduler;
 pub mod tls;
