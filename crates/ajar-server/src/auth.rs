@@ -20,8 +20,10 @@ use ajar_api::ApiError;
 use ajar_domain::activity::{Audit, Outcome, actions};
 use ajar_store::{Principal, TokenPurpose};
 
+use crate::client_addr::client_addr;
 use crate::http::HttpError;
 use crate::routes::AppState;
+use crate::throttle::AfterFailure;
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -90,6 +92,16 @@ async fn principal_for(state: &AppState, token: &str) -> Result<Option<Principal
     Ok(found)
 }
 
+fn too_many_failures(retry_after: Duration) -> Response {
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    let message = format!("too many failed authentications from this address; try again in {seconds} s");
+    let mut response = HttpError(ApiError::new(429, "TooManyRequests", &message)).into_response();
+    if let Ok(value) = header::HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
 fn unauthenticated(code: &str, message: &str) -> Response {
     let mut response = HttpError(ApiError::new(401, code, message)).into_response();
     response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
@@ -104,7 +116,11 @@ pub async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let addr = peer.ip().to_canonical();
+    let addr = client_addr(peer.ip(), req.headers(), &state.trusted_proxies);
+    let now = Instant::now();
+    if let Err(retry_after) = state.throttle.check(addr, now) {
+        return too_many_failures(retry_after);
+    }
     let token = req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().ok().and_then(|s| s.strip_prefix("Bearer ")).map(str::trim));
     let refusal = match token {
         None => Some(("AuthenticationFailed", "the 'Authorization: Bearer <token>' header is missing", "no token")),
@@ -123,7 +139,13 @@ pub async fn authenticate(
     let Some((code, message, reason)) = refusal else {
         return next.run(req).await;
     };
-    // Every refused attempt is on record; the token itself never is.
+    // Every refused attempt is on record (the token itself never is), up to the one that blocks its
+    // address; attempts while blocked are refused unread.
+    let mut details = vec![("method".to_owned(), req.method().to_string()), ("reason".to_owned(), reason.to_owned())];
+    if let AfterFailure::Blocked(block) = state.throttle.failed(addr, now) {
+        tracing::warn!(%addr, seconds = block.as_secs(), "repeated authentication failures; address blocked");
+        details.push(("blockedForSeconds".to_owned(), block.as_secs().to_string()));
+    }
     let audit = Audit {
         operation: actions::AUTHENTICATE,
         subscription: None,
@@ -132,7 +154,7 @@ pub async fn authenticate(
         caller: "(unauthenticated)".to_owned(),
         caller_addr: Some(addr),
         subjects: Vec::new(),
-        details: vec![("method".to_owned(), req.method().to_string()), ("reason".to_owned(), reason.to_owned())],
+        details,
     };
     if let Err(e) = state.store.record(audit, Outcome::Failed { code: code.to_owned() }).await {
         tracing::error!(error = %e, "could not record a refused authentication");
@@ -156,17 +178,30 @@ pub async fn authenticate_agent(
     mut req: Request,
     next: Next,
 ) -> Response {
+    let addr = client_addr(peer.ip(), req.headers(), &state.trusted_proxies);
+    let now = Instant::now();
+    if let Err(retry_after) = state.throttle.check(addr, now) {
+        return too_many_failures(retry_after);
+    }
     let token =
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|s| s.strip_prefix("Bearer ")).map(str::trim);
-    let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return unauthenticated("AuthenticationFailed", "the 'Authorization: Bearer <agent token>' header is missing");
+    let found = match token.filter(|t| !t.is_empty()) {
+        None => None,
+        Some(token) => match state.store.agent_for_token(hash_token(token)).await {
+            Ok(found) => found,
+            Err(e) => return HttpError::from(e).into_response(),
+        },
     };
-    match state.store.agent_for_token(hash_token(token)).await {
-        Ok(Some((agent_id, vm))) => {
-            req.extensions_mut().insert(AgentCaller { agent_id, vm, addr: peer.ip().to_canonical() });
+    match found {
+        Some((agent_id, vm)) => {
+            req.extensions_mut().insert(AgentCaller { agent_id, vm, addr });
             next.run(req).await
         }
-        Ok(None) => unauthenticated("InvalidAuthenticationToken", "the agent token is unknown or no longer enrolled"),
-        Err(e) => HttpError::from(e).into_response(),
+        None => {
+            if let AfterFailure::Blocked(block) = state.throttle.failed(addr, now) {
+                tracing::warn!(%addr, seconds = block.as_secs(), "repeated agent authentication failures; address blocked");
+            }
+            unauthenticated("InvalidAuthenticationToken", "the agent token is missing, unknown or no longer enrolled")
+        }
     }
 }

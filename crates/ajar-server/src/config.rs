@@ -34,6 +34,8 @@ pub struct ServeConfig {
     pub page_size: usize,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Proxies whose `X-Forwarded-For` is believed; nobody else's is.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";

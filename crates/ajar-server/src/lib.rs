@@ -5,12 +5,14 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod changes;
+pub mod client_addr;
 pub mod config;
 pub mod http;
 pub mod listener;
 pub mod oidc;
 pub mod routes;
 pub mod scheduler;
+pub mod throttle;
 pub mod tls;
 
 use std::future::Future;

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
 
 use ajar_domain::{AccessDuration, Location, ResourceGroup, SubscriptionId};
 use ajar_server::config::{DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_PAGE_SIZE};
@@ -192,9 +193,25 @@ pub struct ServeArgs {
     /// Largest maxRequestAccessDuration a policy may set (ISO 8601).
     #[arg(long, value_name = "ISO8601", default_value = "P1D")]
     pub max_max_request_duration: AccessDuration,
+    /// A reverse proxy (address or CIDR) whose X-Forwarded-For gives the caller's address, for "My IP"
+    /// and the activity log (repeatable). Without it the connection's address is used and the header ignored.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = proxy_net)]
+    pub trusted_proxies: Vec<IpNet>,
     /// Log line format on stderr (filter with RUST_LOG, default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// An address or a CIDR; host bits are refused, as for policy sources.
+fn proxy_net(s: &str) -> Result<IpNet, String> {
+    let net = match s.parse::<IpNet>() {
+        Ok(net) => net,
+        Err(_) => s.parse::<IpAddr>().map(IpNet::from).map_err(|_| format!("'{s}' is not an address or a CIDR"))?,
+    };
+    if net.addr() != net.network() {
+        return Err(format!("'{s}' has host bits set; did you mean {}?", net.trunc()));
+    }
+    Ok(net)
 }
 
 fn positive_usize(s: &str) -> Result<usize, String> {

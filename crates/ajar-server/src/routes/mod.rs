@@ -38,6 +38,8 @@ pub struct AppState {
     expiry_wake: Arc<crate::scheduler::ExpiryWake>,
     pub(crate) tokens: Arc<auth::TokenCache>,
     pub(crate) changes: Arc<crate::changes::ChangeHub>,
+    pub(crate) throttle: Arc<crate::throttle::FailureThrottle>,
+    pub(crate) trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
 
 impl AppState {
@@ -51,6 +53,8 @@ impl AppState {
             expiry_wake: Arc::default(),
             tokens: Arc::default(),
             changes: Arc::default(),
+            throttle: Arc::default(),
+            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         }
     }
 

@@ -40,6 +40,7 @@ pub fn config(args: &ServeArgs) -> Result<ServeConfig, UsageError> {
         limits: Limits { min_max_duration: args.min_max_request_duration, max_max_duration: args.max_max_request_duration },
         page_size: args.page_size,
         max_body_bytes: args.max_body_bytes,
+        trusted_proxies: args.trusted_proxies.clone(),
     })
 }
 

@@ -129,8 +129,24 @@ impl Server {
         body: Option<Vec<u8>>,
         content_type: &str,
     ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        self.send_with(method, path, token, body, content_type, &[]).await
+    }
+
+    /// As [`Server::send`], with extra request headers.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        content_type: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
         let url = if path.starts_with("https://") { path.to_owned() } else { format!("{}{path}", self.url) };
         let mut req = self.client.request(method, url);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

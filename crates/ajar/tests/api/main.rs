@@ -2,6 +2,7 @@
 //! real SQLite file, one per test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod access;
 mod agents;
 mod cli;
 mod common;

@@ -1,0 +1,73 @@
+//! The caller's address, which "My IP" grants and the activity log use: the connection's own, or, only
+//! when the connection comes from a proxy the operator listed (`--trusted-proxy`), the address that proxy
+//! says it forwarded for. A header from anyone else is ignored: believing it would let any caller choose
+//! the source its grant opens.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::http::HeaderMap;
+use ipnet::IpNet;
+
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+
+fn trusted(addr: IpAddr, proxies: &[IpNet]) -> bool {
+    proxies.iter().any(|p| p.contains(&addr))
+}
+
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>().ok().or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip())).map(|ip| ip.to_canonical())
+}
+
+/// Walks `X-Forwarded-For` from the right, where each trusted proxy appended the address it received the
+/// request from, and stops at the first address that is not a trusted proxy. An unreadable entry stops the
+/// walk at the last trusted hop: its address is the most that can be vouched for.
+pub fn client_addr(peer: IpAddr, headers: &HeaderMap, proxies: &[IpNet]) -> IpAddr {
+    let mut addr = peer.to_canonical();
+    if !trusted(addr, proxies) {
+        return addr;
+    }
+    let values: Vec<&str> = headers.get_all(X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
+    for hop in values.iter().flat_map(|v| v.split(',')).rev() {
+        let Some(ip) = parse_hop(hop.trim()) else { return addr };
+        addr = ip;
+        if !trusted(ip, proxies) {
+            return ip;
+        }
+    }
+    addr
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn check(peer: &str, forwarded: &[&str], proxies: &[&str], expected: &str) {
+        let mut headers = HeaderMap::new();
+        for f in forwarded {
+            headers.append(X_FORWARDED_FOR, HeaderValue::from_str(f).unwrap());
+        }
+        let proxies: Vec<IpNet> = proxies.iter().map(|p| p.parse().unwrap()).collect();
+        let got = client_addr(peer.parse().unwrap(), &headers, &proxies);
+        assert_eq!(got, expected.parse::<IpAddr>().unwrap(), "peer {peer}, X-Forwarded-For {forwarded:?}, proxies {proxies:?}");
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_listed_proxies() {
+        // No proxies configured: the header is ignored.
+        check("203.0.113.9", &["198.51.100.1"], &[], "203.0.113.9");
+        // From a listed proxy: the address it forwarded for.
+        check("10.0.0.5", &["198.51.100.1"], &["10.0.0.0/24"], "198.51.100.1");
+        // A client cannot smuggle an address in front: the rightmost untrusted hop wins.
+        check("10.0.0.5", &["1.1.1.1, 198.51.100.1"], &["10.0.0.0/24"], "198.51.100.1");
+        // Two trusted proxies in a row, headers split over two lines, ports and IPv6 brackets.
+        check("10.0.0.5", &["198.51.100.1:5555", "10.0.0.7"], &["10.0.0.0/24"], "198.51.100.1");
+        check("10.0.0.5", &["[2001:db8::1]:443"], &["10.0.0.0/24"], "2001:db8::1");
+        // Unreadable or missing: stop at the last trusted hop.
+        check("10.0.0.5", &["junk"], &["10.0.0.0/24"], "10.0.0.5");
+        check("10.0.0.5", &["198.51.100.1, junk, 10.0.0.7"], &["10.0.0.0/24"], "10.0.0.7");
+        check("10.0.0.5", &[], &["10.0.0.0/24"], "10.0.0.5");
+        // An IPv4-mapped peer is the IPv4 address.
+        check("::ffff:10.0.0.5", &["198.51.100.1"], &["10.0.0.0/24"], "198.51.100.1");
+    }
+}
