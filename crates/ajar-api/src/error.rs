@@ -39,6 +39,16 @@ impl ApiError {
         ApiError::new(400, code, message).with_target(Some(target.to_owned()))
     }
 
+    /// 409: the resource exists, or its state forbids the operation.
+    pub fn conflict(code: &str, message: impl Into<String>) -> Self {
+        ApiError::new(409, code, message)
+    }
+
+    /// 404 with ARM's code for the kind of resource that is missing.
+    pub fn not_found(code: &str, message: impl Into<String>) -> Self {
+        ApiError::new(404, code, message)
+    }
+
     pub fn internal() -> Self {
         ApiError::new(500, "InternalServerError", "the server failed to complete the operation; see its log")
     }

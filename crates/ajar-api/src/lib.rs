@@ -7,16 +7,19 @@
 pub mod activity;
 pub mod agent;
 pub mod ajar_v1;
+pub mod authorization;
 pub mod compute;
 pub mod error;
 pub mod jit;
 pub mod openapi;
+pub mod principals;
 pub mod subscriptions;
 pub mod wire_time;
 
 pub use error::{ApiError, CloudError, CloudErrorBody};
 
-/// The only api-version of the JIT API (and of everything else ajar serves).
+/// The api-version of the JIT API (and of everything else ajar serves, except
+/// `Microsoft.Authorization`, which has [`authorization::API_VERSION`]).
 pub const API_VERSION: &str = "2020-01-01";
 
 /// Parses a JSON body, naming the offending field on failure.
