@@ -17,6 +17,30 @@ pub enum ErrorCode {
     VirtualMachineInAnotherPolicy,
     VirtualMachineInUse,
     Conflict,
+    /// A principal's name or OIDC link is malformed.
+    InvalidPrincipal,
+    /// A principal with this name, or linked to this OIDC identity, exists already.
+    PrincipalExists,
+    /// The principal named in the request does not exist.
+    PrincipalNotFound,
+    /// The operation would leave no principal holding Owner at `/`.
+    LastOwner,
+    /// A token's label or expiry is malformed.
+    InvalidToken,
+    /// Another custom role has this name (Azure's code).
+    RoleDefinitionWithSameNameExists,
+    /// The role definition named in the request does not exist (Azure's code).
+    RoleDefinitionDoesNotExist,
+    /// The role is still assigned somewhere (Azure's code).
+    RoleDefinitionHasAssignments,
+    /// A role assignment's ID or fields are malformed.
+    InvalidRoleAssignment,
+    /// The role is not assignable at the requested scope.
+    ScopeNotAssignable,
+    /// The principal already holds this role at this scope (Azure's code).
+    RoleAssignmentExists,
+    /// An assignment with this ID exists with other properties; assignments cannot be changed (Azure's code).
+    RoleAssignmentUpdateNotPermitted,
 }
 
 impl ErrorCode {
@@ -33,16 +57,41 @@ impl ErrorCode {
             ErrorCode::VirtualMachineInAnotherPolicy => "VirtualMachineInAnotherPolicy",
             ErrorCode::VirtualMachineInUse => "VirtualMachineInUse",
             ErrorCode::Conflict => "Conflict",
+            ErrorCode::InvalidPrincipal => "InvalidPrincipal",
+            ErrorCode::PrincipalExists => "PrincipalExists",
+            ErrorCode::PrincipalNotFound => "PrincipalNotFound",
+            ErrorCode::LastOwner => "LastOwner",
+            ErrorCode::InvalidToken => "InvalidToken",
+            ErrorCode::RoleDefinitionWithSameNameExists => "RoleDefinitionWithSameNameExists",
+            ErrorCode::RoleDefinitionDoesNotExist => "RoleDefinitionDoesNotExist",
+            ErrorCode::RoleDefinitionHasAssignments => "RoleDefinitionHasAssignments",
+            ErrorCode::InvalidRoleAssignment => "InvalidRoleAssignment",
+            ErrorCode::ScopeNotAssignable => "ScopeNotAssignable",
+            ErrorCode::RoleAssignmentExists => "RoleAssignmentExists",
+            ErrorCode::RoleAssignmentUpdateNotPermitted => "RoleAssignmentUpdateNotPermitted",
         }
     }
 
     /// Not-found codes are answered 404, conflicts 409, the rest 400.
+    /// `PrincipalNotFound` and `RoleDefinitionDoesNotExist` name something in
+    /// a request body (as on Azure, 400); a route whose path names the missing
+    /// thing answers 404 itself.
     pub fn is_not_found(self) -> bool {
         matches!(self, ErrorCode::PolicyNotFound | ErrorCode::SubscriptionNotFound)
     }
 
     pub fn is_conflict(self) -> bool {
-        matches!(self, ErrorCode::VirtualMachineInUse | ErrorCode::Conflict)
+        matches!(
+            self,
+            ErrorCode::VirtualMachineInUse
+                | ErrorCode::Conflict
+                | ErrorCode::PrincipalExists
+                | ErrorCode::LastOwner
+                | ErrorCode::RoleDefinitionWithSameNameExists
+                | ErrorCode::RoleDefinitionHasAssignments
+                | ErrorCode::RoleAssignmentExists
+                | ErrorCode::RoleAssignmentUpdateNotPermitted
+        )
     }
 }
 

@@ -11,6 +11,7 @@ mod sqlite;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use ajar_domain::access::{RoleAssignment, RoleDefinition};
 use ajar_domain::activity::{ActivityEntry, ActivityQuery, Audit, Outcome};
 use ajar_domain::agent::DesiredState;
 use ajar_domain::ids::{Location, PolicyName, ResourceGroup, Scope};
@@ -21,6 +22,13 @@ use ajar_domain::status::VmJitStatus;
 use ajar_domain::{PolicyId, Problem, SubscriptionId, VmId};
 
 pub use sqlite::SqliteStore;
+
+/// For tests of schema upgrades only: creates a database at `path` with the
+/// schema of `version` and nothing in it.
+#[doc(hidden)]
+pub fn create_database_at_version(path: &std::path::Path, version: usize) -> StoreResult<()> {
+    sqlite::create_at_version(path, version)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -75,6 +83,104 @@ pub enum PutOutcome {
 pub struct Principal {
     pub id: String,
     pub name: String,
+    pub kind: PrincipalKind,
+}
+
+/// A person, or a program acting on its own behalf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PrincipalKind {
+    User,
+    Service,
+}
+
+impl PrincipalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "user",
+            PrincipalKind::Service => "service",
+        }
+    }
+}
+
+impl std::str::FromStr for PrincipalKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "user" => Ok(PrincipalKind::User),
+            "service" => Ok(PrincipalKind::Service),
+            other => Err(format!("principal kind '{other}' is neither 'user' nor 'service'")),
+        }
+    }
+}
+
+/// An OIDC identity: the token issuer and its subject (`iss`, `sub`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OidcLink {
+    pub issuer: String,
+    pub subject: String,
+}
+
+/// A principal to create. The store makes its ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPrincipal {
+    /// 1–128 characters, no control characters, unique ignoring ASCII case.
+    pub name: String,
+    pub kind: PrincipalKind,
+    pub oidc: Option<OidcLink>,
+}
+
+/// A principal as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalInfo {
+    pub principal: Principal,
+    pub oidc: Option<OidcLink>,
+    pub created: OffsetDateTime,
+    /// API and join tokens neither revoked nor expired.
+    pub live_tokens: u32,
+}
+
+/// An API token to store. The token arrives hashed: the store never sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    pub principal_id: String,
+    pub hash: [u8; 32],
+    /// A label, 1–128 characters, no control characters.
+    pub name: String,
+    /// `None`: until revoked. Must be in the future.
+    pub expires: Option<OffsetDateTime>,
+}
+
+/// A token as listed: never its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// `tok_` and a UUID: public, for listing and revoking.
+    pub id: String,
+    pub principal_id: String,
+    pub name: String,
+    pub purpose: TokenPurpose,
+    pub created: OffsetDateTime,
+    pub expires: Option<OffsetDateTime>,
+    pub revoked: Option<OffsetDateTime>,
+}
+
+/// Which role assignments to list. Both set: both must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AssignmentFilter {
+    pub principal_id: Option<String>,
+    /// Assignments at this scope or below it.
+    pub scope: Option<ajar_domain::access::Scope>,
+}
+
+/// Everything an access decision needs, read at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessSnapshot {
+    /// The [`Store::access_version`] read before the roles and assignments: if
+    /// it still matches, nothing has changed since.
+    pub version: u64,
+    /// The built-in roles first, then the custom ones.
+    pub roles: Vec<RoleDefinition>,
+    pub assignments: Vec<RoleAssignment>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,10 +192,18 @@ pub enum TokenPurpose {
 }
 
 impl TokenPurpose {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             TokenPurpose::Api => "api",
             TokenPurpose::Join => "join",
+        }
+    }
+
+    fn parse(s: &str) -> Option<TokenPurpose> {
+        match s {
+            "api" => Some(TokenPurpose::Api),
+            "join" => Some(TokenPurpose::Join),
+            _ => None,
         }
     }
 }
@@ -203,4 +317,61 @@ pub trait Store: Send + Sync + 'static {
     /// how many entries it checked, or the sequence number of the first entry
     /// that does not match (edited, inserted, or after a deleted one).
     async fn verify_activity_chain(&self) -> StoreResult<Result<u64, i64>>;
+
+    // ------------------------------------------------------------ identity
+    // The store checks shape and consistency only; who may call these is the
+    // server's decision.
+
+    /// Refuses a malformed name (`InvalidPrincipal`) and a name or OIDC
+    /// identity already taken (`PrincipalExists`).
+    async fn create_principal(&self, new: NewPrincipal, audit: Audit) -> StoreResult<Principal>;
+    /// By name.
+    async fn list_principals(&self) -> StoreResult<Vec<PrincipalInfo>>;
+    async fn get_principal(&self, id: &str) -> StoreResult<Option<PrincipalInfo>>;
+    /// Deletes the principal with its tokens and role assignments. Refuses
+    /// (`LastOwner`) when it is the last principal holding Owner at `/`.
+    /// Returns whether it existed.
+    async fn delete_principal(&self, id: &str, audit: Audit) -> StoreResult<bool>;
+    /// The principal linked to this OIDC identity.
+    async fn principal_for_oidc(&self, issuer: &str, subject: &str) -> StoreResult<Option<Principal>>;
+
+    /// Stores an API token. Refuses an unknown principal (`PrincipalNotFound`)
+    /// and a malformed label or an expiry not in the future (`InvalidToken`).
+    async fn create_token(&self, new: NewToken, audit: Audit) -> StoreResult<TokenInfo>;
+    /// Every token, or one principal's, oldest first; revoked and expired ones too.
+    async fn list_tokens(&self, principal_id: Option<&str>) -> StoreResult<Vec<TokenInfo>>;
+    /// Revokes a token now (a revoked one stays as it was). `None` if there is no such token.
+    async fn revoke_token(&self, id: &str, audit: Audit) -> StoreResult<Option<TokenInfo>>;
+
+    /// Creates or replaces a custom role. Refuses what `validate_custom_role`
+    /// refuses (built-in IDs and names included) and a name another custom role
+    /// has (`RoleDefinitionWithSameNameExists`).
+    async fn put_role_definition(&self, role: RoleDefinition, audit: Audit) -> StoreResult<PutOutcome>;
+    /// A built-in or custom role, by GUID or `…/roleDefinitions/{guid}`, any case.
+    async fn get_role_definition(&self, id: &str) -> StoreResult<Option<RoleDefinition>>;
+    /// The built-in roles first, then the custom ones by name.
+    async fn list_role_definitions(&self) -> StoreResult<Vec<RoleDefinition>>;
+    /// Deletes a custom role. Refuses a built-in one (`InvalidRoleDefinition`)
+    /// and one still assigned (`RoleDefinitionHasAssignments`). Returns whether it existed.
+    async fn delete_role_definition(&self, id: &str, audit: Audit) -> StoreResult<bool>;
+
+    /// Stores an assignment (IDs lower-cased; `role_id` may be a resource ID).
+    /// Refuses an unknown principal (`PrincipalNotFound`) or role
+    /// (`RoleDefinitionDoesNotExist`), a scope outside the role's assignable
+    /// scopes (`ScopeNotAssignable`), the same principal, role and scope under
+    /// another ID (`RoleAssignmentExists`) and a different assignment under the
+    /// same ID (`RoleAssignmentUpdateNotPermitted`). The same assignment again
+    /// is `Updated` and changes nothing.
+    async fn create_role_assignment(&self, assignment: RoleAssignment, audit: Audit) -> StoreResult<PutOutcome>;
+    /// Refuses (`LastOwner`) to remove the last Owner assignment at `/`.
+    async fn delete_role_assignment(&self, id: &str, audit: Audit) -> StoreResult<Option<RoleAssignment>>;
+    async fn get_role_assignment(&self, id: &str) -> StoreResult<Option<RoleAssignment>>;
+    /// By scope, then principal.
+    async fn list_role_assignments(&self, filter: AssignmentFilter) -> StoreResult<Vec<RoleAssignment>>;
+
+    /// Every role and assignment, read in one transaction.
+    async fn access_snapshot(&self) -> StoreResult<AccessSnapshot>;
+    /// Changes after every committed write to principals, tokens, roles or
+    /// assignments, and never repeats across restarts; reads leave it alone.
+    fn access_version(&self) -> u64;
 }

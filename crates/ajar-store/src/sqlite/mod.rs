@@ -9,10 +9,12 @@
 //! pool of read-only connections, which WAL lets proceed while the writer commits.
 
 mod codec;
+mod identity;
 mod ops;
 mod schema;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -21,6 +23,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use ajar_domain::access::{RoleAssignment, RoleDefinition};
 use ajar_domain::activity::{ActivityEntry, ActivityQuery, Audit, Outcome};
 use ajar_domain::agent::DesiredState;
 use ajar_domain::ids::{PolicyName, Scope};
@@ -31,8 +34,8 @@ use ajar_domain::status::VmJitStatus;
 use ajar_domain::{PolicyId, VmId};
 
 use crate::{
-    AgentReport, BootstrapPlan, Defaults, NewAgent, Page, PageRequest, PolicyView, Principal, PutOutcome, Store, StoreError, StoreResult,
-    Subscription, TokenPurpose,
+    AccessSnapshot, AgentReport, AssignmentFilter, BootstrapPlan, Defaults, NewAgent, NewPrincipal, NewToken, Page, PageRequest,
+    PolicyView, Principal, PrincipalInfo, PutOutcome, Store, StoreError, StoreResult, Subscription, TokenInfo, TokenPurpose,
 };
 
 /// Most operations one commit carries.
@@ -68,6 +71,8 @@ struct WriteJob<R, F> {
     work: Option<F>,
     audit: Option<Audit>,
     outcome: Option<StoreResult<R>>,
+    /// Advanced once the write has committed, if it succeeded.
+    bump: Option<Arc<AtomicU64>>,
     reply: oneshot::Sender<StoreResult<R>>,
 }
 
@@ -87,6 +92,10 @@ where
             (Err(e), _) => Err(StoreError::Backend(format!("commit failed: {e}"))),
             (Ok(()), None) => Err(StoreError::Backend("the operation did not run".into())),
         };
+        // Here, not in the caller: the caller may be gone, and the change is committed regardless.
+        if let (Some(version), Ok(_)) = (&self.bump, &result) {
+            version.fetch_add(1, Ordering::SeqCst);
+        }
         // The caller may have gone away (client disconnected); the work is done regardless.
         let _ = self.reply.send(result);
     }
@@ -308,6 +317,15 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Box<dyn Job>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     read_permits: Arc<tokio::sync::Semaphore>,
+    /// See [`Store::access_version`]. Starts at the time of opening in
+    /// nanoseconds, so a restart does not repeat an earlier process's versions.
+    access_version: Arc<AtomicU64>,
+}
+
+/// Creates a database with the schema of `version` (for tests of upgrades).
+pub(crate) fn create_at_version(path: &Path, version: usize) -> StoreResult<()> {
+    let mut conn = open_connection(path, true)?;
+    schema::migrate_to(&mut conn, version)
 }
 
 impl SqliteStore {
@@ -347,6 +365,7 @@ impl SqliteStore {
             writer: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
             read_permits: Arc::new(tokio::sync::Semaphore::new(READERS)),
+            access_version: Arc::new(AtomicU64::new(u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(1))),
         })
     }
 
@@ -355,8 +374,25 @@ impl SqliteStore {
         R: Send + 'static,
         F: FnOnce(&Transaction<'_>, OffsetDateTime, &mut ops::PolicyCache) -> StoreResult<(R, Details)> + Send + 'static,
     {
+        self.submit(audit, None, work).await
+    }
+
+    /// A write to principals, tokens, roles or assignments: it advances the access version.
+    async fn write_access<R, F>(&self, audit: Audit, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Transaction<'_>, OffsetDateTime) -> StoreResult<(R, Details)> + Send + 'static,
+    {
+        self.submit(Some(audit), Some(Arc::clone(&self.access_version)), move |tx, now, _| work(tx, now)).await
+    }
+
+    async fn submit<R, F>(&self, audit: Option<Audit>, bump: Option<Arc<AtomicU64>>, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Transaction<'_>, OffsetDateTime, &mut ops::PolicyCache) -> StoreResult<(R, Details)> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
-        let job = WriteJob { work: Some(work), audit, outcome: None, reply };
+        let job = WriteJob { work: Some(work), audit, outcome: None, bump, reply };
         self.writer.send(Box::new(job)).await.map_err(|_| StoreError::Backend("the store's writer has stopped".into()))?;
         answer.await.map_err(|_| StoreError::Backend("the store's writer dropped the operation".into()))?
     }
@@ -394,7 +430,8 @@ impl Store for SqliteStore {
     }
 
     async fn bootstrap(&self, plan: BootstrapPlan) -> StoreResult<Defaults> {
-        self.write(None, move |tx, now, _| Ok((ops::bootstrap(tx, &plan, now)?, Vec::new()))).await
+        let version = Some(Arc::clone(&self.access_version));
+        self.submit(None, version, move |tx, now, _| Ok((ops::bootstrap(tx, &plan, now)?, Vec::new()))).await
     }
 
     async fn principal_for_token(&self, hash: [u8; 32], purpose: TokenPurpose) -> StoreResult<Option<Principal>> {
@@ -547,6 +584,135 @@ impl Store for SqliteStore {
 
     async fn verify_activity_chain(&self) -> StoreResult<Result<u64, i64>> {
         self.read(|c, _| ops::verify_chain(c)).await
+    }
+
+    async fn create_principal(&self, new: NewPrincipal, audit: Audit) -> StoreResult<Principal> {
+        self.write_access(audit, move |tx, now| {
+            let p = identity::create_principal(tx, &new, now)?;
+            let details = vec![("principalId".to_owned(), p.id.clone())];
+            Ok((p, details))
+        })
+        .await
+    }
+
+    async fn list_principals(&self) -> StoreResult<Vec<PrincipalInfo>> {
+        self.read(identity::list_principals).await
+    }
+
+    async fn get_principal(&self, id: &str) -> StoreResult<Option<PrincipalInfo>> {
+        let id = id.to_owned();
+        self.read(move |c, now| identity::get_principal(c, &id, now)).await
+    }
+
+    async fn delete_principal(&self, id: &str, audit: Audit) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.write_access(audit, move |tx, _| {
+            let deleted = identity::delete_principal(tx, &id)?;
+            let details = vec![
+                ("deletedTokens".to_owned(), deleted.tokens.to_string()),
+                ("deletedRoleAssignments".to_owned(), deleted.assignments.to_string()),
+            ];
+            Ok((deleted.existed, if deleted.existed { details } else { Vec::new() }))
+        })
+        .await
+    }
+
+    async fn principal_for_oidc(&self, issuer: &str, subject: &str) -> StoreResult<Option<Principal>> {
+        let (issuer, subject) = (issuer.to_owned(), subject.to_owned());
+        self.read(move |c, _| identity::principal_for_oidc(c, &issuer, &subject)).await
+    }
+
+    async fn create_token(&self, new: NewToken, audit: Audit) -> StoreResult<TokenInfo> {
+        self.write_access(audit, move |tx, now| {
+            let token = identity::create_token(tx, &new, now)?;
+            let details = vec![("tokenId".to_owned(), token.id.clone())];
+            Ok((token, details))
+        })
+        .await
+    }
+
+    async fn list_tokens(&self, principal_id: Option<&str>) -> StoreResult<Vec<TokenInfo>> {
+        let principal_id = principal_id.map(str::to_owned);
+        self.read(move |c, _| identity::list_tokens(c, principal_id.as_deref())).await
+    }
+
+    async fn revoke_token(&self, id: &str, audit: Audit) -> StoreResult<Option<TokenInfo>> {
+        let id = id.to_owned();
+        self.write_access(audit, move |tx, now| {
+            let token = identity::revoke_token(tx, &id, now)?;
+            let details = token.iter().map(|t| ("principalId".to_owned(), t.principal_id.clone())).collect();
+            Ok((token, details))
+        })
+        .await
+    }
+
+    async fn put_role_definition(&self, role: RoleDefinition, audit: Audit) -> StoreResult<PutOutcome> {
+        self.write_access(audit, move |tx, now| Ok((identity::put_role_definition(tx, &role, now)?, Vec::new()))).await
+    }
+
+    async fn get_role_definition(&self, id: &str) -> StoreResult<Option<RoleDefinition>> {
+        let id = id.to_owned();
+        self.read(move |c, _| identity::get_role_definition(c, &id)).await
+    }
+
+    async fn list_role_definitions(&self) -> StoreResult<Vec<RoleDefinition>> {
+        self.read(|c, _| identity::list_role_definitions(c)).await
+    }
+
+    async fn delete_role_definition(&self, id: &str, audit: Audit) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.write_access(audit, move |tx, _| Ok((identity::delete_role_definition(tx, &id)?, Vec::new()))).await
+    }
+
+    async fn create_role_assignment(&self, assignment: RoleAssignment, audit: Audit) -> StoreResult<PutOutcome> {
+        let created_by = audit.caller.clone();
+        self.write_access(audit, move |tx, now| {
+            let (outcome, stored) = identity::create_role_assignment(tx, &assignment, &created_by, now)?;
+            let details = vec![
+                ("principalId".to_owned(), stored.principal_id),
+                ("roleDefinitionId".to_owned(), stored.role_id),
+                ("scope".to_owned(), stored.scope.to_string()),
+            ];
+            Ok((outcome, details))
+        })
+        .await
+    }
+
+    async fn delete_role_assignment(&self, id: &str, audit: Audit) -> StoreResult<Option<RoleAssignment>> {
+        let id = id.to_owned();
+        self.write_access(audit, move |tx, _| {
+            let removed = identity::delete_role_assignment(tx, &id)?;
+            let details = match &removed {
+                Some(a) => vec![
+                    ("principalId".to_owned(), a.principal_id.clone()),
+                    ("roleDefinitionId".to_owned(), a.role_id.clone()),
+                    ("scope".to_owned(), a.scope.to_string()),
+                ],
+                None => Vec::new(),
+            };
+            Ok((removed, details))
+        })
+        .await
+    }
+
+    async fn get_role_assignment(&self, id: &str) -> StoreResult<Option<RoleAssignment>> {
+        let id = id.to_owned();
+        self.read(move |c, _| identity::get_role_assignment(c, &id)).await
+    }
+
+    async fn list_role_assignments(&self, filter: AssignmentFilter) -> StoreResult<Vec<RoleAssignment>> {
+        self.read(move |c, _| identity::list_role_assignments(c, &filter)).await
+    }
+
+    async fn access_snapshot(&self) -> StoreResult<AccessSnapshot> {
+        // Read before the data: a write that commits meanwhile leaves the
+        // snapshot older than its version says, and the next check rebuilds.
+        let version = self.access_version();
+        self.read(move |c, _| identity::access_snapshot(c, version)).await
+    }
+
+    fn access_version(&self) -> u64 {
+        self.access_version.load(Ordering::SeqCst)
     }
 }
 

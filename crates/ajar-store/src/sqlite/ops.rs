@@ -65,15 +65,9 @@ pub(crate) fn bootstrap(c: &Connection, plan: &BootstrapPlan, now: OffsetDateTim
         .map_err(db("creating principals"))?;
     principal.execute(params![admin_id, plan.admin_name, "user", now_ns]).map_err(db("creating the admin"))?;
     principal.execute(params![join_id, "agent-enrolment", "service", now_ns]).map_err(db("creating the enrolment principal"))?;
-    let mut token = c
-        .prepare_cached("INSERT INTO tokens (hash, principal_id, purpose, created_ns) VALUES (?1, ?2, ?3, ?4)")
-        .map_err(db("storing tokens"))?;
-    token
-        .execute(params![plan.admin_token_hash.as_slice(), admin_id, TokenPurpose::Api.as_str(), now_ns])
-        .map_err(db("storing the admin token"))?;
-    token
-        .execute(params![plan.join_token_hash.as_slice(), join_id, TokenPurpose::Join.as_str(), now_ns])
-        .map_err(db("storing the join token"))?;
+    super::identity::insert_token(c, &plan.admin_token_hash, &admin_id, TokenPurpose::Api, "bootstrap api", None, now)?;
+    super::identity::insert_token(c, &plan.join_token_hash, &join_id, TokenPurpose::Join, "bootstrap join", None, now)?;
+    super::identity::assign_root_owner(c, &admin_id, now)?;
     let mut setting = c.prepare_cached("INSERT INTO settings (name, value) VALUES (?1, ?2)").map_err(db("storing settings"))?;
     for (name, value) in [
         ("subscription", plan.subscription.id.as_str()),
@@ -96,13 +90,17 @@ pub(crate) fn principal_for_token(
     now: OffsetDateTime,
 ) -> StoreResult<Option<Principal>> {
     c.prepare_cached(
-        "SELECT p.id, p.name FROM tokens t JOIN principals p ON p.id = t.principal_id
+        "SELECT p.id, p.name, p.kind FROM tokens t JOIN principals p ON p.id = t.principal_id
          WHERE t.hash = ?1 AND t.purpose = ?2 AND t.revoked_ns IS NULL AND (t.expires_ns IS NULL OR t.expires_ns > ?3)",
     )
     .map_err(db("looking up a token"))?
-    .query_row(params![hash.as_slice(), purpose.as_str(), to_ns(now)], |r| Ok(Principal { id: r.get(0)?, name: r.get(1)? }))
+    .query_row(params![hash.as_slice(), purpose.as_str(), to_ns(now)], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+    })
     .optional()
-    .map_err(db("looking up a token"))
+    .map_err(db("looking up a token"))?
+    .map(|(id, name, kind)| Ok(Principal { id, name, kind: kind.parse().map_err(|e: String| backend("stored principal kind", e))? }))
+    .transpose()
 }
 
 pub(crate) fn subscriptions(c: &Connection) -> StoreResult<Vec<Subscription>> {
