@@ -18,6 +18,7 @@
 //! or claim values, which the caller controls): they name the check that
 //! failed and the configured issuer involved.
 
+pub mod config_file;
 mod jwks;
 
 use std::collections::HashMap;
