@@ -243,7 +243,9 @@ pub struct TokenInfo {
     pub name: String,
     pub principal_id: String,
     pub created_on: OffsetDateTime,
-    pub expires_on: OffsetDateTime,
+    /// `None` only for the bootstrap tokens, which live until revoked.
+    pub expires_on: Option<OffsetDateTime>,
+    pub revoked_on: Option<OffsetDateTime>,
 }
 
 /// A token in a list: never the secret.
@@ -254,7 +256,10 @@ pub struct TokenOut {
     pub name: String,
     pub principal_id: String,
     pub created_on: String,
-    pub expires_on: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub expires_on: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub revoked_on: Option<String>,
 }
 
 /// The answer to creating a token: the secret, shown this once.
@@ -287,13 +292,27 @@ pub fn token_out(t: &TokenInfo) -> TokenOut {
         name: t.name.clone(),
         principal_id: t.principal_id.clone(),
         created_on: wire_time::format(t.created_on),
-        expires_on: wire_time::format(t.expires_on),
+        expires_on: t.expires_on.map(wire_time::format),
+        revoked_on: t.revoked_on.map(wire_time::format),
     }
 }
 
 pub fn token_created_out(t: &TokenInfo, secret: &str) -> TokenCreatedOut {
-    let TokenOut { id, name, principal_id, created_on, expires_on } = token_out(t);
-    TokenCreatedOut { id, name, principal_id, created_on, expires_on, token: secret.to_owned() }
+    let TokenOut { id, name, principal_id, created_on, expires_on, .. } = token_out(t);
+    TokenCreatedOut { id, name, principal_id, created_on, expires_on: expires_on.unwrap_or_default(), token: secret.to_owned() }
+}
+
+/// `GET /ajar/v1/me`: who the caller's token says it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeOut {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    /// The IDs role assignments may name for this caller: its own, and its groups.
+    pub principal_ids: Vec<String>,
+    /// What the caller may do at the root scope (every action ajar checks).
+    pub actions_at_root: Vec<String>,
 }
 
 // ------------------------------------------------------------------ requester role
@@ -505,7 +524,8 @@ mod tests {
             name: "laptop".into(),
             principal_id: "p-1".into(),
             created_on: NOW,
-            expires_on: datetime!(2026-05-30 12:00 UTC),
+            expires_on: Some(datetime!(2026-05-30 12:00 UTC)),
+            revoked_on: None,
         };
         let listed = json!({
             "id": "t-1",

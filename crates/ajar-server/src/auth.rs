@@ -1,9 +1,9 @@
-//! Who is calling, and whether they may.
+//! Who is calling.
 //!
-//! Authentication turns a bearer token into a principal (tokens are stored only
-//! as SHA-256 hashes; they are random 256-bit values, so a fast hash suffices).
-//! Authorization is a trait checked per operation with Azure's action strings,
-//! so role-based access control plugs in without touching the routes.
+//! A bearer token is either one of ajar's API tokens or, when OIDC issuers are configured, a JWT from one
+//! of them. API tokens are random 256-bit values stored only as SHA-256 hashes and looked up by that
+//! hash: the caller cannot steer the digest, so the lookup's timing says nothing about stored tokens.
+//! What a caller may do is decided per operation by [`crate::access`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -18,10 +18,11 @@ use sha2::{Digest, Sha256};
 
 use ajar_api::ApiError;
 use ajar_domain::activity::{Audit, Outcome, actions};
-use ajar_store::{Principal, TokenPurpose};
+use ajar_store::{Principal, PrincipalKind, TokenPurpose};
 
 use crate::client_addr::client_addr;
 use crate::http::HttpError;
+use crate::oidc::{OidcIdentity, OidcVerifier};
 use crate::routes::AppState;
 use crate::throttle::AfterFailure;
 
@@ -29,67 +30,99 @@ use crate::throttle::AfterFailure;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub principal: Principal,
+    /// Whom role assignments may name for this caller: its own principal ID, and for an OIDC caller its
+    /// groups (`group:{issuer label}/{group}`).
+    pub principal_ids: Vec<String>,
     pub addr: IpAddr,
+}
+
+impl Caller {
+    pub fn ids(&self) -> Vec<&str> {
+        self.principal_ids.iter().map(String::as_str).collect()
+    }
 }
 
 pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Decides whether a caller may perform `action` on the resource at `scope`.
-pub trait Authorizer: Send + Sync {
-    fn authorize(&self, caller: &Caller, action: &str, scope: &str) -> Result<(), ApiError>;
+/// The OIDC issuers this server trusts, and the label of each (for principal IDs).
+pub struct OidcAuth {
+    pub verifier: OidcVerifier,
+    /// Issuer → label.
+    pub labels: HashMap<String, String>,
 }
 
-/// Until role-based access control arrives, every authenticated API principal
-/// may do everything (there is only the bootstrap admin).
-pub struct AnyAuthenticatedPrincipal;
-
-impl Authorizer for AnyAuthenticatedPrincipal {
-    fn authorize(&self, _: &Caller, _: &str, _: &str) -> Result<(), ApiError> {
-        Ok(())
-    }
+/// The principal ID of an OIDC caller no principal is linked to.
+pub fn oidc_principal_id(label: &str, subject: &str) -> String {
+    format!("oidc:{label}/{subject}")
 }
 
-/// How long a token's principal is remembered without asking the store again:
-/// a token ended in the store stops working within this time. (Revoking tokens
-/// through the API, when it comes, must also clear the cache.)
+pub fn oidc_group_id(label: &str, group: &str) -> String {
+    format!("group:{label}/{group}")
+}
+
+/// How long a token's principal is remembered without asking the store again. Any write to principals,
+/// tokens or roles (a revoked token among them) moves the store's access version, which empties the cache
+/// at once; the time bound covers only tokens that expire meanwhile.
 const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
 /// Entries kept before the cache starts over, so random tokens cannot grow it.
 const TOKEN_CACHE_MAX: usize = 10_000;
 
-/// Valid tokens seen recently, by hash: spares the store a read per request.
+/// Valid tokens seen recently, by hash, with when each was looked up.
+type Seen = HashMap<[u8; 32], (Principal, Instant)>;
+
+/// Valid tokens seen recently, by hash, for one access version: spares the store a read per request.
 #[derive(Default)]
 pub struct TokenCache {
-    entries: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    entries: Mutex<(u64, Seen)>,
 }
 
 impl TokenCache {
-    fn get(&self, hash: &[u8; 32]) -> Option<Principal> {
+    fn get(&self, hash: &[u8; 32], version: u64) -> Option<Principal> {
         let entries = self.entries.lock().ok()?;
-        entries.get(hash).filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL).map(|(p, _)| p.clone())
+        if entries.0 != version {
+            return None;
+        }
+        entries.1.get(hash).filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL).map(|(p, _)| p.clone())
     }
 
-    fn put(&self, hash: [u8; 32], principal: Principal) {
+    fn put(&self, hash: [u8; 32], principal: Principal, version: u64) {
         if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= TOKEN_CACHE_MAX {
-                entries.clear();
+            if entries.0 != version || entries.1.len() >= TOKEN_CACHE_MAX {
+                *entries = (version, HashMap::new());
             }
-            entries.insert(hash, (principal, Instant::now()));
+            entries.1.insert(hash, (principal, Instant::now()));
         }
     }
 }
 
 async fn principal_for(state: &AppState, token: &str) -> Result<Option<Principal>, ajar_store::StoreError> {
     let hash = hash_token(token);
-    if let Some(p) = state.tokens.get(&hash) {
+    // Read before the lookup: a write that lands in between leaves a stale version, never a stale entry.
+    let version = state.store.access_version();
+    if let Some(p) = state.tokens.get(&hash, version) {
         return Ok(Some(p));
     }
     let found = state.store.principal_for_token(hash, TokenPurpose::Api).await?;
     if let Some(p) = &found {
-        state.tokens.put(hash, p.clone());
+        state.tokens.put(hash, p.clone(), version);
     }
     Ok(found)
+}
+
+/// The caller an OIDC identity is: the principal linked to it, or one named after it; plus its groups.
+async fn oidc_caller(state: &AppState, oidc: &OidcAuth, identity: OidcIdentity, addr: IpAddr) -> Result<Caller, ajar_store::StoreError> {
+    let label = oidc.labels.get(&identity.issuer).cloned().unwrap_or_else(|| crate::oidc::config_file::DEFAULT_LABEL.to_owned());
+    let principal = match state.store.principal_for_oidc(&identity.issuer, &identity.subject).await? {
+        Some(p) => p,
+        None => {
+            Principal { id: oidc_principal_id(&label, &identity.subject), name: identity.display_name.clone(), kind: PrincipalKind::User }
+        }
+    };
+    let mut principal_ids = vec![principal.id.clone()];
+    principal_ids.extend(identity.groups.iter().map(|g| oidc_group_id(&label, g)));
+    Ok(Caller { principal, principal_ids, addr })
 }
 
 fn too_many_failures(retry_after: Duration) -> Response {
@@ -123,17 +156,31 @@ pub async fn authenticate(
     }
     let token = req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().ok().and_then(|s| s.strip_prefix("Bearer ")).map(str::trim));
     let refusal = match token {
-        None => Some(("AuthenticationFailed", "the 'Authorization: Bearer <token>' header is missing", "no token")),
+        None => Some(("AuthenticationFailed", "the 'Authorization: Bearer <token>' header is missing".to_owned(), "no token")),
         Some(None) | Some(Some("")) => {
-            Some(("InvalidAuthenticationToken", "the Authorization header must be 'Bearer <token>'", "malformed header"))
+            Some(("InvalidAuthenticationToken", "the Authorization header must be 'Bearer <token>'".to_owned(), "malformed header"))
         }
-        Some(Some(token)) => match principal_for(&state, token).await {
-            Ok(Some(principal)) => {
-                req.extensions_mut().insert(Caller { principal, addr });
-                None
-            }
-            Ok(None) => Some(("InvalidAuthenticationToken", "the token is unknown, expired or revoked", "unknown token")),
-            Err(e) => return HttpError::from(e).into_response(),
+        Some(Some(token)) => match state.oidc.as_deref().filter(|_| OidcVerifier::looks_like_jwt(token)) {
+            Some(oidc) => match oidc.verifier.verify(token).await {
+                Ok(identity) => match oidc_caller(&state, oidc, identity, addr).await {
+                    Ok(caller) => {
+                        req.extensions_mut().insert(caller);
+                        None
+                    }
+                    Err(e) => return HttpError::from(e).into_response(),
+                },
+                // The verifier's messages never contain the token.
+                Err(e) => Some(("InvalidAuthenticationToken", format!("the OIDC token was refused: {e}"), "OIDC token refused")),
+            },
+            None => match principal_for(&state, token).await {
+                Ok(Some(principal)) => {
+                    let principal_ids = vec![principal.id.clone()];
+                    req.extensions_mut().insert(Caller { principal, principal_ids, addr });
+                    None
+                }
+                Ok(None) => Some(("InvalidAuthenticationToken", "the token is unknown, expired or revoked".to_owned(), "unknown token")),
+                Err(e) => return HttpError::from(e).into_response(),
+            },
         },
     };
     let Some((code, message, reason)) = refusal else {
@@ -159,7 +206,7 @@ pub async fn authenticate(
     if let Err(e) = state.store.record(audit, Outcome::Failed { code: code.to_owned() }).await {
         tracing::error!(error = %e, "could not record a refused authentication");
     }
-    unauthenticated(code, message)
+    unauthenticated(code, &message)
 }
 
 /// The authenticated agent of a request to `/ajar/v1/agent/...`.

@@ -36,6 +36,8 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Proxies whose `X-Forwarded-For` is believed; nobody else's is.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// OIDC issuers whose bearer JWTs are accepted besides ajar's own tokens.
+    pub oidc: Vec<crate::oidc::config_file::NamedIssuer>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";

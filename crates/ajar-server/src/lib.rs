@@ -2,6 +2,7 @@
 //! the VM inventory in the store, serves them over HTTPS in Azure's wire
 //! contract (and ajar's own API), and keeps grant statuses true to the clock.
 
+pub mod access;
 pub mod auth;
 pub mod bootstrap;
 pub mod changes;
@@ -45,7 +46,12 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
     let url = format!("https://{}", local);
     bootstrap::ensure(store.as_ref(), &config, &url, &tls.ca_pem_path).await?;
 
-    let state = AppState::new(Arc::clone(&store), &config);
+    let mut state = AppState::new(Arc::clone(&store), &config);
+    if !config.oidc.is_empty() {
+        let labels = config.oidc.iter().map(|n| (n.config.issuer.clone(), n.label.clone())).collect();
+        let verifier = oidc::OidcVerifier::new(config.oidc.iter().map(|n| n.config.clone()).collect()).await.context("setting up OIDC")?;
+        state = state.with_oidc(auth::OidcAuth { verifier, labels });
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scheduler = tokio::spawn(scheduler::run(Arc::clone(&store), state.expiry_wake(), stop_rx));
     // On shutdown, agents' long-polls answer at once instead of holding the drain.

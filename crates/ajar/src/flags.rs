@@ -197,6 +197,10 @@ pub struct ServeArgs {
     /// and the activity log (repeatable). Without it the connection's address is used and the header ignored.
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = proxy_net)]
     pub trusted_proxies: Vec<IpNet>,
+    /// Accept bearer JWTs from the OIDC issuers this JSON file lists (issuer, audience, jwksUri or
+    /// jwksFile, claims); see README.
+    #[arg(long, value_name = "FILE")]
+    pub oidc_config: Option<PathBuf>,
     /// Log line format on stderr (filter with RUST_LOG, default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -121,7 +121,8 @@ mod tests {
         check(r#"{"issuers":[{"issuer":"https://a","audience":"x","jwksFile":"/k","jwksUri":"https://a/k"}]}"#, Err("exactly one of"));
         check(r#"{"issuers":[{"issuer":"https://a","audience":"x","jwksFile":"/k","scope":"openid"}]}"#, Err("unknown field"));
         check(r#"{"issuers":[{"name":"Corp!","issuer":"https://a","audience":"x","jwksFile":"/k"}]}"#, Err("lowercase"));
-        let unnamed = r#"{"issuers":[{"issuer":"https://a","audience":"x","jwksFile":"/k"},{"issuer":"https://b","audience":"x","jwksFile":"/k"}]}"#;
+        let unnamed =
+            r#"{"issuers":[{"issuer":"https://a","audience":"x","jwksFile":"/k"},{"issuer":"https://b","audience":"x","jwksFile":"/k"}]}"#;
         check(unnamed, Err("give each issuer a \"name\""));
         let twice = r#"{"issuers":[{"name":"a","issuer":"https://a","audience":"x","jwksFile":"/k"},{"name":"a","issuer":"https://b","audience":"x","jwksFile":"/k"}]}"#;
         check(twice, Err("names two issuers"));

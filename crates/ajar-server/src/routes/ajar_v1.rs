@@ -12,6 +12,7 @@ use ajar_api::activity::{ActivityList, activity_out, to_csv};
 use ajar_api::ajar_v1::{EnableOut, RecommendedPorts, VmStatusList, enable_in, recommended_ports as recommended, status_out};
 use ajar_api::jit::policy_out;
 use ajar_domain::VmId;
+use ajar_domain::access::Scope as AccessScope;
 use ajar_domain::activity::{ActivityQuery, Audit, actions};
 use time::OffsetDateTime;
 
@@ -43,12 +44,13 @@ pub(super) async fn jit_status(
         )));
     }
     let found = state.store.vm_statuses(&scope, page).await?;
-    let value = found
-        .items
-        .iter()
-        .filter(|s| wanted.as_deref().is_none_or(|w| s.state.as_str().eq_ignore_ascii_case(w)))
-        .map(|s| status_out(s, OffsetDateTime::now_utc()))
-        .collect();
+    let now = OffsetDateTime::now_utc();
+    let mut value = Vec::with_capacity(found.items.len());
+    for s in found.items.iter().filter(|s| wanted.as_deref().is_none_or(|w| s.state.as_str().eq_ignore_ascii_case(w))) {
+        if state.may(&caller, actions::JIT_READ, &AccessScope::from(&s.vm.id)).await? {
+            value.push(status_out(s, now));
+        }
+    }
     Ok(Json(VmStatusList { value, next_link: next_link(&headers, &uri, found.next) }))
 }
 
@@ -102,7 +104,12 @@ fn time_param(query: &Query, name: &str) -> HttpResult<Option<OffsetDateTime>> {
 }
 
 pub(super) async fn activity(State(state): State<AppState>, Extension(caller): Extension<Caller>, query: Query) -> HttpResult<Response> {
-    state.authorizer.authorize(&caller, actions::ACTIVITY_READ, "/").map_err(HttpError)?;
+    // Everything with the permission at the root; otherwise the entries about resources inside the
+    // scopes it holds the permission at.
+    let everything = state.may(&caller, actions::ACTIVITY_READ, &AccessScope::root()).await?;
+    if !everything && !state.may_below(&caller, actions::ACTIVITY_READ, &AccessScope::root()).await? {
+        state.authorize_read(&caller, actions::ACTIVITY_READ, "/").await?;
+    }
     let resource_key = match query.get("vm") {
         Some(vm) => Some(vm.parse::<VmId>().map_err(|e| HttpError(ApiError::bad_request("InvalidResourceId", "vm", e.to_string())))?.key()),
         None => None,
@@ -121,7 +128,14 @@ pub(super) async fn activity(State(state): State<AppState>, Extension(caller): E
         until: time_param(&query, "until")?,
         limit: Some(limit),
     };
-    let entries = state.store.activity(q).await?;
+    let mut entries = state.store.activity(q).await?;
+    if !everything {
+        let index = state.access.index().await?;
+        let ids = caller.ids();
+        entries.retain(|e| {
+            e.resource_id.parse::<AccessScope>().is_ok_and(|scope| index.check(&ids, actions::ACTIVITY_READ, &scope).is_allowed())
+        });
+    }
     match query.get("format").unwrap_or("json") {
         "json" => Ok(Json(ActivityList { value: entries.iter().map(activity_out).collect() }).into_response()),
         "csv" => {

@@ -12,10 +12,12 @@ use ajar_api::agent::{RevokeOut, revoke_in};
 use ajar_api::jit::{
     JitNetworkAccessPoliciesList, JitNetworkAccessPolicy, JitNetworkAccessRequest, initiate_in, policy_in, policy_out, request_out,
 };
-use ajar_domain::PolicyId;
+use ajar_domain::access::Scope as AccessScope;
 use ajar_domain::activity::actions;
-use ajar_domain::initiate::{Caller as DomainCaller, EndSpec};
+use ajar_domain::initiate::{AccessRequest, Caller as DomainCaller, EndSpec};
 use ajar_domain::policy::Policy;
+use ajar_domain::{PolicyId, VmId};
+use ajar_store::PolicyView;
 use axum::response::{IntoResponse, Response};
 
 use super::{AppState, ScopeParams, audit, policy_id};
@@ -34,10 +36,47 @@ pub(super) async fn list(
     let (scope, page) = state.listing(&caller, actions::JIT_READ, &params, &query).await?;
     let found = state.store.list_policies(&scope, page).await?;
     let now = OffsetDateTime::now_utc();
-    Ok(Json(JitNetworkAccessPoliciesList {
-        value: found.items.iter().map(|v| policy_out(&v.policy, &v.requests, now)).collect(),
-        next_link: next_link(&headers, &uri, found.next),
-    }))
+    let mut value = Vec::with_capacity(found.items.len());
+    for view in &found.items {
+        if let Some(policy) = visible_policy(&state, &caller, view, now).await? {
+            value.push(policy);
+        }
+    }
+    Ok(Json(JitNetworkAccessPoliciesList { value, next_link: next_link(&headers, &uri, found.next) }))
+}
+
+/// The policy as the caller may see it: whole with JIT read at the policy; otherwise only the machines
+/// (and their requests) it may read JIT at, as a requester assigned to single machines; `None` if none.
+async fn visible_policy(
+    state: &AppState,
+    caller: &Caller,
+    view: &PolicyView,
+    now: OffsetDateTime,
+) -> HttpResult<Option<JitNetworkAccessPolicy>> {
+    if state.may(caller, actions::JIT_READ, &AccessScope::from(&view.policy.id)).await? {
+        return Ok(Some(policy_out(&view.policy, &view.requests, now)));
+    }
+    let mut visible = Vec::new();
+    for vm in &view.policy.vms {
+        if state.may(caller, actions::JIT_READ, &AccessScope::from(&vm.vm)).await? {
+            visible.push(vm.vm.key());
+        }
+    }
+    if visible.is_empty() {
+        return Ok(None);
+    }
+    let mut policy = view.policy.clone();
+    policy.vms.retain(|v| visible.contains(&v.vm.key()));
+    let requests: Vec<AccessRequest> = view
+        .requests
+        .iter()
+        .filter_map(|r| {
+            let mut r = r.clone();
+            r.vms.retain(|v| visible.contains(&v.vm.key()));
+            (!r.vms.is_empty()).then_some(r)
+        })
+        .collect();
+    Ok(Some(policy_out(&policy, &requests, now)))
 }
 
 fn policy_not_found(id: &ajar_domain::PolicyId) -> HttpError {
@@ -54,9 +93,22 @@ pub(super) async fn get_policy(
     ArmPath((sub, rg, loc, name)): ArmPath<(String, String, String, String)>,
 ) -> HttpResult<Json<JitNetworkAccessPolicy>> {
     let id = policy_id(&sub, &rg, &loc, &name)?;
-    state.authorizer.authorize(&caller, actions::JIT_READ, &id.to_string()).map_err(HttpError)?;
-    let view = state.store.get_policy(&id).await?.ok_or_else(|| policy_not_found(&id))?;
-    Ok(Json(policy_out(&view.policy, &view.requests, OffsetDateTime::now_utc())))
+    // Only a caller who may read the policy learns whether it exists.
+    let view = state.store.get_policy(&id).await?;
+    let visible = match &view {
+        Some(view) => visible_policy(&state, &caller, view, OffsetDateTime::now_utc()).await?,
+        None => None,
+    };
+    match (visible, view) {
+        (Some(policy), _) => Ok(Json(policy)),
+        (None, view) => {
+            state.authorize_read(&caller, actions::JIT_READ, &id.to_string()).await?;
+            Err(match view {
+                None => policy_not_found(&id),
+                Some(_) => HttpError(ApiError::internal()),
+            })
+        }
+    }
 }
 
 /// What the activity log records about a policy's content.
@@ -93,11 +145,16 @@ pub(super) async fn put_policy(
     };
     audit.subjects = policy.vms.iter().map(|v| v.vm.key()).collect();
     audit.details = describe_policy(&policy);
-    // Machines leaving the policy must hear of it too.
-    let mut affected = audit.subjects.clone();
+    // Machines leaving the policy must hear of it too; configuring JIT on a machine, or removing it,
+    // needs write access to the machine, as on Azure.
+    let mut machines: Vec<VmId> = policy.vms.iter().map(|v| v.vm.clone()).collect();
     if let Some(old) = state.store.get_policy(&id).await? {
-        affected.extend(old.policy.vms.iter().map(|v| v.vm.key()));
+        machines.extend(old.policy.vms.iter().map(|v| v.vm.clone()).filter(|vm| !policy.vms.iter().any(|n| n.vm == *vm)));
     }
+    for vm in &machines {
+        state.authorize_action(&caller, actions::VM_WRITE, &vm.to_string(), &audit).await?;
+    }
+    let affected: Vec<String> = machines.iter().map(VmId::key).collect();
     let (_, view) = state.store.put_policy(policy, state.limits, audit).await?;
     state.changes.notify(&affected);
     // ARM's contract for this PUT is 200 whether it created or replaced.
@@ -114,6 +171,11 @@ pub(super) async fn delete_policy(
     state.authorize(&caller, &id.to_string(), &audit).await?;
     if let Some(view) = state.store.get_policy(&id).await? {
         audit.subjects = view.policy.vms.iter().map(|v| v.vm.key()).collect();
+        // Removing JIT from a machine opens its ports to whatever else allows them: it needs write access
+        // to each machine, as configuring does.
+        for vm in &view.policy.vms {
+            state.authorize_action(&caller, actions::VM_WRITE, &vm.vm.to_string(), &audit).await?;
+        }
     }
     let affected = audit.subjects.clone();
     let existed = state.store.delete_policy(&id, audit).await?;
@@ -144,11 +206,15 @@ pub(super) async fn action(
 /// connections.
 async fn revoke(state: AppState, caller: Caller, id: PolicyId, body: Result<JsonBody, HttpError>) -> HttpResult<Json<RevokeOut>> {
     let mut audit = audit(&caller, actions::JIT_REVOKE, id.to_string(), &id.subscription, Some(&id.resource_group));
-    state.authorize(&caller, &id.to_string(), &audit).await?;
     let targets = match body.and_then(|JsonBody(bytes)| revoke_in(&bytes).map_err(HttpError)) {
         Ok(t) => t,
         Err(e) => return Err(state.refuse(audit, e).await),
     };
+    // Every machine named must be allowed before any grant ends.
+    audit.subjects = targets.iter().map(|(vm, _)| vm.key()).collect();
+    for (vm, _) in &targets {
+        state.authorize(&caller, &vm.to_string(), &audit).await?;
+    }
     let mut revoked = 0;
     for (vm, ports) in targets {
         audit.subjects = vec![vm.key()];
@@ -166,12 +232,15 @@ async fn initiate(
     body: Result<JsonBody, HttpError>,
 ) -> HttpResult<(StatusCode, Json<JitNetworkAccessRequest>)> {
     let mut audit = audit(&caller, actions::JIT_INITIATE, id.to_string(), &id.subscription, Some(&id.resource_group));
-    state.authorize(&caller, &id.to_string(), &audit).await?;
     let draft = match body.and_then(|JsonBody(bytes)| initiate_in(&bytes).map_err(HttpError)) {
         Ok(d) => d,
         Err(e) => return Err(state.refuse(audit, e).await),
     };
     audit.subjects = draft.vms.iter().map(|v| v.vm.key()).collect();
+    // The permission is needed on every machine named; one refusal refuses the whole request.
+    for vm in &draft.vms {
+        state.authorize(&caller, &vm.vm.to_string(), &audit).await?;
+    }
     if let Some(j) = &draft.justification {
         audit.details.push(("justification".into(), j.clone()));
     }

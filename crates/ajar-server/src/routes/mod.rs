@@ -3,6 +3,7 @@
 
 mod agents;
 mod ajar_v1;
+mod identity;
 mod jit;
 mod vms;
 
@@ -18,20 +19,23 @@ use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
 
 use ajar_api::{API_VERSION, ApiError};
+use ajar_domain::access::Scope as AccessScope;
 use ajar_domain::activity::{Audit, Outcome};
 use ajar_domain::ids::Scope;
 use ajar_domain::policy::Limits;
 use ajar_domain::{Location, PolicyId, PolicyName, ResourceGroup, SubscriptionId, VmId, VmName};
 use ajar_store::{PageRequest, Store};
 
-use crate::auth::{self, AnyAuthenticatedPrincipal, Authorizer, Caller};
+use crate::access::Access;
+use crate::auth::{self, Caller, OidcAuth};
 use crate::config::ServeConfig;
 use crate::http::{HttpError, HttpResult, Query, skip_token};
 
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) store: Arc<dyn Store>,
-    authorizer: Arc<dyn Authorizer>,
+    pub(crate) access: Arc<Access>,
+    pub(crate) oidc: Option<Arc<OidcAuth>>,
     limits: Limits,
     page_size: usize,
     max_body_bytes: usize,
@@ -45,8 +49,9 @@ pub struct AppState {
 impl AppState {
     pub fn new(store: Arc<dyn Store>, config: &ServeConfig) -> Self {
         AppState {
+            access: Arc::new(Access::new(Arc::clone(&store))),
+            oidc: None,
             store,
-            authorizer: Arc::new(AnyAuthenticatedPrincipal),
             limits: config.limits,
             page_size: config.page_size,
             max_body_bytes: config.max_body_bytes,
@@ -67,12 +72,59 @@ impl AppState {
         Arc::clone(&self.expiry_wake)
     }
 
-    /// Checks the caller may do `audit.operation` on `scope`; a refusal is logged.
+    /// Trusts these OIDC issuers' tokens.
+    pub fn with_oidc(mut self, oidc: OidcAuth) -> Self {
+        self.oidc = Some(Arc::new(oidc));
+        self
+    }
+
+    /// Whether the caller may do `action` at `scope`, without a record: for leaving out of a list what
+    /// the caller may not see.
+    pub(crate) async fn may(&self, caller: &Caller, action: &str, scope: &AccessScope) -> HttpResult<bool> {
+        Ok(self.access.check(&caller.ids(), action, scope).await?.is_allowed())
+    }
+
+    /// Whether the caller may do `action` at `scope` or anywhere inside it.
+    pub(crate) async fn may_below(&self, caller: &Caller, action: &str, scope: &AccessScope) -> HttpResult<bool> {
+        Ok(self.access.index().await?.may_any_below(&caller.ids(), action, scope))
+    }
+
+    /// Checks the caller may do `audit.operation` at `scope`; a refusal is logged.
     async fn authorize(&self, caller: &Caller, scope: &str, audit: &Audit) -> HttpResult<()> {
-        match self.authorizer.authorize(caller, audit.operation, scope) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.refuse(audit.clone(), e).await),
+        self.authorize_action(caller, audit.operation, scope, audit).await
+    }
+
+    /// Checks the caller may do `action` at `scope` (a resource ID or `/`), as part of the operation
+    /// `audit` describes. A refusal is a 403 naming the action and scope, and is logged with both. A scope
+    /// that does not parse is refused: access is never granted on what cannot be named.
+    pub(crate) async fn authorize_action(&self, caller: &Caller, action: &str, scope: &str, audit: &Audit) -> HttpResult<()> {
+        let allowed = match scope.parse::<AccessScope>() {
+            Ok(parsed) => self.may(caller, action, &parsed).await?,
+            Err(_) => false,
+        };
+        if allowed {
+            return Ok(());
         }
+        let error = ajar_api::authorization::authorization_failed(&caller.principal.name, &caller.principal.id, action, scope);
+        let audit = audit.clone().detail("deniedAction", action.to_owned()).detail("deniedScope", scope.to_owned());
+        Err(self.refuse(audit, error).await)
+    }
+
+    /// [`AppState::authorize_action`] for an operation that writes nothing (a read), logged as `action`
+    /// on `scope` when refused.
+    pub(crate) async fn authorize_read(&self, caller: &Caller, action: &'static str, scope: &str) -> HttpResult<()> {
+        let parsed = scope.parse::<AccessScope>().ok();
+        let audit = Audit {
+            operation: action,
+            subscription: parsed.as_ref().and_then(|s| s.subscription()).map(ToString::to_string),
+            resource_group: parsed.as_ref().and_then(|s| s.resource_group()).map(ToString::to_string),
+            resource_id: scope.to_owned(),
+            caller: caller.principal.name.clone(),
+            caller_addr: Some(caller.addr),
+            subjects: Vec::new(),
+            details: Vec::new(),
+        };
+        self.authorize_action(caller, action, scope, &audit).await
     }
 
     /// Logs a failed attempt that never reached the store, and returns its error.
@@ -162,7 +214,7 @@ impl AppState {
     pub(crate) async fn listing(
         &self,
         caller: &Caller,
-        action: &str,
+        action: &'static str,
         params: &ScopeParams,
         query: &Query,
     ) -> HttpResult<(Scope, PageRequest)> {
@@ -172,30 +224,46 @@ impl AppState {
             location: params.loc.as_deref().map(location).transpose()?,
         };
         require_subscription(self, &scope.subscription).await?;
-        self.authorizer.authorize(caller, action, &format!("/subscriptions/{}", scope.subscription)).map_err(HttpError)?;
+        // A caller with the permission somewhere inside the scope gets the items it may see; one without
+        // it anywhere there is refused.
+        let access_scope = match &scope.resource_group {
+            Some(rg) => AccessScope::resource_group_scope(&scope.subscription, rg),
+            None => AccessScope::subscription_scope(&scope.subscription),
+        };
+        if !self.may_below(caller, action, &access_scope).await? {
+            self.authorize_read(caller, action, &access_scope.to_string()).await?;
+        }
         Ok((scope, PageRequest { after: skip_token(query)?, size: self.page_size }))
     }
 }
 
-/// ARM requires `api-version` on every call, and ajar serves one.
+/// ARM requires `api-version` on every call, and ajar serves one per provider.
 async fn require_api_version(req: Request, next: Next) -> Response {
+    require_version(API_VERSION, req, next).await
+}
+
+async fn require_authorization_api_version(req: Request, next: Next) -> Response {
+    require_version(ajar_api::authorization::API_VERSION, req, next).await
+}
+
+async fn require_version(expected: &'static str, req: Request, next: Next) -> Response {
     let version = req
         .uri()
         .query()
         .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "api-version").map(|(_, v)| v.into_owned()));
     match version.as_deref() {
-        Some(API_VERSION) => next.run(req).await,
+        Some(v) if v == expected => next.run(req).await,
         None => HttpError(ApiError::new(
             400,
             "MissingApiVersionParameter",
-            format!("the api-version query parameter is required; add ?api-version={API_VERSION}"),
+            format!("the api-version query parameter is required; add ?api-version={expected}"),
         ))
         .into_response(),
         Some(other) => HttpError(
             ApiError::new(
                 400,
                 "InvalidApiVersionParameter",
-                format!("api-version '{other}' is not supported; the supported version is '{API_VERSION}'"),
+                format!("api-version '{other}' is not supported; the supported version is '{expected}'"),
             )
             .with_target(Some("api-version".into())),
         )
@@ -206,7 +274,10 @@ async fn require_api_version(req: Request, next: Next) -> Response {
 /// ARM path segments are case-insensitive; axum's routes are not. Spell the
 /// fixed segments canonically before routing.
 fn canonical_path(mut req: Request) -> Request {
-    const LITERALS: [&str; 8] = [
+    const LITERALS: [&str; 11] = [
+        "Microsoft.Authorization",
+        "roleDefinitions",
+        "roleAssignments",
         "subscriptions",
         "resourceGroups",
         "providers",
@@ -273,12 +344,28 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{RG}/{vms}"), get(vms::list))
         .route(&format!("{RG}/{vms}/{{name}}"), get(vms::get_vm).put(vms::put_vm).delete(vms::delete_vm))
         .layer(middleware::from_fn(require_api_version));
+    // Role definitions and assignments at the root, a subscription, a resource group or a machine.
+    let authz = "providers/Microsoft.Authorization/{kind}";
+    let mut authorization = Router::new();
+    for scope in ["", SUB, RG, &format!("{RG}/{vms}/{{vm}}")] {
+        for path in [format!("{scope}/{authz}"), format!("{scope}/{authz}/{{item}}")] {
+            authorization =
+                authorization.route(&path, get(identity::authorization).put(identity::authorization).delete(identity::authorization));
+        }
+    }
+    let authorization = authorization.layer(middleware::from_fn(require_authorization_api_version));
     let own = Router::new()
+        .route("/ajar/v1/me", get(identity::me))
+        .route("/ajar/v1/principals", get(identity::list_principals).post(identity::create_principal))
+        .route("/ajar/v1/principals/{id}", get(identity::get_principal).delete(identity::delete_principal))
+        .route("/ajar/v1/principals/{id}/tokens", get(identity::list_tokens).post(identity::create_token))
+        .route("/ajar/v1/tokens/{id}", axum::routing::delete(identity::revoke_token))
+        .route("/ajar/v1/roles/requester", post(identity::create_requester_role))
         .route("/ajar/v1/subscriptions/{sub}/jitStatus", get(ajar_v1::jit_status))
         .route("/ajar/v1/recommendedPorts", get(ajar_v1::recommended_ports))
         .route("/ajar/v1/jit/enable", post(ajar_v1::enable))
         .route("/ajar/v1/activity", get(ajar_v1::activity));
-    let authenticated = arm.merge(own).layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    let authenticated = arm.merge(authorization).merge(own).layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     let agent = Router::new()
         .route("/ajar/v1/agent/desiredState", get(agents::desired_state))
         .route("/ajar/v1/agent/report", post(agents::report))

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use ajar_api::ApiError;
 use ajar_api::compute::{VirtualMachine, VirtualMachineList, vm_in, vm_out};
 use ajar_api::subscriptions::{SubscriptionList, subscription_out};
+use ajar_domain::access::Scope as AccessScope;
 use ajar_domain::activity::actions;
 
 use super::{AppState, ScopeParams, audit, created_or_ok, vm_id};
@@ -19,9 +20,15 @@ pub(super) async fn list_subscriptions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> HttpResult<Json<SubscriptionList>> {
+    // A subscription is listed to whoever may read it, or read machines or JIT policies somewhere in it.
     let mut value = Vec::new();
     for s in state.store.subscriptions().await? {
-        if state.authorizer.authorize(&caller, actions::SUBSCRIPTIONS_READ, &format!("/subscriptions/{}", s.id)).is_ok() {
+        let scope = AccessScope::subscription_scope(&s.id);
+        let mut visible = state.may(&caller, actions::SUBSCRIPTIONS_READ, &scope).await?;
+        for action in [actions::VM_READ, actions::JIT_READ] {
+            visible = visible || state.may_below(&caller, action, &scope).await?;
+        }
+        if visible {
             value.push(subscription_out(s.id.as_str(), &s.display_name));
         }
     }
@@ -39,7 +46,13 @@ pub(super) async fn list(
 ) -> HttpResult<Json<VirtualMachineList>> {
     let (scope, page) = state.listing(&caller, actions::VM_READ, &params, &query).await?;
     let found = state.store.list_vms(&scope, page).await?;
-    Ok(Json(VirtualMachineList { value: found.items.iter().map(vm_out).collect(), next_link: next_link(&headers, &uri, found.next) }))
+    let mut value = Vec::with_capacity(found.items.len());
+    for vm in &found.items {
+        if state.may(&caller, actions::VM_READ, &AccessScope::from(&vm.id)).await? {
+            value.push(vm_out(vm));
+        }
+    }
+    Ok(Json(VirtualMachineList { value, next_link: next_link(&headers, &uri, found.next) }))
 }
 
 pub(super) async fn get_vm(
@@ -48,7 +61,7 @@ pub(super) async fn get_vm(
     ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
 ) -> HttpResult<Json<VirtualMachine>> {
     let id = vm_id(&sub, &rg, &name)?;
-    state.authorizer.authorize(&caller, actions::VM_READ, &id.to_string()).map_err(HttpError)?;
+    state.authorize_read(&caller, actions::VM_READ, &id.to_string()).await?;
     let vm = state.store.get_vm(&id).await?.ok_or_else(|| {
         HttpError(ApiError::new(404, "ResourceNotFound", format!("virtual machine '{}' is not in the inventory", id.name)))
     })?;

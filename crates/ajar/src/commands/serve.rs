@@ -28,6 +28,11 @@ pub fn config(args: &ServeArgs) -> Result<ServeConfig, UsageError> {
             return Err(UsageError::new("give --tls-cert and --tls-key together, or neither for a self-signed certificate"));
         }
     };
+    // A bad OIDC file is a usage error, found before anything starts.
+    let oidc = match &args.oidc_config {
+        Some(path) => ajar_server::oidc::config_file::read(path).map_err(UsageError::new)?,
+        None => Vec::new(),
+    };
     Ok(ServeConfig {
         data_dir: args.data_dir.clone(),
         listen: args.listen,
@@ -41,6 +46,7 @@ pub fn config(args: &ServeArgs) -> Result<ServeConfig, UsageError> {
         page_size: args.page_size,
         max_body_bytes: args.max_body_bytes,
         trusted_proxies: args.trusted_proxies.clone(),
+        oidc,
     })
 }
 

@@ -329,8 +329,38 @@ async fn openapi_describes_every_route() {
         ("get", "/healthz"),
         ("get", "/openapi.json"),
     ];
-    for (method, path) in served {
-        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not described");
+    let mut served: Vec<(&str, String)> = served.iter().map(|(m, p)| (*m, p.to_string())).collect();
+    served.extend(
+        [
+            ("get", "/ajar/v1/me"),
+            ("get", "/ajar/v1/principals"),
+            ("post", "/ajar/v1/principals"),
+            ("get", "/ajar/v1/principals/{principalId}"),
+            ("delete", "/ajar/v1/principals/{principalId}"),
+            ("get", "/ajar/v1/principals/{principalId}/tokens"),
+            ("post", "/ajar/v1/principals/{principalId}/tokens"),
+            ("delete", "/ajar/v1/tokens/{tokenId}"),
+            ("post", "/ajar/v1/roles/requester"),
+        ]
+        .map(|(m, p)| (m, p.to_owned())),
+    );
+    let rg = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}";
+    let vm = format!("{rg}/providers/Microsoft.Compute/virtualMachines/{{vmName}}");
+    for scope in ["", "/subscriptions/{subscriptionId}", rg, &vm] {
+        for (kind, item) in [("roleDefinitions", "{roleDefinitionId}"), ("roleAssignments", "{roleAssignmentName}")] {
+            let list = format!("{scope}/providers/Microsoft.Authorization/{kind}");
+            served.push(("get", list.clone()));
+            for method in ["get", "put", "delete"] {
+                served.push((method, format!("{list}/{item}")));
+            }
+        }
     }
-    assert_eq!(paths.len(), served.iter().map(|(_, p)| *p).collect::<BTreeSet<_>>().len(), "the document describes only what is served");
+    for (method, path) in &served {
+        assert!(paths.get(path.as_str()).and_then(|p| p.get(*method)).is_some(), "{method} {path} is not described");
+    }
+    assert_eq!(
+        paths.len(),
+        served.iter().map(|(_, p)| p.as_str()).collect::<BTreeSet<_>>().len(),
+        "the document describes only what is served"
+    );
 }
