@@ -43,17 +43,23 @@ impl Server {
         self.dir.path().join("data")
     }
 
+    /// Everything the server wrote to stderr, across restarts.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
     /// Starts the process and waits (bounded) for its "listening on" line.
     fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("open the server log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ajar"))
             .arg("serve")
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(["--listen", "127.0.0.1:0"])
             .args(&self.args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("start ajar serve");
         let stdout = child.stdout.take().unwrap();

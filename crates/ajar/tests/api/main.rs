@@ -4,6 +4,7 @@
 
 mod access;
 mod agents;
+mod authorization;
 mod cli;
 mod common;
 mod contract;
