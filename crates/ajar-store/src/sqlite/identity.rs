@@ -214,6 +214,11 @@ pub(crate) fn delete_principal(c: &Connection, id: &str) -> StoreResult<DeletedP
     Ok(DeletedPrincipal { existed: true, tokens, assignments })
 }
 
+/// An OIDC user or group no principal stands for: role assignments may name it before it ever signs in.
+fn is_external_identity(principal_id: &str) -> bool {
+    principal_id.starts_with("oidc:") || principal_id.starts_with("group:")
+}
+
 fn principal_not_found(target: &str, id: &str) -> StoreError {
     Problem::at(ErrorCode::PrincipalNotFound, target, format!("no principal with ID '{id}' exists; list the principals to find its ID"))
         .into()
@@ -532,7 +537,7 @@ pub(crate) fn create_role_assignment(
         )
         .into());
     }
-    if principal_name_of(c, &stored.principal_id)?.is_none() {
+    if !is_external_identity(&stored.principal_id) && principal_name_of(c, &stored.principal_id)?.is_none() {
         return Err(principal_not_found("properties.principalId", &stored.principal_id));
     }
     let Some(role) = get_role_definition(c, &role_key)? else {

@@ -168,9 +168,11 @@ const MIGRATIONS: &[&str] = &[
         updated_ns INTEGER NOT NULL
     );
     CREATE UNIQUE INDEX role_definitions_name ON role_definitions(lower(name));
+    -- principal_id is a principal's ID, or an identity of a configured OIDC issuer that has no principal
+    -- (`oidc:{issuer}/{subject}`, `group:{issuer}/{group}`), so it references nothing.
     CREATE TABLE role_assignments (
         id TEXT PRIMARY KEY,
-        principal_id TEXT NOT NULL REFERENCES principals(id),
+        principal_id TEXT NOT NULL,
         role_id TEXT NOT NULL,
         scope TEXT NOT NULL,
         scope_key TEXT NOT NULL,

@@ -9,4 +9,5 @@ mod cli;
 mod common;
 mod contract;
 mod lifecycle;
+mod oidc;
 mod validation;
