@@ -61,6 +61,31 @@ pub async fn vm_location(ctx: &Ctx, vm: &VmId) -> anyhow::Result<Location> {
     found.location.parse().map_err(|e| anyhow::anyhow!("the server reported VM {} in location '{}': {e}", vm.name, found.location))
 }
 
+/// The policy of `vm`'s resource group that lists it (the one named, or else preferring "default"),
+/// found by reading JIT policies only.
+pub async fn policy_holding_vm(ctx: &Ctx, vm: &VmId, name: Option<&str>) -> anyhow::Result<(PolicyId, JitNetworkAccessPolicy)> {
+    let list = ctx.client.list_policies_in_resource_group(&vm.subscription, &vm.resource_group).await?;
+    let vm_text = vm.to_string();
+    let mut holding: Vec<JitNetworkAccessPolicy> = list
+        .value
+        .into_iter()
+        .filter(|p| name.is_none_or(|n| p.name.eq_ignore_ascii_case(n)))
+        .filter(|p| p.properties.virtual_machines.iter().any(|v| same_id(&v.id, &vm_text)))
+        .collect();
+    holding.sort_by_key(|p| !p.name.eq_ignore_ascii_case(DEFAULT_POLICY));
+    let Some(policy) = holding.into_iter().next() else {
+        let which = name.map(|n| format!("policy '{n}'")).unwrap_or_else(|| "no policy".to_owned());
+        anyhow::bail!(
+            "VM {} is not configured for JIT: {which} in resource group '{}' lists it (that you may read); enable it first with `ajar policy enable {} --defaults`",
+            vm.name,
+            vm.resource_group,
+            vm.name
+        );
+    };
+    let id = policy.id.parse::<PolicyId>().map_err(|e| anyhow::anyhow!("the server sent policy ID '{}': {e}", policy.id))?;
+    Ok((id, policy))
+}
+
 /// The policy that holds `vm` in its resource group and location: the one
 /// named, else the one that lists the machine (preferring "default"), else
 /// "default" (which may not exist yet).

@@ -7,7 +7,7 @@ use ajar_api::wire_time;
 use ajar_client::{InitiatePort, InitiateRequest, InitiateVm};
 
 use super::Ctx;
-use super::policy::{policy_for_vm, sources, vm_location};
+use super::policy::{policy_holding_vm, sources};
 use super::vm::find_status;
 use crate::flags::RequestArgs;
 use crate::output::{self, OutputFormat};
@@ -57,25 +57,16 @@ pub fn initiate_body(vm_id: &str, args: &RequestArgs, rules: Option<&JitNetworkA
 pub async fn run(args: RequestArgs) -> anyhow::Result<()> {
     let ctx = Ctx::new(&args.conn)?;
     let vm = ctx.settings.vm_id(&args.vm)?;
-    let location = vm_location(&ctx, &vm).await?;
-    let (policy_id, policy) = policy_for_vm(&ctx, &vm, &location, args.policy.as_deref()).await?;
+    // Found through the JIT policies alone: a requester needs to read those, not the machine.
+    let (policy_id, policy) = policy_holding_vm(&ctx, &vm, args.policy.as_deref()).await?;
     let vm_text = vm.to_string();
-    let rules = policy.as_ref().and_then(|p| p.properties.virtual_machines.iter().find(|v| v.id.eq_ignore_ascii_case(&vm_text)));
-    if policy.is_none() && args.policy.is_none() {
-        anyhow::bail!(
-            "VM {} is not configured for JIT: no policy in resource group '{}', location '{}' lists it; enable it first with `ajar policy enable {} --defaults`",
-            vm.name,
-            vm.resource_group,
-            location,
-            args.vm
-        );
-    }
+    let rules = policy.properties.virtual_machines.iter().find(|v| v.id.eq_ignore_ascii_case(&vm_text));
     let body = initiate_body(&vm_text, &args, rules);
     let response = ctx.client.initiate(&policy_id, &body).await?;
     if ctx.output == OutputFormat::Json {
         return output::json(&response);
     }
-    let status = find_status(&ctx, &vm, location.as_str()).await;
+    let status = find_status(&ctx, &vm, &policy.location).await;
     let address = status.as_ref().and_then(|s| s.connection.address.clone());
     let public_ip = rules.and_then(|r| r.public_ip_address.clone());
     let mut text = describe(&response, rules, address.as_deref(), public_ip.as_deref(), OffsetDateTime::now_utc());
