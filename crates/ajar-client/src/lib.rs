@@ -1,10 +1,13 @@
 //! A typed HTTPS client for ajar's API: the ARM JIT and VM operations
-//! (api-version 2020-01-01) and ajar's own `/ajar/v1` routes.
+//! (api-version 2020-01-01), `Microsoft.Authorization` role definitions and
+//! assignments (api-version 2022-04-01), and ajar's own `/ajar/v1` routes.
 //!
 //! The client trusts only the CA it is given (ajar's own, from
 //! `bootstrap.json`), never the system roots, and sends the bearer token on
 //! every request. List operations follow `nextLink` until the last page and
 //! return every item in one list.
+
+mod identity;
 
 use std::time::Duration;
 
@@ -25,6 +28,7 @@ use ajar_api::subscriptions::SubscriptionList;
 use ajar_api::{API_VERSION, CloudError, CloudErrorBody};
 use ajar_domain::{Location, PolicyId, ResourceGroup, SubscriptionId, VmId};
 
+pub use identity::{Me, RoleResource, TokenExpiry, encode_query_value, odata_eq, requester_role_body, role_assignment_body, token_body};
 pub use reqwest::Method;
 
 /// How long to wait for a TCP connection and TLS handshake.
@@ -464,7 +468,7 @@ impl Client {
     /// used: the token is never sent to another origin, and a server that
     /// names itself differently (its listen address vs. the URL we were
     /// given) still works.
-    fn next_url(&self, link: &str, arm: bool) -> Result<Url, ClientError> {
+    fn next_url(&self, link: &str, api_version: Option<&str>) -> Result<Url, ClientError> {
         let parsed = self.base.join(link).map_err(|e| ClientError::Decode {
             context: "following nextLink".to_owned(),
             message: format!("'{link}' is not a URL: {e}"),
@@ -482,8 +486,10 @@ impl Client {
             path_and_query.push_str(q);
         }
         let mut url = self.url(&path_and_query)?;
-        if arm && !url.query_pairs().any(|(k, _)| k == "api-version") {
-            url.query_pairs_mut().append_pair("api-version", API_VERSION);
+        if let Some(version) = api_version
+            && !url.query_pairs().any(|(k, _)| k == "api-version")
+        {
+            url.query_pairs_mut().append_pair("api-version", version);
         }
         Ok(url)
     }
@@ -519,8 +525,9 @@ impl Client {
         Ok(self.call_json(Method::GET, url, None).await?.1)
     }
 
-    /// GETs every page of a list, following `nextLink`.
-    async fn get_all<L: Paged>(&self, first: Url, arm: bool) -> Result<L, ClientError> {
+    /// GETs every page of a list, following `nextLink` (with `api_version`
+    /// added when the link lacks one).
+    async fn get_all<L: Paged>(&self, first: Url, api_version: Option<&str>) -> Result<L, ClientError> {
         let mut items = Vec::new();
         let mut url = first;
         for _ in 0..MAX_PAGES {
@@ -529,7 +536,7 @@ impl Client {
             items.append(&mut value);
             match next.filter(|n| !n.is_empty()) {
                 Some(link) => {
-                    let next_url = self.next_url(&link, arm)?;
+                    let next_url = self.next_url(&link, api_version)?;
                     if next_url == url {
                         return Err(ClientError::Decode {
                             context: format!("GET {}", url.path()),
@@ -563,7 +570,7 @@ impl Client {
 
     /// The list operation for `scope` (one of the four), every page.
     pub async fn list_policies(&self, scope: &PolicyScope) -> Result<JitNetworkAccessPoliciesList, ClientError> {
-        self.get_all(self.arm_url(&scope.list_path(), &[])?, true).await
+        self.get_all(self.arm_url(&scope.list_path(), &[])?, Some(API_VERSION)).await
     }
 
     /// `JitNetworkAccessPolicies_List`: every policy of a subscription.
@@ -643,14 +650,15 @@ impl Client {
 
     /// Every VM of a subscription.
     pub async fn list_vms(&self, sub: &SubscriptionId) -> Result<VirtualMachineList, ClientError> {
-        self.get_all(self.arm_url(&format!("/subscriptions/{sub}/providers/Microsoft.Compute/virtualMachines"), &[])?, true).await
+        self.get_all(self.arm_url(&format!("/subscriptions/{sub}/providers/Microsoft.Compute/virtualMachines"), &[])?, Some(API_VERSION))
+            .await
     }
 
     /// Every VM of a resource group.
     pub async fn list_vms_in_resource_group(&self, sub: &SubscriptionId, rg: &ResourceGroup) -> Result<VirtualMachineList, ClientError> {
         self.get_all(
             self.arm_url(&format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines"), &[])?,
-            true,
+            Some(API_VERSION),
         )
         .await
     }
@@ -686,7 +694,7 @@ impl Client {
         if let Some(state) = &query.state {
             q.push(("state", state.clone()));
         }
-        self.get_all(self.v1_url(&format!("/ajar/v1/subscriptions/{sub}/jitStatus"), &q)?, false).await
+        self.get_all(self.v1_url(&format!("/ajar/v1/subscriptions/{sub}/jitStatus"), &q)?, None).await
     }
 
     /// `GET /ajar/v1/recommendedPorts`.
@@ -783,7 +791,8 @@ mod tests {
     #[test]
     fn follows_next_links_on_this_server_only() {
         fn check(base: &str, link: &str, arm: bool, expected: &str) {
-            assert_eq!(client(base).next_url(link, arm).unwrap().as_str(), expected, "{link}");
+            let version = if arm { Some(API_VERSION) } else { None };
+            assert_eq!(client(base).next_url(link, version).unwrap().as_str(), expected, "{link}");
         }
         check(
             "https://h:8443",

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
-use ajar_domain::{AccessDuration, Location, ResourceGroup, SubscriptionId};
+use ajar_api::authorization::{AuthorizationKind, authorization_path, parse_role_definition_ref};
+use ajar_api::principals::{MAX_EXPIRES_IN_DAYS, MAX_ISSUER, MAX_NAME, MAX_SUBJECT};
+use ajar_domain::access::Scope;
+use ajar_domain::{AccessDuration, Location, ResourceGroup, SubscriptionId, VmId, VmName};
 use ajar_server::config::{DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_PAGE_SIZE};
 
 use crate::output::OutputFormat;
@@ -46,6 +49,17 @@ pub enum Command {
     Activity(ActivityArgs),
     /// Print the server's OpenAPI document.
     Openapi(OpenapiArgs),
+    /// Show who you are: the principal your token belongs to.
+    Whoami(WhoamiArgs),
+    /// Manage principals: the users and services that may call the API.
+    #[command(subcommand)]
+    Principal(PrincipalCommand),
+    /// Manage API tokens: create (the secret is shown once), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage roles and role assignments: who may do what, where.
+    #[command(subcommand)]
+    Role(RoleCommand),
     /// Run the host agent: enforce this machine's JIT policy with nftables (needs root).
     Agent(AgentArgs),
     /// Build a lab of network namespaces (server, two VMs, a client) to watch JIT at work (needs root).
@@ -496,6 +510,374 @@ pub struct OpenapiArgs {
     pub conn: Conn,
 }
 
+// ------------------------------------------------------------------ identities and roles
+
+#[derive(Debug, Args)]
+pub struct WhoamiArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// A name for people to read: 1 to `max` characters, not blank, no control characters.
+fn display_text(what: &str, s: &str, max: usize) -> Result<String, String> {
+    let len = s.chars().count();
+    if s.trim().is_empty() {
+        Err(format!("the {what} must not be empty"))
+    } else if len > max {
+        Err(format!("the {what} is {len} characters long; at most {max} are allowed"))
+    } else if s.chars().any(char::is_control) {
+        Err(format!("the {what} must not contain control characters"))
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+pub fn principal_name(s: &str) -> Result<String, String> {
+    display_text("name", s, MAX_NAME)
+}
+
+/// A principal's name or ID, to look up in the principal list.
+pub fn principal_ref(s: &str) -> Result<String, String> {
+    display_text("principal name or ID", s, 256)
+}
+
+pub fn role_name(s: &str) -> Result<String, String> {
+    display_text("role name", s, ajar_domain::access::role::MAX_ROLE_NAME)
+}
+
+pub fn token_name(s: &str) -> Result<String, String> {
+    display_text("token name", s, MAX_NAME)
+}
+
+/// A token ID: one non-blank path segment.
+pub fn token_id(s: &str) -> Result<String, String> {
+    display_text("token ID", s, 256)
+}
+
+/// An OpenID Connect issuer: an absolute http(s) URL with a host.
+pub fn oidc_issuer(s: &str) -> Result<String, String> {
+    display_text("issuer", s, MAX_ISSUER)?;
+    let hint = "give the issuer's URL as its tokens' `iss` says, such as https://login.example.com";
+    let url = url::Url::parse(s).map_err(|e| format!("'{s}' is not a URL ({e}); {hint}"))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() || s.chars().any(char::is_whitespace) {
+        return Err(format!("'{s}' is not an http(s) URL with a host; {hint}"));
+    }
+    Ok(s.to_owned())
+}
+
+pub fn oidc_subject(s: &str) -> Result<String, String> {
+    display_text("subject", s, MAX_SUBJECT)
+}
+
+/// A whole number of days, `30` or `30d`, from 1 to the server's maximum.
+pub fn expiry_days(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let digits = t.strip_suffix('d').unwrap_or(t);
+    match digits.parse::<i64>() {
+        Ok(n) if (1..=MAX_EXPIRES_IN_DAYS).contains(&n) => Ok(n),
+        Ok(n) => Err(format!("{n} days is out of range; give 1 to {MAX_EXPIRES_IN_DAYS}")),
+        Err(_) => Err(format!("'{s}' is not a number of days such as 30 or 30d")),
+    }
+}
+
+/// A scope as ARM writes it: `/`, a subscription, a resource group or a resource ID.
+pub fn scope_arg(s: &str) -> Result<Scope, String> {
+    s.trim().parse::<Scope>().map_err(|e| e.to_string())
+}
+
+/// A VM name or full resource ID (resolved against the settings later).
+pub fn vm_ref(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.starts_with('/') {
+        t.parse::<VmId>().map_err(|e| e.to_string())?;
+    } else {
+        t.parse::<VmName>().map_err(|e| format!("{e}; give a VM name such as web1 or a full resource ID"))?;
+    }
+    Ok(t.to_owned())
+}
+
+/// A role's GUID (or role definition ID), or its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleRef {
+    /// The lower-cased GUID.
+    Id(String),
+    Name(String),
+}
+
+impl std::str::FromStr for RoleRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if t.starts_with('/') {
+            return parse_role_definition_ref(t).map(|(_, guid)| RoleRef::Id(guid));
+        }
+        match parse_role_definition_ref(t) {
+            Ok((_, guid)) => Ok(RoleRef::Id(guid)),
+            Err(_) => role_name(t).map(RoleRef::Name),
+        }
+    }
+}
+
+/// A role assignment: its GUID (found by listing), or its full ID
+/// (`{scope}/providers/Microsoft.Authorization/roleAssignments/{guid}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssignmentRef {
+    Name(String),
+    Id { scope: Scope, name: String },
+}
+
+impl std::str::FromStr for AssignmentRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let guid_hint = "give the assignment's GUID (its name in `ajar role assignments`) or its full ID";
+        if !t.starts_with('/') {
+            return if ajar_domain::access::role::is_guid(t) {
+                Ok(AssignmentRef::Name(t.to_ascii_lowercase()))
+            } else {
+                Err(format!("'{t}' is not a role assignment GUID; {guid_hint}"))
+            };
+        }
+        let path = authorization_path(t).map_err(|e| e.body.message)?;
+        match (path.kind, path.name) {
+            (AuthorizationKind::RoleAssignments, Some(name)) if ajar_domain::access::role::is_guid(&name) => {
+                Ok(AssignmentRef::Id { scope: path.scope, name: name.to_ascii_lowercase() })
+            }
+            _ => Err(format!("'{t}' is not a role assignment ID; {guid_hint}")),
+        }
+    }
+}
+
+/// Where a role command applies. One of --scope, --vm or the connection's
+/// -g/--resource-group; without any, the default subscription.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ScopeArgs {
+    /// Scope: '/', /subscriptions/GUID, /subscriptions/GUID/resourceGroups/RG or a resource ID
+    /// (default: the default subscription; -g RG or --vm VM are shorthands).
+    #[arg(long, value_name = "SCOPE", value_parser = scope_arg, conflicts_with_all = ["vm", "resource_group"])]
+    pub scope: Option<Scope>,
+    /// Shorthand for the scope of a VM (name or resource ID).
+    #[arg(long, value_name = "VM", value_parser = vm_ref)]
+    pub vm: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrincipalKindArg {
+    /// A person.
+    User,
+    /// A program: a script, a pipeline, another service.
+    Service,
+}
+
+impl PrincipalKindArg {
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            PrincipalKindArg::User => "user",
+            PrincipalKindArg::Service => "service",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrincipalCommand {
+    /// Add a user or a service.
+    Add(PrincipalAddArgs),
+    /// List principals.
+    List(PrincipalListArgs),
+    /// Remove a principal (by name or ID); its tokens stop working.
+    Remove(PrincipalRefArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PrincipalAddArgs {
+    /// Its name.
+    #[arg(value_parser = principal_name)]
+    pub name: String,
+    #[arg(long, value_enum, default_value_t = PrincipalKindArg::User)]
+    pub kind: PrincipalKindArg,
+    /// OpenID Connect issuer it signs in with (the `iss` of its ID tokens).
+    #[arg(long, value_name = "URL", value_parser = oidc_issuer, requires = "oidc_subject")]
+    pub oidc_issuer: Option<String>,
+    /// Its subject at that issuer (the `sub` of its ID tokens).
+    #[arg(long, value_name = "SUB", value_parser = oidc_subject, requires = "oidc_issuer")]
+    pub oidc_subject: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct PrincipalListArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct PrincipalRefArgs {
+    /// The principal's name or ID.
+    #[arg(value_name = "NAME|ID", value_parser = principal_ref)]
+    pub principal: String,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token; its secret is printed this once.
+    Create(TokenCreateArgs),
+    /// List API tokens (never their secrets).
+    List(TokenListArgs),
+    /// Revoke an API token: it stops working at once.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// Whose token (name or ID; default: yourself).
+    #[arg(long, value_name = "NAME|ID", value_parser = principal_ref)]
+    pub principal: Option<String>,
+    /// A label to tell it by (default: cli- and the time).
+    #[arg(long, value_name = "LABEL", value_parser = token_name)]
+    pub name: Option<String>,
+    /// Days until it expires (default: the server's, 90).
+    #[arg(long, value_name = "DAYS", value_parser = expiry_days, conflicts_with = "expires_on")]
+    pub expires_in: Option<i64>,
+    /// When it expires (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = crate::spec::rfc3339)]
+    pub expires_on: Option<time::OffsetDateTime>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    /// Whose tokens (name or ID; default: yours).
+    #[arg(long, value_name = "NAME|ID", value_parser = principal_ref)]
+    pub principal: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token's ID (from `ajar token list`).
+    #[arg(value_name = "TOKEN_ID", value_parser = token_id)]
+    pub id: String,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// List role definitions, built-in and custom.
+    List(RoleListArgs),
+    /// Show one role definition.
+    Show(RoleRefArgs),
+    /// Create a custom role from a role file (Azure CLI or ARM shape); a GUID is made when it has no Id.
+    Create(RoleFileArgs),
+    /// Replace a custom role from a role file naming it by Id or Name.
+    Update(RoleFileArgs),
+    /// Delete a custom role.
+    Delete(RoleRefArgs),
+    /// Assign a role to a principal at a scope.
+    Assign(RoleAssignArgs),
+    /// Remove a role assignment: by its ID, or by principal, role and scope.
+    Unassign(RoleUnassignArgs),
+    /// List role assignments at, above and below a scope.
+    Assignments(RoleAssignmentsArgs),
+    /// Create the least-privileged custom role for requesting JIT access.
+    CreateRequester(RoleCreateRequesterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RoleListArgs {
+    /// Only custom roles.
+    #[arg(long)]
+    pub custom: bool,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct RoleRefArgs {
+    /// The role's name or GUID.
+    #[arg(value_name = "NAME|GUID")]
+    pub role: RoleRef,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct RoleFileArgs {
+    /// The role file (JSON): `az role definition create`'s shape or the ARM resource.
+    #[arg(long, value_name = "ROLE.json")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct RoleAssignArgs {
+    /// Who (name or ID).
+    #[arg(long, value_name = "NAME|ID", value_parser = principal_ref)]
+    pub principal: String,
+    /// Which role (name or GUID).
+    #[arg(long, value_name = "NAME|GUID")]
+    pub role: RoleRef,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct RoleUnassignArgs {
+    /// The assignment's GUID or full ID.
+    #[arg(value_name = "ASSIGNMENT_ID", required_unless_present_all = ["principal", "role"], conflicts_with_all = ["principal", "role"])]
+    pub assignment: Option<AssignmentRef>,
+    /// Who (name or ID); with --role.
+    #[arg(long, value_name = "NAME|ID", value_parser = principal_ref, requires = "role")]
+    pub principal: Option<String>,
+    /// Which role (name or GUID); with --principal.
+    #[arg(long, value_name = "NAME|GUID", requires = "principal")]
+    pub role: Option<RoleRef>,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct RoleAssignmentsArgs {
+    /// Only this principal's (name or ID).
+    #[arg(long, value_name = "NAME|ID", value_parser = principal_ref)]
+    pub principal: Option<String>,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct RoleCreateRequesterArgs {
+    /// Leave out what only the portal's VM pages need (reading machines and networks).
+    #[arg(long)]
+    pub api_only: bool,
+    /// The role's name (default: the server's, "JIT Network Access Requester (custom)" or "(API only)").
+    #[arg(long, value_name = "NAME", value_parser = role_name)]
+    pub name: Option<String>,
+    /// Where it is assignable (default: the server's default subscription).
+    #[arg(long, value_name = "SCOPE", value_parser = scope_arg)]
+    pub scope: Option<Scope>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,6 +930,39 @@ mod tests {
         assert!(parse(&["activity", "--since", "7d", "--format", "csv"]).is_ok());
         assert!(parse(&["vm", "add", "web1", "--os", "linux", "--address", "10.0.0.4", "--address", "10.0.0.5"]).is_ok());
         assert!(parse(&["vm", "add", "web1", "--os", "beos"]).is_err());
+    }
+
+    #[test]
+    fn identity_flags() {
+        assert!(parse(&["whoami", "-o", "json"]).is_ok());
+        let Command::Principal(PrincipalCommand::Add(a)) = parse(&["principal", "add", "alice"]).unwrap().command else { panic!() };
+        assert_eq!((a.name.as_str(), a.kind, a.oidc_issuer), ("alice", PrincipalKindArg::User, None));
+        assert!(
+            parse(&["principal", "add", "ci", "--kind", "service", "--oidc-issuer", "https://a.example", "--oidc-subject", "s"]).is_ok()
+        );
+        assert!(parse(&["principal", "list"]).is_ok());
+        assert!(parse(&["principal", "remove", "alice"]).is_ok());
+        assert!(parse(&["token", "list", "--principal", "alice"]).is_ok());
+        assert!(parse(&["token", "revoke", "0190a1b2-0000-7000-8000-000000000001"]).is_ok());
+        for bad in [
+            &["principal", "add"][..],
+            &["principal", "add", ""],
+            &["principal", "add", "a\tb"],
+            &["principal", "add", "alice", "--kind", "group"],
+            &["principal", "add", "alice", "--oidc-issuer", "https://a.example"],
+            &["principal", "add", "alice", "--oidc-subject", "s"],
+            &["principal", "add", "alice", "--oidc-issuer", "login.example.com", "--oidc-subject", "s"],
+            &["principal", "add", "alice", "--oidc-issuer", "ftp://a.example", "--oidc-subject", "s"],
+            &["principal", "remove"],
+            &["token", "revoke"],
+            &["token", "revoke", " "],
+        ] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+        let long = "x".repeat(129);
+        assert!(parse(&["principal", "add", &long]).is_err());
+        assert_eq!(expiry_days("365"), Ok(365));
+        assert!(expiry_days("-1").is_err());
     }
 
     #[test]

@@ -5,10 +5,13 @@ mod activity;
 mod agent;
 mod demo;
 mod policy;
+mod principal;
 mod request;
 mod revoke;
+mod role;
 mod serve;
 mod status;
+mod token;
 mod vm;
 
 use std::io::IsTerminal;
@@ -62,6 +65,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Revoke(args) => revoke::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Activity(args) => activity::run(args).await,
+        Command::Whoami(args) => principal::whoami(args).await,
+        Command::Principal(cmd) => principal::run(cmd).await,
+        Command::Token(cmd) => token::run(cmd).await,
+        Command::Role(cmd) => role::run(cmd).await,
         Command::Openapi(args) => {
             let ctx = Ctx::new(&args.conn)?;
             output::json(&ctx.client.openapi().await?)
