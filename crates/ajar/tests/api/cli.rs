@@ -82,3 +82,66 @@ async fn missing_settings_are_a_usage_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("AJAR_BOOTSTRAP") || stderr.contains("--server"), "{stderr}");
 }
+
+fn ajar_as(s: &Server, token: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ajar"))
+        .args(args)
+        .env_clear()
+        .env("AJAR_BOOTSTRAP", s.data_dir().join("bootstrap.json"))
+        .env("AJAR_TOKEN", token)
+        .output()
+        .expect("run ajar");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The least-privilege setup of the README, step by step, then what the requester may and may not do.
+#[tokio::test]
+async fn least_privilege_setup_from_the_readme() {
+    let s = Server::start(&[]).await;
+    let scope = format!("/subscriptions/{}/resourceGroups/{}", s.sub, s.rg);
+    let run = |token: Option<&str>, args: &[&str], code: i32, says: &[&str]| {
+        let (got, stdout, stderr) = match token {
+            Some(t) => ajar_as(&s, t, args),
+            None => ajar(&s, args),
+        };
+        assert_eq!(got, code, "ajar {args:?}\nstdout: {stdout}\nstderr: {stderr}");
+        let shown = if code == 0 { &stdout } else { &stderr };
+        for text in says {
+            assert!(shown.contains(text), "ajar {args:?}: {text:?} missing from\n{shown}");
+        }
+        stdout
+    };
+    run(None, &["vm", "add", "web1", "--os", "linux", "--address", "10.0.0.4"], 0, &[]);
+    run(None, &["policy", "enable", "web1", "--defaults"], 0, &[]);
+    run(None, &["principal", "add", "deploy-bot", "--kind", "service"], 0, &["deploy-bot"]);
+    let created = run(
+        None,
+        &["token", "create", "--principal", "deploy-bot", "--name", "pipeline", "--expires-in", "30", "--output", "json"],
+        0,
+        &[],
+    );
+    let created: Value = serde_json::from_str(&created).unwrap();
+    let (token, token_id) = (created["token"].as_str().unwrap().to_owned(), created["id"].as_str().unwrap().to_owned());
+    run(None, &["role", "create-requester", "--api-only", "--name", "JIT requester (API)", "--scope", &scope], 0, &["JIT requester (API)"]);
+    run(None, &["role", "assign", "--principal", "deploy-bot", "--role", "JIT requester (API)", "-g", &s.rg], 0, &[]);
+    run(None, &["role", "assignments", "--principal", "deploy-bot"], 0, &["JIT requester (API)"]);
+
+    // What the requester may do, and nothing more.
+    let bot = Some(token.as_str());
+    run(bot, &["whoami"], 0, &["deploy-bot"]);
+    run(bot, &["request", "web1", "--port", "22", "--from", "10.1.2.3", "--for", "10m", "--justification", "deploy"], 0, &["22"]);
+    for denied in [
+        &["policy", "set", "web1", "--port", "22/tcp"][..],
+        &["revoke", "web1", "--port", "22"],
+        &["activity"],
+        &["role", "assign", "--principal", "deploy-bot", "--role", "Owner", "-g", &s.rg],
+        &["vm", "remove", "web1"],
+    ] {
+        run(bot, denied, 1, &["AuthorizationFailed"]);
+    }
+    // Its token is listed without the secret, and once revoked it stops working.
+    let listed = run(None, &["token", "list", "--principal", "deploy-bot"], 0, &["pipeline"]);
+    assert!(!listed.contains(&token), "{listed}");
+    run(None, &["token", "revoke", &token_id], 0, &[]);
+    run(bot, &["whoami"], 1, &["InvalidAuthenticationToken"]);
+}
