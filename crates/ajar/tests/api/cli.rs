@@ -139,6 +139,22 @@ async fn least_privilege_setup_from_the_readme() {
     ] {
         run(bot, denied, 1, &["AuthorizationFailed"]);
     }
+    // Custom roles from Azure's role files: create, update, show, delete.
+    let file = s.dir.path().join("role.json");
+    let role = |actions: &[&str]| serde_json::json!({"Name": "Auditor", "IsCustom": true, "Description": "reads JIT", "Actions": actions, "AssignableScopes": [scope]});
+    std::fs::write(&file, role(&["Microsoft.Security/locations/jitNetworkAccessPolicies/read"]).to_string()).unwrap();
+    let path = file.to_str().unwrap();
+    run(None, &["role", "create", "--file", path], 0, &["Auditor"]);
+    run(None, &["role", "create", "--file", path], 1, &[]);
+    std::fs::write(&file, role(&["Microsoft.Security/locations/jitNetworkAccessPolicies/read", "Ajar/activityLog/read"]).to_string())
+        .unwrap();
+    run(None, &["role", "update", "--file", path], 0, &[]);
+    run(None, &["role", "show", "Auditor"], 0, &["Ajar/activityLog/read"]);
+    std::fs::write(&file, role(&["Microsoft.Security/locations/jitNetworkAccessPolicy/read"]).to_string()).unwrap();
+    run(None, &["role", "update", "--file", path], 1, &["jitNetworkAccessPolicy/read"]);
+    run(None, &["role", "delete", "Auditor"], 0, &[]);
+    run(None, &["role", "show", "Auditor"], 1, &["Auditor"]);
+
     // Its token is listed without the secret, and once revoked it stops working.
     let listed = run(None, &["token", "list", "--principal", "deploy-bot"], 0, &["pipeline"]);
     assert!(!listed.contains(&token), "{listed}");
