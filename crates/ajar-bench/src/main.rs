@@ -22,6 +22,15 @@
 //! the figures are for the pair, as BENCHMARKS.md says. Nothing but
 //! 127.0.0.1 is ever contacted.
 //!
+//! With `--rbac`, 1,000 custom roles and 10,000 role assignments are stored
+//! through the API first, and the load runs as a principal that holds only the
+//! JIT requester role at the policies' resource group (see `rbac.rs`).
+//!
+//! # Authorization
+//!
+//! `ajar-bench authz` times the access decision in process: index rebuild and
+//! `check` with 10,000 assignments; see `authz.rs`.
+//!
 //! # Latency (root)
 //!
 //! `ajar-bench latency --ajar-bin target/release/ajar` starts `ajar demo` and,
@@ -38,8 +47,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 
+mod authz;
 mod enforce;
 mod latency;
+mod rbac;
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -74,6 +85,8 @@ enum Bench {
     Enforce(enforce::EnforceArgs),
     /// End to end through `ajar demo`: initiate → port open, end time → port closed (root).
     Latency(latency::LatencyArgs),
+    /// The authorization decision in process: index rebuild and check with many roles and assignments.
+    Authz(authz::AuthzArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -105,6 +118,19 @@ struct ControlPlaneArgs {
     /// Also write the figures as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Store custom roles and role assignments through the API before the load, and run the load as a
+    /// principal holding only the JIT requester role at the policies' resource group (not as the admin).
+    #[arg(long)]
+    rbac: bool,
+    /// With --rbac: custom roles to store.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    rbac_roles: u32,
+    /// With --rbac: role assignments to store.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    rbac_assignments: u32,
+    /// With --rbac: principals the assignments name.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    rbac_principals: u32,
 }
 
 fn main() -> std::process::ExitCode {
@@ -120,6 +146,7 @@ fn main() -> std::process::ExitCode {
         Bench::ControlPlane(args) => runtime.block_on(control_plane(args)),
         Bench::Enforce(args) => enforce::run(args),
         Bench::Latency(args) => latency::run(args, &runtime),
+        Bench::Authz(args) => authz::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -694,6 +721,27 @@ async fn control_plane(args: ControlPlaneArgs) -> Result<()> {
     eprintln!("seeded in {:.2} s ({:.0} PUT/s)", seeded.window.as_secs_f64(), seeded.throughput());
     server.check_alive()?;
 
+    let rbac = if args.rbac {
+        let opts = rbac::RbacOptions { roles: args.rbac_roles, assignments: args.rbac_assignments, principals: args.rbac_principals };
+        let seeded = rbac::seed(&api, opts, n, 1).await?;
+        server.check_alive()?;
+        Some(seeded)
+    } else {
+        None
+    };
+    // The load runs as the requester when RBAC data was seeded, otherwise as the admin.
+    let api = match &rbac {
+        Some(r) => Arc::new(Api {
+            client: api.client.clone(),
+            url: api.url.clone(),
+            sub: api.sub.clone(),
+            rg: api.rg.clone(),
+            loc: api.loc.clone(),
+            token: r.requester_token.clone(),
+        }),
+        None => api,
+    };
+
     eprintln!("initiate load: {} clients, {} s warm-up + {} s measured ...", args.clients, args.warmup, args.seconds);
     let initiate = load(&api, Op::Initiate, args.clients, n, Duration::from_secs(args.warmup), Duration::from_secs(args.seconds)).await?;
     server.check_alive()?;
@@ -727,6 +775,22 @@ async fn control_plane(args: ControlPlaneArgs) -> Result<()> {
         seeded.window.as_secs_f64(),
         seeded.throughput()
     ));
+    match &rbac {
+        Some(r) => out.push_str(&format!(
+            "- RBAC: seeded {} custom roles and {} role assignments ({} at resource groups, {} at VMs, up to {} per principal) over {} principals through the API in {:.1} s + {:.1} s + {:.1} s (principals, roles, assignments: {:.0}/s); the load runs as a principal holding only the JIT Network Access Requester role at the policies' resource group\n",
+            r.opts.roles,
+            r.opts.assignments,
+            r.at_group,
+            r.at_vm,
+            r.max_per_principal,
+            r.opts.principals,
+            r.principals_time.as_secs_f64(),
+            r.roles_time.as_secs_f64(),
+            r.assignments_time.as_secs_f64(),
+            f64::from(r.opts.assignments) / r.assignments_time.as_secs_f64().max(1e-9)
+        )),
+        None => out.push_str("- RBAC: no roles or assignments seeded; the load runs as the bootstrap admin (Owner at `/`)\n"),
+    }
     out.push_str(&format!("- clients: {} concurrent, one shared connection pool, TLS, {protocol}\n", args.clients));
     out.push_str(&format!(
         "- initiate: {} s warm-up (not measured) + {} s measured; GET: {} s warm-up + {} s measured; random policy each request\n",
@@ -791,6 +855,7 @@ async fn control_plane(args: ControlPlaneArgs) -> Result<()> {
             "getWarmupSeconds": args.get_warmup,
             "getSeconds": args.get_seconds,
             "serverMemory": {"vmHwmMiB": hwm_kib as f64 / 1024.0, "vmRssMiB": rss_kib as f64 / 1024.0},
+            "rbac": rbac.as_ref().map(rbac::RbacSeeded::to_json),
             "operations": phases.iter().map(|p| p.to_json()).collect::<Vec<_>>(),
         });
         let text = serde_json::to_string_pretty(&report).context("encoding the JSON report")?;
