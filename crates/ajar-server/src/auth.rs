@@ -98,7 +98,11 @@ impl TokenCache {
 }
 
 async fn principal_for(state: &AppState, token: &str) -> Result<Option<Principal>, ajar_store::StoreError> {
-    let hash = hash_token(token);
+    principal_for_hash(state, hash_token(token)).await
+}
+
+/// The principal of a live API token, by the token's hash (through the cache).
+pub(crate) async fn principal_for_hash(state: &AppState, hash: [u8; 32]) -> Result<Option<Principal>, ajar_store::StoreError> {
     // Read before the lookup: a write that lands in between leaves a stale version, never a stale entry.
     let version = state.store.access_version();
     if let Some(p) = state.tokens.get(&hash, version) {

@@ -13,6 +13,7 @@ pub mod listener;
 pub mod oidc;
 pub mod routes;
 pub mod scheduler;
+pub mod sessions;
 pub mod throttle;
 pub mod tls;
 

@@ -3,6 +3,7 @@
 
 mod agents;
 mod ajar_v1;
+mod dashboard;
 mod identity;
 mod jit;
 mod vms;
@@ -43,6 +44,7 @@ pub struct AppState {
     pub(crate) tokens: Arc<auth::TokenCache>,
     pub(crate) changes: Arc<crate::changes::ChangeHub>,
     pub(crate) throttle: Arc<crate::throttle::FailureThrottle>,
+    pub(crate) sessions: Arc<crate::sessions::Sessions>,
     pub(crate) trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
 
@@ -59,6 +61,7 @@ impl AppState {
             tokens: Arc::default(),
             changes: Arc::default(),
             throttle: Arc::default(),
+            sessions: Arc::default(),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         }
     }
@@ -371,8 +374,16 @@ pub fn router(state: AppState) -> Router {
         .route("/ajar/v1/agent/report", post(agents::report))
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate_agent));
     let body_limit = state.max_body_bytes();
+    let ui = Router::new()
+        .route("/", get(dashboard::root))
+        .route("/ui", get(dashboard::root))
+        .route("/ui/static/style.css", get(dashboard::style))
+        .route("/ui/signin", get(dashboard::signin_form).post(dashboard::signin))
+        .route("/ui/signout", post(dashboard::signout))
+        .route("/ui/jit", get(dashboard::jit));
     let app = Router::new()
         .route("/healthz", get(healthz))
+        .merge(ui)
         .route("/openapi.json", get(openapi))
         .route("/ajar/v1/agents/enroll", post(agents::enroll))
         .merge(authenticated)

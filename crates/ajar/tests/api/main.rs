@@ -8,6 +8,7 @@ mod authorization;
 mod cli;
 mod common;
 mod contract;
+mod dashboard;
 mod lifecycle;
 mod oidc;
 mod validation;

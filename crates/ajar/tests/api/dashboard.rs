@@ -1,0 +1,162 @@
+//! The dashboard over real HTTPS, at the HTTP level: sign-in, the session cookie's attributes, CSRF on
+//! every form, the JIT page's tabs, and what a signed-in principal may see. (The browser tests drive
+//! the same pages in Chromium.)
+
+use reqwest::header::{LOCATION, SET_COOKIE};
+use reqwest::{Method, StatusCode, redirect};
+use serde_json::{Value, json};
+
+use crate::common::{API, Server};
+
+/// A browser-like client that does not follow redirects and keeps no cookies of its own.
+fn browser(s: &Server) -> reqwest::Client {
+    let boot: Value = serde_json::from_slice(&std::fs::read(s.data_dir().join("bootstrap.json")).unwrap()).unwrap();
+    let ca = std::fs::read(boot["ca"].as_str().unwrap()).unwrap();
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .redirect(redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn cookie_value(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_owned()
+}
+
+fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers().get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).find(|c| c.starts_with(&format!("{name}=")))
+}
+
+fn hidden_csrf(html: &str) -> String {
+    let at = html.find(r#"name="csrf" value=""#).expect("a CSRF field");
+    let rest = &html[at + r#"name="csrf" value=""#.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// Signs in with `token`; returns the session cookie.
+async fn sign_in(s: &Server, c: &reqwest::Client, token: &str) -> String {
+    let form = c.get(format!("{}/ui/signin", s.url)).send().await.unwrap();
+    let signin_cookie = set_cookie(&form, "ajar_signin").unwrap();
+    let csrf = hidden_csrf(&form.text().await.unwrap());
+    let resp = c
+        .post(format!("{}/ui/signin", s.url))
+        .header("cookie", format!("ajar_signin={}", cookie_value(&signin_cookie)))
+        .form(&[("csrf", csrf.as_str()), ("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    cookie_value(&set_cookie(&resp, "ajar_session").unwrap())
+}
+
+#[tokio::test]
+async fn signin_sessions_csrf_and_the_jit_page() {
+    let s = Server::start(&[]).await;
+    s.add_vm("web1", "Linux", &s.loc, "10.0.0.4").await;
+    s.add_vm("db1", "Linux", &s.loc, "10.0.0.5").await;
+    let (st, v) = s.call(Method::POST, "/ajar/v1/jit/enable", Some(json!({"virtualMachines": [s.vm_id("web1")]}))).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let c = browser(&s);
+
+    // The form sets a double-submit cookie with the right attributes, matching its hidden field.
+    let form = c.get(format!("{}/ui/signin", s.url)).send().await.unwrap();
+    assert_eq!(form.status(), StatusCode::OK);
+    assert_eq!(form.headers()["x-content-type-options"], "nosniff");
+    assert!(form.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    let signin_cookie = set_cookie(&form, "ajar_signin").unwrap();
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict"] {
+        assert!(signin_cookie.contains(attr), "{signin_cookie}");
+    }
+    let html = form.text().await.unwrap();
+    let csrf = hidden_csrf(&html);
+    assert_eq!(csrf, cookie_value(&signin_cookie));
+    assert!(html.contains(r#"<label for="token">"#), "labelled field");
+
+    // A post without the cookie (another site's form) is refused; a bad token is refused and logged.
+    let post = |cookie: Option<String>, csrf: String, token: &str| {
+        let mut req = c.post(format!("{}/ui/signin", s.url)).form(&[("csrf", csrf), ("token", token.to_owned())]);
+        if let Some(cookie) = cookie {
+            req = req.header("cookie", format!("ajar_signin={cookie}"));
+        }
+        req.send()
+    };
+    let resp = post(None, csrf.clone(), &s.token).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = post(Some(cookie_value(&signin_cookie)), csrf.clone(), "ajar_wrong").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(resp.text().await.unwrap().contains("unknown, expired or revoked"));
+    let refused = s.activity("limit=20").await;
+    assert!(refused.iter().any(|e| e["operation"] == "Ajar/authenticate" && e["resourceId"] == "/ui/signin"), "{refused:?}");
+
+    // The right token opens a session: a cookie the page's scripts cannot read, sent to this site only.
+    let resp = post(Some(cookie_value(&signin_cookie)), csrf, &s.token).await.unwrap();
+    assert_eq!((resp.status(), resp.headers()[LOCATION].to_str().unwrap()), (StatusCode::SEE_OTHER, "/ui/jit"));
+    let session = set_cookie(&resp, "ajar_session").unwrap();
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Max-Age=28800", "Path=/"] {
+        assert!(session.contains(attr), "{session}");
+    }
+    let session = cookie_value(&session);
+    let jit = |tab: &'static str, session: String| {
+        c.get(format!("{}/ui/jit?tab={tab}", s.url)).header("cookie", format!("ajar_session={session}")).send()
+    };
+    let page = jit("configured", session.clone()).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Just-in-time VM access") && html.contains("web1") && !html.contains("db1"), "{html}");
+    for tab in [
+        r#"Configured<span class="count" aria-label="1 machines">1</span>"#,
+        r#"Unsupported<span class="count" aria-label="1 machines">1</span>"#,
+    ] {
+        assert!(html.contains(tab), "{tab} in {html}");
+    }
+    let html = jit("unsupported", session.clone()).await.unwrap().text().await.unwrap();
+    assert!(html.contains("db1") && !html.contains(">web1<"), "{html}");
+
+    // Without a session: to the sign-in page. Signing out needs the session's CSRF token.
+    let resp = c.get(format!("{}/ui/jit", s.url)).send().await.unwrap();
+    assert_eq!((resp.status(), resp.headers()[LOCATION].to_str().unwrap()), (StatusCode::SEE_OTHER, "/ui/signin"));
+    let signout = |csrf: &str| {
+        c.post(format!("{}/ui/signout", s.url)).header("cookie", format!("ajar_session={session}")).form(&[("csrf", csrf)]).send()
+    };
+    assert_eq!(signout("forged").await.unwrap().status(), StatusCode::FORBIDDEN);
+    let csrf = hidden_csrf(&html);
+    assert_eq!(signout(&csrf).await.unwrap().status(), StatusCode::SEE_OTHER);
+    assert_eq!(jit("configured", session.clone()).await.unwrap().status(), StatusCode::SEE_OTHER, "the session is closed");
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_only_what_the_principal_may_read() {
+    let s = Server::start(&[]).await;
+    for (rg, vm) in [("default", "web1"), ("other", "hidden1")] {
+        let path = format!("/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}?{API}", s.sub);
+        let body = json!({"location": s.loc, "properties": {"storageProfile": {"osDisk": {"osType": "Linux"}}, "networkProfile": {"privateIPAddresses": ["10.0.0.4"]}}});
+        let (st, v) = s.call(Method::PUT, &path, Some(body)).await;
+        assert!(st.is_success(), "{v}");
+    }
+    let (st, v) = s.call(Method::POST, "/ajar/v1/principals", Some(json!({"name": "auditor", "kind": "user"}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let (_, v) = s.call(Method::POST, &format!("/ajar/v1/principals/{id}/tokens"), Some(json!({"name": "web"}))).await;
+    let token = v["token"].as_str().unwrap().to_owned();
+    let token_id = v["id"].as_str().unwrap().to_owned();
+    let assignment = format!(
+        "/subscriptions/{}/resourceGroups/default/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01",
+        s.sub,
+        uuid::Uuid::new_v4()
+    );
+    let body = json!({"properties": {"roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7", "principalId": id}});
+    let (st, v) = s.call(Method::PUT, &assignment, Some(body)).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+
+    let c = browser(&s);
+    let session = sign_in(&s, &c, &token).await;
+    let page =
+        |session: String| c.get(format!("{}/ui/jit?tab=unsupported", s.url)).header("cookie", format!("ajar_session={session}")).send();
+    let html = page(session.clone()).await.unwrap().text().await.unwrap();
+    assert!(html.contains("Signed in as <strong>auditor</strong>") && html.contains("web1") && !html.contains("hidden1"), "{html}");
+    // Revoking the token ends its session.
+    let (st, _) = s.call(Method::DELETE, &format!("/ajar/v1/tokens/{token_id}"), None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(page(session).await.unwrap().status(), StatusCode::SEE_OTHER);
+}
