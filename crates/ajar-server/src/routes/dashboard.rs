@@ -14,6 +14,9 @@ use time::OffsetDateTime;
 use ajar_domain::access::Scope as AccessScope;
 use ajar_domain::activity::{Audit, Outcome, actions};
 use ajar_domain::ids::Scope;
+use ajar_domain::initiate::{EndSpec, InitiateDraft, PortAsk, VmAsk};
+use ajar_domain::status::VmJitStatus;
+use ajar_domain::{AccessDuration, SourcePrefix, Sources, VmId};
 use ajar_store::PageRequest;
 use ajar_web::{Filter, Tab};
 
@@ -165,6 +168,27 @@ async fn signed_in(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> H
     Ok(Ok((Caller { principal, principal_ids, addr }, session)))
 }
 
+/// A handler argument: the signed-in caller and its session; without one, the browser is sent to sign in.
+pub(super) struct SignedIn {
+    caller: Caller,
+    session: Session,
+}
+
+impl axum::extract::FromRequestParts<AppState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, Response> {
+        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied() else {
+            return Err(HttpError(ajar_api::ApiError::internal()).into_response());
+        };
+        match signed_in(state, &parts.headers, peer).await {
+            Ok(Ok((caller, session))) => Ok(SignedIn { caller, session }),
+            Ok(Err(to_signin)) => Err(to_signin),
+            Err(e) => Err(e.into_response()),
+        }
+    }
+}
+
 #[derive(Debug, serde::Deserialize)]
 pub(super) struct CsrfForm {
     #[serde(default)]
@@ -173,14 +197,10 @@ pub(super) struct CsrfForm {
 
 pub(super) async fn signout(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    SignedIn { session, .. }: SignedIn,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> HttpResult<Response> {
-    let (_, session) = match signed_in(&state, &headers, peer).await? {
-        Ok(found) => found,
-        Err(to_signin) => return Ok(to_signin),
-    };
     if !same_secret(&session.csrf, &form.csrf) {
         return Err(HttpError(ajar_api::ApiError::new(403, "InvalidCsrfToken", "the form did not carry this session's CSRF token")));
     }
@@ -191,16 +211,7 @@ pub(super) async fn signout(
 }
 
 /// "Just-in-time VM access": every machine the caller may read JIT at, on three tabs.
-pub(super) async fn jit(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    query: Query,
-) -> HttpResult<Response> {
-    let (caller, session) = match signed_in(&state, &headers, peer).await? {
-        Ok(found) => found,
-        Err(to_signin) => return Ok(to_signin),
-    };
+pub(super) async fn jit(State(state): State<AppState>, SignedIn { caller, session }: SignedIn, query: Query) -> HttpResult<Response> {
     let tab = query.get("tab").and_then(Tab::parse).unwrap_or(Tab::Configured);
     let filter = Filter {
         subscription: query.get("subscription").unwrap_or_default().to_owned(),
@@ -239,4 +250,135 @@ pub(super) async fn jit(
         OffsetDateTime::now_utc(),
     ))?;
     Ok(html(StatusCode::OK, page, Vec::new()))
+}
+
+fn message(status: StatusCode, title: &str, text: &str) -> HttpResult<Response> {
+    Ok(html(status, rendered(ajar_web::message_page(title, text))?, Vec::new()))
+}
+
+/// A machine's JIT status, if it exists.
+async fn vm_status(state: &AppState, vm: &VmId) -> HttpResult<Option<VmJitStatus>> {
+    let scope = Scope { subscription: vm.subscription.clone(), resource_group: Some(vm.resource_group.clone()), location: None };
+    let mut after = None;
+    loop {
+        let page = state.store.vm_statuses(&scope, PageRequest { after, size: 500 }).await?;
+        if let Some(found) = page.items.into_iter().find(|s| s.vm.id == *vm) {
+            return Ok(Some(found));
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(None),
+        }
+    }
+}
+
+/// The machine's page for a caller who may read it, with the "Connect" form if it may initiate.
+async fn vm_page(state: &AppState, caller: &Caller, csrf: &str, vm: &VmId) -> HttpResult<Result<ajar_web::VmPage, Response>> {
+    let scope = AccessScope::from(vm);
+    let status = match vm_status(state, vm).await? {
+        Some(s) if state.may(caller, actions::JIT_READ, &scope).await? => s,
+        _ => return Ok(Err(message(StatusCode::NOT_FOUND, "Not found", "There is no such machine that you may see.")?)),
+    };
+    let can_request = !status.ports.is_empty() && state.may(caller, actions::JIT_INITIATE, &scope).await?;
+    let now = OffsetDateTime::now_utc();
+    Ok(Ok(ajar_web::VmPage::from_status(&status, &caller.principal.name, csrf, &caller.addr.to_string(), can_request, now)))
+}
+
+fn vm_param(raw: Option<&str>) -> Option<VmId> {
+    raw.and_then(|id| id.parse::<VmId>().ok())
+}
+
+pub(super) async fn vm(State(state): State<AppState>, SignedIn { caller, session }: SignedIn, query: Query) -> HttpResult<Response> {
+    let Some(vm) = vm_param(query.get("id")) else {
+        return message(StatusCode::BAD_REQUEST, "Not a machine", "The address names no virtual machine.");
+    };
+    match vm_page(&state, &caller, &session.csrf, &vm).await? {
+        Ok(page) => Ok(html(StatusCode::OK, rendered(page.render_page())?, Vec::new())),
+        Err(response) => Ok(response),
+    }
+}
+
+/// "Open ports": the Connect form, turned into an initiate as the API's.
+pub(super) async fn request(
+    State(state): State<AppState>,
+    SignedIn { caller, session }: SignedIn,
+    body: axum::body::Bytes,
+) -> HttpResult<Response> {
+    let fields: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_owned()).unwrap_or_default();
+    if !same_secret(&session.csrf, &field("csrf")) {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "The form did not carry this session's CSRF token; reload the page and try again.",
+        );
+    }
+    let Some(vm) = vm_param(Some(&field("id"))) else {
+        return message(StatusCode::BAD_REQUEST, "Not a machine", "The form names no virtual machine.");
+    };
+    let mut page = match vm_page(&state, &caller, &session.csrf, &vm).await? {
+        Ok(page) => page,
+        Err(response) => return Ok(response),
+    };
+    let Some(policy) = vm_status(&state, &vm).await?.and_then(|s| s.policy) else {
+        page.error = Some("JIT is not configured on this machine.".to_owned());
+        return Ok(html(StatusCode::BAD_REQUEST, rendered(page.render_page())?, Vec::new()));
+    };
+    let draft = match draft_from_form(&vm, &fields, &field) {
+        Ok(d) => d,
+        Err(e) => {
+            page.error = Some(e);
+            return Ok(html(StatusCode::BAD_REQUEST, rendered(page.render_page())?, Vec::new()));
+        }
+    };
+    match super::jit::initiate_draft(&state, &caller, &policy, draft).await {
+        Ok(request) => {
+            let address = page.address.clone();
+            page.opened = request
+                .vms
+                .iter()
+                .flat_map(|v| &v.grants)
+                .map(|g| {
+                    let from: Vec<String> = g.sources.prefixes().iter().map(ToString::to_string).collect();
+                    format!(
+                        "Port {}/{} is open from {} until {} UTC. Connect: {}",
+                        g.number,
+                        g.protocol,
+                        from.join(", "),
+                        ajar_api::wire_time::format(g.end),
+                        ajar_web::connect_hint(&address, g.number)
+                    )
+                })
+                .collect();
+            // Show the grants now live.
+            let fresh = vm_page(&state, &caller, &session.csrf, &vm).await?;
+            if let Ok(fresh) = fresh {
+                page.live = fresh.live;
+            }
+            Ok(html(StatusCode::OK, rendered(page.render_page())?, Vec::new()))
+        }
+        Err(HttpError(e)) => {
+            let at = e.body.target.as_deref().map(|t| format!(" ({t})")).unwrap_or_default();
+            page.error = Some(format!("{}{at}: {}", e.body.code, e.body.message));
+            Ok(html(StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST), rendered(page.render_page())?, Vec::new()))
+        }
+    }
+}
+
+fn draft_from_form(vm: &VmId, fields: &[(String, String)], field: &dyn Fn(&str) -> String) -> Result<InitiateDraft, String> {
+    let ports: Vec<u16> = fields.iter().filter(|(k, _)| k == "port").filter_map(|(_, v)| v.parse().ok()).collect();
+    if ports.is_empty() {
+        return Err("Choose at least one port.".to_owned());
+    }
+    let duration: AccessDuration = field("duration").parse().map_err(|e| format!("Time range: {e}"))?;
+    let sources = match field("source").as_str() {
+        "range" => {
+            let prefix: SourcePrefix = field("range").parse().map_err(|e| format!("IP range: {e}"))?;
+            Some(Sources::One(prefix))
+        }
+        _ => None,
+    };
+    let justification = Some(field("justification")).filter(|j| !j.is_empty());
+    let ports = ports.into_iter().map(|number| PortAsk { number, end: EndSpec::For(duration), sources: sources.clone() }).collect();
+    Ok(InitiateDraft { vms: vec![VmAsk { vm: vm.clone(), ports }], justification })
 }

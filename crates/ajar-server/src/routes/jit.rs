@@ -14,7 +14,7 @@ use ajar_api::jit::{
 };
 use ajar_domain::access::Scope as AccessScope;
 use ajar_domain::activity::actions;
-use ajar_domain::initiate::{AccessRequest, Caller as DomainCaller, EndSpec};
+use ajar_domain::initiate::{AccessRequest, Caller as DomainCaller, EndSpec, InitiateDraft};
 use ajar_domain::policy::Policy;
 use ajar_domain::{PolicyId, VmId};
 use ajar_store::PolicyView;
@@ -227,15 +227,23 @@ async fn initiate(
     id: PolicyId,
     body: Result<JsonBody, HttpError>,
 ) -> HttpResult<(StatusCode, Json<JitNetworkAccessRequest>)> {
-    let mut audit = audit(&caller, actions::JIT_INITIATE, id.to_string(), &id.subscription, Some(&id.resource_group));
+    let audit = audit(&caller, actions::JIT_INITIATE, id.to_string(), &id.subscription, Some(&id.resource_group));
     let draft = match body.and_then(|JsonBody(bytes)| initiate_in(&bytes).map_err(HttpError)) {
         Ok(d) => d,
         Err(e) => return Err(state.refuse(audit, e).await),
     };
+    let request = initiate_draft(&state, &caller, &id, draft).await?;
+    Ok((StatusCode::ACCEPTED, Json(request_out(&request, OffsetDateTime::now_utc()))))
+}
+
+/// Authorizes, records and stores an initiate, and tells the agents and the expiry scheduler: what the
+/// API's initiate and the dashboard's "Open ports" both do.
+pub(crate) async fn initiate_draft(state: &AppState, caller: &Caller, id: &PolicyId, draft: InitiateDraft) -> HttpResult<AccessRequest> {
+    let mut audit = audit(caller, actions::JIT_INITIATE, id.to_string(), &id.subscription, Some(&id.resource_group));
     audit.subjects = draft.vms.iter().map(|v| v.vm.key()).collect();
     // The permission is needed on every machine named; one refusal refuses the whole request.
     for vm in &draft.vms {
-        state.authorize(&caller, &vm.vm.to_string(), &audit).await?;
+        state.authorize(caller, &vm.vm.to_string(), &audit).await?;
     }
     if let Some(j) = &draft.justification {
         audit.details.push(("justification".into(), j.clone()));
@@ -255,10 +263,10 @@ async fn initiate(
     }
     let who = DomainCaller { principal_id: caller.principal.id.clone(), name: caller.principal.name.clone(), addr: caller.addr };
     let vms = audit.subjects.clone();
-    let request = state.store.initiate(&id, draft, who, audit).await?;
+    let request = state.store.initiate(id, draft, who, audit).await?;
     if let Some(end) = request.vms.iter().flat_map(|v| &v.grants).map(|g| g.end).min() {
         state.expiry_wake.grant_ends_at(end);
     }
     state.changes.notify(&vms);
-    Ok((StatusCode::ACCEPTED, Json(request_out(&request, OffsetDateTime::now_utc()))))
+    Ok(request)
 }

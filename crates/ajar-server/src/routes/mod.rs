@@ -5,7 +5,7 @@ mod agents;
 mod ajar_v1;
 mod dashboard;
 mod identity;
-mod jit;
+pub(crate) mod jit;
 mod vms;
 
 use std::sync::Arc;
@@ -380,7 +380,9 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/static/style.css", get(dashboard::style))
         .route("/ui/signin", get(dashboard::signin_form).post(dashboard::signin))
         .route("/ui/signout", post(dashboard::signout))
-        .route("/ui/jit", get(dashboard::jit));
+        .route("/ui/jit", get(dashboard::jit))
+        .route("/ui/vm", get(dashboard::vm))
+        .route("/ui/vm/request", post(dashboard::request));
     let app = Router::new()
         .route("/healthz", get(healthz))
         .merge(ui)

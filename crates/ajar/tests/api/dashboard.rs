@@ -113,6 +113,37 @@ async fn signin_sessions_csrf_and_the_jit_page() {
     let html = jit("unsupported", session.clone()).await.unwrap().text().await.unwrap();
     assert!(html.contains("db1") && !html.contains(">web1<"), "{html}");
 
+    // A machine's page, and "Connect": ports, "My IP", a time range up to the maximum, a justification.
+    let vm_page =
+        c.get(format!("{}/ui/vm?id={}", s.url, s.vm_id("web1"))).header("cookie", format!("ajar_session={session}")).send().await.unwrap();
+    assert_eq!(vm_page.status(), StatusCode::OK);
+    let vm_html = vm_page.text().await.unwrap();
+    assert!(vm_html.contains("Open ports") && vm_html.contains("My IP (127.0.0.1)") && vm_html.contains(r#"value="PT3H""#), "{vm_html}");
+    assert!(!vm_html.contains(r#"value="PT6H""#), "no longer than the port's maximum: {vm_html}");
+    let open = |csrf: String, duration: &'static str| {
+        c.post(format!("{}/ui/vm/request", s.url))
+            .header("cookie", format!("ajar_session={session}"))
+            .form(&[
+                ("csrf", csrf),
+                ("id", s.vm_id("web1")),
+                ("port", "22".into()),
+                ("source", "myip".into()),
+                ("duration", duration.into()),
+                ("justification", "deploy".into()),
+            ])
+            .send()
+    };
+    assert_eq!(open("forged".into(), "PT1H").await.unwrap().status(), StatusCode::FORBIDDEN);
+    let refused = open(hidden_csrf(&vm_html), "PT5H").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(refused.text().await.unwrap().contains("InvalidInitiateInput"), "the server's validation is shown");
+    let opened = open(hidden_csrf(&vm_html), "PT1H").await.unwrap();
+    assert_eq!(opened.status(), StatusCode::OK);
+    let opened = opened.text().await.unwrap();
+    assert!(opened.contains("Port 22/TCP is open from 127.0.0.1") && opened.contains("Connect: ssh 10.0.0.4"), "{opened}");
+    let policy = s.get(&format!("{}?{API}", s.policy_path("default"))).await;
+    assert_eq!(policy["properties"]["requests"][0]["justification"], "deploy", "{policy}");
+
     // Without a session: to the sign-in page. Signing out needs the session's CSRF token.
     let resp = c.get(format!("{}/ui/jit", s.url)).send().await.unwrap();
     assert_eq!((resp.status(), resp.headers()[LOCATION].to_str().unwrap()), (StatusCode::SEE_OTHER, "/ui/signin"));
@@ -155,6 +186,32 @@ async fn the_dashboard_shows_only_what_the_principal_may_read() {
         |session: String| c.get(format!("{}/ui/jit?tab=unsupported", s.url)).header("cookie", format!("ajar_session={session}")).send();
     let html = page(session.clone()).await.unwrap().text().await.unwrap();
     assert!(html.contains("Signed in as <strong>auditor</strong>") && html.contains("web1") && !html.contains("hidden1"), "{html}");
+    // A Reader sees the machine but no way to open it, and the server refuses it anyway.
+    let web1 = format!("/subscriptions/{}/resourceGroups/default/providers/Microsoft.Compute/virtualMachines/web1", s.sub);
+    let (st, v) = s.call(Method::POST, "/ajar/v1/jit/enable", Some(json!({"virtualMachines": [web1]}))).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let resp = c.get(format!("{}/ui/vm?id={web1}", s.url)).header("cookie", format!("ajar_session={session}")).send().await.unwrap();
+    let vm_html = resp.text().await.unwrap();
+    assert!(vm_html.contains("JIT configuration") && !vm_html.contains("Open ports"), "{vm_html}");
+    let resp = c
+        .post(format!("{}/ui/vm/request", s.url))
+        .header("cookie", format!("ajar_session={session}"))
+        .form(&[
+            ("csrf", hidden_csrf(&vm_html)),
+            ("id", web1.clone()),
+            ("port", "22".into()),
+            ("source", "myip".into()),
+            ("duration", "PT1H".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(resp.text().await.unwrap().contains("AuthorizationFailed"));
+    // A machine outside its scope does not exist for it.
+    let hidden = format!("/subscriptions/{}/resourceGroups/other/providers/Microsoft.Compute/virtualMachines/hidden1", s.sub);
+    let resp = c.get(format!("{}/ui/vm?id={hidden}", s.url)).header("cookie", format!("ajar_session={session}")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     // Revoking the token ends its session.
     let (st, _) = s.call(Method::DELETE, &format!("/ajar/v1/tokens/{token_id}"), None).await;
     assert_eq!(st, StatusCode::OK);
