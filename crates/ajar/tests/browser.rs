@@ -1,0 +1,214 @@
+//! Browser tests: a real `ajar serve` over HTTPS, driven by headless Chromium through
+//! `tests/browser/drive.mjs` (Playwright). The server's own CA is trusted by the browser; certificate
+//! checks stay on.
+//!
+//! Needs `node` (20 or later), `certutil` (libnss3-tools), `/usr/bin/chromium` and
+//! `npm ci` run in `tests/browser/`. With `CI=true` a missing one fails the test; elsewhere it prints
+//! `skipping: needs …` and passes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// The whole scenario: starting Chromium, every step, closing it.
+const DRIVE_LIMIT: Duration = Duration::from_secs(90);
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// True if the browser tests can run. Otherwise fails with `CI=true`, or prints `skipping: needs …`.
+fn preflight() -> bool {
+    let mut missing = Vec::new();
+    match Command::new("node").arg("--version").output() {
+        Ok(out) if out.status.success() => {
+            let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            let major = version.trim_start_matches('v').split('.').next().and_then(|m| m.parse::<u32>().ok());
+            if major.is_none_or(|m| m < 20) {
+                missing.push(format!("Node.js 20 or later (found {version})"));
+            }
+        }
+        _ => missing.push("`node` on PATH".to_owned()),
+    }
+    if !browser_dir().join("node_modules/playwright-core/package.json").is_file() {
+        missing.push(format!("`npm ci` in {}", browser_dir().display()));
+    }
+    if !Path::new(CHROMIUM).is_file() {
+        missing.push(format!("{CHROMIUM} (Debian package chromium)"));
+    }
+    if Command::new("certutil").arg("-H").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+        missing.push("`certutil` on PATH (Debian package libnss3-tools)".to_owned());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let needs = missing.join(", ");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("browser tests need {needs} (CI=true: refusing to skip)");
+    }
+    eprintln!("skipping: needs {needs}");
+    false
+}
+
+/// A real `ajar serve` in a temporary data directory, killed when dropped.
+struct Server {
+    child: Child,
+    dir: tempfile::TempDir,
+    url: String,
+    ca: PathBuf,
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let log = fs::File::create(dir.path().join("server.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ajar"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start ajar serve");
+        let stdout = child.stdout.take().unwrap();
+        let url = ajar_lab::await_line(stdout, Duration::from_secs(30), |line| line.strip_prefix("listening on ").map(str::to_owned));
+        let boot: Value = serde_json::from_slice(&fs::read(dir.path().join("data/bootstrap.json")).unwrap()).unwrap();
+        let ca = PathBuf::from(boot["ca"].as_str().unwrap());
+        Server { child, url: url.expect("ajar serve did not start within 30 s"), ca, dir }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `target/browser-screenshots/<test>/`, emptied.
+fn screenshot_dir(test: &str) -> PathBuf {
+    // CARGO_BIN_EXE_ajar is <target>/<profile>/ajar.
+    let target = Path::new(env!("CARGO_BIN_EXE_ajar")).parent().and_then(Path::parent).unwrap();
+    let dir = target.join("browser-screenshots").join(test);
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `steps` against `server` in Chromium through drive.mjs, trusting `ca`, screenshots into `out`.
+/// Returns the driver's exit status (`None` if it outlived [`DRIVE_LIMIT`] and was killed) and output.
+fn run_scenario(server: &Server, ca: &Path, out: &Path, steps: Value) -> (Option<ExitStatus>, String) {
+    let scenario = json!({"baseUrl": server.url, "caFile": ca, "outDir": out, "steps": steps});
+    let work = server.dir.path();
+    let file = work.join("scenario.json");
+    fs::write(&file, serde_json::to_vec_pretty(&scenario).unwrap()).unwrap();
+    let (stdout, stderr) = (work.join("drive.stdout"), work.join("drive.stderr"));
+    let started = Instant::now();
+    // A process group of its own, so Chromium goes with the driver on a timeout.
+    let mut child = Command::new("node")
+        .arg(browser_dir().join("drive.mjs"))
+        .arg(&file)
+        .current_dir(work)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&stdout).unwrap())
+        .stderr(fs::File::create(&stderr).unwrap())
+        .process_group(0)
+        .spawn()
+        .expect("start node");
+    let group = Pid::from_raw(i32::try_from(child.id()).unwrap());
+    let status = wait_bounded(&mut child, DRIVE_LIMIT);
+    if status.is_none() {
+        let _ = killpg(group, Signal::SIGTERM);
+        if wait_bounded(&mut child, Duration::from_secs(5)).is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+    // Whatever the driver left behind (nothing, normally).
+    let _ = killpg(group, Signal::SIGKILL);
+    let output = format!(
+        "--- drive.mjs stdout\n{}--- drive.mjs stderr\n{}",
+        fs::read_to_string(&stdout).unwrap_or_default(),
+        fs::read_to_string(&stderr).unwrap_or_default()
+    );
+    eprintln!("{output}--- {:.1} s", started.elapsed().as_secs_f64());
+    (status, output)
+}
+
+/// As [`run_scenario`] with the server's own CA; panics with the driver's output unless every step passed.
+fn drive(server: &Server, out: &Path, steps: Value) {
+    match run_scenario(server, &server.ca, out, steps) {
+        (Some(s), _) if s.success() => {}
+        (Some(s), output) => panic!("browser scenario failed ({s}); screenshots in {}\n{output}", out.display()),
+        (None, output) => panic!("browser scenario did not finish within {} s\n{output}", DRIVE_LIMIT.as_secs()),
+    }
+}
+
+fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn assert_png(path: &Path) {
+    let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 100, "{} is not a PNG", path.display());
+}
+
+#[test]
+fn healthz_and_openapi_in_chromium() {
+    if !preflight() {
+        return;
+    }
+    let server = Server::start();
+    let out = screenshot_dir("healthz_and_openapi_in_chromium");
+    drive(
+        &server,
+        &out,
+        json!([
+            {"goto": "/healthz"},
+            {"expectText": "ok"},
+            {"screenshot": "healthz"},
+            {"goto": "/openapi.json"},
+            {"expectText": "jitNetworkAccessPolicies"},
+            {"screenshot": "openapi"},
+        ]),
+    );
+    assert_png(&out.join("healthz.png"));
+    assert_png(&out.join("openapi.png"));
+}
+
+/// The browser really checks the certificate: with a CA the server's certificate does not chain to,
+/// the first page fails.
+#[test]
+fn a_certificate_from_another_ca_is_refused() {
+    if !preflight() {
+        return;
+    }
+    let server = Server::start();
+    let out = screenshot_dir("a_certificate_from_another_ca_is_refused");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, "not the ajar CA");
+    let other_ca = server.dir.path().join("other-ca.pem");
+    fs::write(&other_ca, params.self_signed(&key).unwrap().pem()).unwrap();
+    let (status, output) = run_scenario(&server, &other_ca, &out, json!([{"goto": "/healthz"}, {"expectText": "ok"}]));
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{output}");
+    assert!(output.contains("step 1 (goto \"/healthz\") failed") && output.contains("ERR_CERT_AUTHORITY_INVALID"), "{output}");
+}
