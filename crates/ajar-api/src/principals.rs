@@ -63,40 +63,13 @@ fn parse_optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) ->
 
 // ------------------------------------------------------------------ principals
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PrincipalKind {
-    /// A person.
-    User,
-    /// A program: a script, a pipeline, another service.
-    Service,
-}
+pub use ajar_domain::access::PrincipalKind;
 
-impl PrincipalKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PrincipalKind::User => "user",
-            PrincipalKind::Service => "service",
-        }
-    }
-
-    /// Azure's `principalType` in role assignments.
-    pub fn principal_type(self) -> &'static str {
-        match self {
-            PrincipalKind::User => "User",
-            PrincipalKind::Service => "ServicePrincipal",
-        }
-    }
-}
-
-impl std::str::FromStr for PrincipalKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "user" => Ok(PrincipalKind::User),
-            "service" => Ok(PrincipalKind::Service),
-            other => Err(format!("kind '{other}' is not 'user' or 'service'")),
-        }
+/// Azure's `principalType` in role assignments.
+pub fn principal_type(kind: PrincipalKind) -> &'static str {
+    match kind {
+        PrincipalKind::User => "User",
+        PrincipalKind::Service => "ServicePrincipal",
     }
 }
 
@@ -481,7 +454,7 @@ mod tests {
         );
         let service = PrincipalFields { name: "ci".into(), kind: PrincipalKind::Service, oidc: None };
         assert!(serde_json::to_value(principal_out("p-2", &service, NOW, 0)).unwrap().get("oidc").is_none());
-        assert_eq!((PrincipalKind::User.principal_type(), PrincipalKind::Service.principal_type()), ("User", "ServicePrincipal"));
+        assert_eq!((principal_type(PrincipalKind::User), principal_type(PrincipalKind::Service)), ("User", "ServicePrincipal"));
     }
 
     #[test]

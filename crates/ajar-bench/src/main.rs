@@ -228,6 +228,25 @@ impl Drop for Server {
     }
 }
 
+/// Every task's result, in the order they finish; the first failure stops the others.
+pub(crate) async fn join_all<T: 'static>(mut set: JoinSet<Result<T>>, what: &str) -> Result<Vec<T>> {
+    let mut all = Vec::with_capacity(set.len());
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(Ok(t)) => all.push(t),
+            Ok(Err(e)) => {
+                set.abort_all();
+                return Err(e);
+            }
+            Err(e) => {
+                set.abort_all();
+                return Err(anyhow!("{what} failed: {e}"));
+            }
+        }
+    }
+    Ok(all)
+}
+
 /// VmHWM and VmRSS of a process, in KiB.
 pub(crate) fn memory_kib(pid: u32) -> Result<(u64, u64)> {
     let path = format!("/proc/{pid}/status");
@@ -474,18 +493,7 @@ async fn seed(api: &Arc<Api>, n: u64) -> Result<Phase> {
         });
     }
     let mut hist = new_histogram()?;
-    while let Some(joined) = set.join_next().await {
-        let part = match joined {
-            Ok(Ok(h)) => h,
-            Ok(Err(e)) => {
-                set.abort_all();
-                return Err(e);
-            }
-            Err(e) => {
-                set.abort_all();
-                return Err(anyhow!("a seeding task failed: {e}"));
-            }
-        };
+    for part in join_all(set, "a seeding task").await? {
         hist.add(&part).context("merging histograms")?;
     }
     let hist_len = hist.len();
@@ -618,18 +626,7 @@ async fn load(api: &Arc<Api>, op: Op, clients: u32, n: u64, warmup: Duration, me
     };
     let mut first: Option<(Instant, String)> = None;
     let mut last_done = end;
-    while let Some(joined) = set.join_next().await {
-        let r = match joined {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                set.abort_all();
-                return Err(e);
-            }
-            Err(e) => {
-                set.abort_all();
-                return Err(anyhow!("a load task failed: {e}"));
-            }
-        };
+    for r in join_all(set, "a load task").await? {
         phase.hist.add(&r.hist).context("merging histograms")?;
         phase.status_errors += r.status_errors;
         phase.transport_errors += r.transport_errors;

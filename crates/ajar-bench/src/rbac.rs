@@ -113,20 +113,7 @@ where
             }
         });
     }
-    let mut all = Vec::with_capacity(n);
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok(Ok(part)) => all.extend(part),
-            Ok(Err(e)) => {
-                set.abort_all();
-                return Err(e);
-            }
-            Err(e) => {
-                set.abort_all();
-                return Err(anyhow!("a seeding task failed: {e}"));
-            }
-        }
-    }
+    let mut all: Vec<(usize, T)> = crate::join_all(set, "a seeding task").await?.into_iter().flatten().collect();
     all.sort_unstable_by_key(|(i, _)| *i);
     Ok((all.into_iter().map(|(_, t)| t).collect(), start.elapsed()))
 }

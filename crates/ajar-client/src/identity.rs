@@ -58,18 +58,12 @@ pub fn odata_eq(field: &str, value: &str) -> String {
     format!("{field} eq '{}'", value.replace('\'', "''"))
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters, so a
-/// query value survives any server's parser (`%20`, never `+`).
+/// Everything but RFC 3986's unreserved characters.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Percent-encodes a query value so it survives any server's parser (`%20`, never `+`).
 pub fn encode_query_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(value, QUERY_VALUE).to_string()
 }
 
 /// The body of a role assignment PUT.

@@ -94,12 +94,18 @@ pub fn preflight(tools: &[&str]) -> bool {
             missing.push(format!("`{tool}` on PATH"));
         }
     }
+    run_or_skip("network-namespace tests", &missing)
+}
+
+/// True if nothing is `missing`. Otherwise, with `CI=true` it panics with the list (never a silent skip
+/// in CI); elsewhere it prints `skipping: needs …` and returns false.
+pub fn run_or_skip(tests: &str, missing: &[String]) -> bool {
     if missing.is_empty() {
         return true;
     }
     let needs = missing.join(", ");
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("network-namespace tests need {needs} (CI=true: refusing to skip)");
+        panic!("{tests} need {needs} (CI=true: refusing to skip)");
     }
     eprintln!("skipping: needs {needs}");
     false

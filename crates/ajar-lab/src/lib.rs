@@ -35,8 +35,9 @@ mod lines;
 mod run;
 
 pub use helper::helper_main;
-pub use lab::{Lab, LabError, Netns, Probe, Proto, Session, preflight};
+pub use lab::{Lab, LabError, Netns, Probe, Proto, Session, preflight, run_or_skip};
 pub use lines::await_line;
+pub use run::{Output, run_bounded};
 
 /// Declares the test that the lab's helper processes run as. Invoke it once at the root of every test
 /// crate (each `tests/*.rs` file) that uses the lab.

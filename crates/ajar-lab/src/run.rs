@@ -7,15 +7,19 @@ use std::time::{Duration, Instant};
 
 use crate::lab::LabError;
 
-pub(crate) struct Output {
+/// What a command did.
+#[derive(Debug, Clone)]
+pub struct Output {
     pub success: bool,
+    /// The exit code; `None` when a signal ended it.
+    pub code: Option<i32>,
     pub status: String,
     pub stdout: String,
     pub stderr: String,
 }
 
-/// Runs `cmd` to completion, feeding `stdin`; kills it after `limit`.
-pub(crate) fn run_bounded(cmd: &mut Command, stdin: Option<&[u8]>, limit: Duration) -> Result<Output, LabError> {
+/// Runs `cmd` to completion, feeding `stdin`; kills it after `limit` (an error then).
+pub fn run_bounded(cmd: &mut Command, stdin: Option<&[u8]>, limit: Duration) -> Result<Output, LabError> {
     let what = format!("{cmd:?}");
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| LabError::new(format!("starting {what}"), e))?;
@@ -55,5 +59,11 @@ pub(crate) fn run_bounded(cmd: &mut Command, stdin: Option<&[u8]>, limit: Durati
     let collect = |h: Option<thread::JoinHandle<Vec<u8>>>| {
         h.and_then(|h| h.join().ok()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     };
-    Ok(Output { success: status.success(), status: status.to_string(), stdout: collect(out_reader), stderr: collect(err_reader) })
+    Ok(Output {
+        success: status.success(),
+        code: status.code(),
+        status: status.to_string(),
+        stdout: collect(out_reader),
+        stderr: collect(err_reader),
+    })
 }

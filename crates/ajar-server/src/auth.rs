@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use ajar_api::ApiError;
+use ajar_domain::access::principal::{oidc_group_id, oidc_user_id};
 use ajar_domain::activity::{Audit, Outcome, actions};
 use ajar_store::{Principal, PrincipalKind, TokenPurpose};
 
@@ -51,15 +52,6 @@ pub struct OidcAuth {
     pub verifier: OidcVerifier,
     /// Issuer → label.
     pub labels: HashMap<String, String>,
-}
-
-/// The principal ID of an OIDC caller no principal is linked to.
-pub fn oidc_principal_id(label: &str, subject: &str) -> String {
-    format!("oidc:{label}/{subject}")
-}
-
-pub fn oidc_group_id(label: &str, group: &str) -> String {
-    format!("group:{label}/{group}")
 }
 
 /// How long a token's principal is remembered without asking the store again. Any write to principals,
@@ -120,9 +112,7 @@ async fn oidc_caller(state: &AppState, oidc: &OidcAuth, identity: OidcIdentity, 
     let label = oidc.labels.get(&identity.issuer).cloned().unwrap_or_else(|| crate::oidc::config_file::DEFAULT_LABEL.to_owned());
     let principal = match state.store.principal_for_oidc(&identity.issuer, &identity.subject).await? {
         Some(p) => p,
-        None => {
-            Principal { id: oidc_principal_id(&label, &identity.subject), name: identity.display_name.clone(), kind: PrincipalKind::User }
-        }
+        None => Principal { id: oidc_user_id(&label, &identity.subject), name: identity.display_name.clone(), kind: PrincipalKind::User },
     };
     let mut principal_ids = vec![principal.id.clone()];
     principal_ids.extend(identity.groups.iter().map(|g| oidc_group_id(&label, g)));
@@ -190,9 +180,28 @@ pub async fn authenticate(
     let Some((code, message, reason)) = refusal else {
         return next.run(req).await;
     };
-    // Every refused attempt is on record (the token itself never is), up to the one that blocks its
-    // address; attempts while blocked are refused unread.
-    let mut details = vec![("method".to_owned(), req.method().to_string()), ("reason".to_owned(), reason.to_owned())];
+    refused_authentication(
+        &state,
+        addr,
+        now,
+        req.uri().path(),
+        code,
+        vec![("method".to_owned(), req.method().to_string()), ("reason".to_owned(), reason.to_owned())],
+    )
+    .await;
+    unauthenticated(code, &message)
+}
+
+/// A refused authentication (API, agent or dashboard sign-in): counted against its address, and on
+/// record without the token. Attempts while the address is blocked are refused unread, before this.
+pub(crate) async fn refused_authentication(
+    state: &AppState,
+    addr: IpAddr,
+    now: Instant,
+    resource: &str,
+    code: &str,
+    mut details: Vec<(String, String)>,
+) {
     if let AfterFailure::Blocked(block) = state.throttle.failed(addr, now) {
         tracing::warn!(%addr, seconds = block.as_secs(), "repeated authentication failures; address blocked");
         details.push(("blockedForSeconds".to_owned(), block.as_secs().to_string()));
@@ -201,7 +210,7 @@ pub async fn authenticate(
         operation: actions::AUTHENTICATE,
         subscription: None,
         resource_group: None,
-        resource_id: req.uri().path().to_owned(),
+        resource_id: resource.to_owned(),
         caller: "(unauthenticated)".to_owned(),
         caller_addr: Some(addr),
         subjects: Vec::new(),
@@ -210,7 +219,6 @@ pub async fn authenticate(
     if let Err(e) = state.store.record(audit, Outcome::Failed { code: code.to_owned() }).await {
         tracing::error!(error = %e, "could not record a refused authentication");
     }
-    unauthenticated(code, &message)
 }
 
 /// The authenticated agent of a request to `/ajar/v1/agent/...`.
@@ -249,10 +257,17 @@ pub async fn authenticate_agent(
             next.run(req).await
         }
         None => {
-            if let AfterFailure::Blocked(block) = state.throttle.failed(addr, now) {
-                tracing::warn!(%addr, seconds = block.as_secs(), "repeated agent authentication failures; address blocked");
-            }
-            unauthenticated("InvalidAuthenticationToken", "the agent token is missing, unknown or no longer enrolled")
+            const CODE: &str = "InvalidAuthenticationToken";
+            refused_authentication(
+                &state,
+                addr,
+                now,
+                req.uri().path(),
+                CODE,
+                vec![("reason".to_owned(), "agent token refused".to_owned())],
+            )
+            .await;
+            unauthenticated(CODE, "the agent token is missing, unknown or no longer enrolled")
         }
     }
 }

@@ -31,11 +31,16 @@ pub struct BootstrapFile {
     pub join_token: String,
 }
 
-/// A fresh secret: 256 random bits, base64url, with a prefix that says what it is.
-pub fn new_token(prefix: &str) -> String {
+/// A fresh secret: 256 random bits, base64url.
+pub fn random_secret() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("{prefix}_{}", URL_SAFE_NO_PAD.encode(bytes))
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A fresh token: a [`random_secret`] with a prefix that says what it is.
+pub fn new_token(prefix: &str) -> String {
+    format!("{prefix}_{}", random_secret())
 }
 
 pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {

@@ -6,10 +6,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
+
+use crate::bootstrap::random_secret;
 
 /// How long a session lasts, whatever happens in it.
 pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
@@ -19,13 +18,6 @@ const MAX_SESSIONS: usize = 10_000;
 pub const SESSION_COOKIE: &str = "ajar_session";
 /// The sign-in form's double-submit CSRF cookie (there is no session yet to hold its token).
 pub const SIGNIN_COOKIE: &str = "ajar_signin";
-
-/// 256 random bits, base64url.
-pub fn random_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
 
 /// Equal strings, compared in time independent of where they differ.
 pub fn same_secret(a: &str, b: &str) -> bool {

@@ -87,32 +87,7 @@ pub struct Principal {
 }
 
 /// A person, or a program acting on its own behalf.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PrincipalKind {
-    User,
-    Service,
-}
-
-impl PrincipalKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PrincipalKind::User => "user",
-            PrincipalKind::Service => "service",
-        }
-    }
-}
-
-impl std::str::FromStr for PrincipalKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "user" => Ok(PrincipalKind::User),
-            "service" => Ok(PrincipalKind::Service),
-            other => Err(format!("principal kind '{other}' is neither 'user' nor 'service'")),
-        }
-    }
-}
+pub use ajar_domain::access::PrincipalKind;
 
 /// An OIDC identity: the token issuer and its subject (`iss`, `sub`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -294,6 +269,8 @@ pub trait Store: Send + Sync + 'static {
     async fn next_expiry(&self) -> StoreResult<Option<OffsetDateTime>>;
 
     async fn vm_statuses(&self, scope: &Scope, page: PageRequest) -> StoreResult<Page<VmJitStatus>>;
+    /// One machine's JIT status, if it is in the inventory.
+    async fn vm_status(&self, id: &VmId) -> StoreResult<Option<VmJitStatus>>;
 
     /// Records an operation that failed before reaching the store (refused
     /// authentication, unreadable input).
@@ -340,6 +317,7 @@ pub trait Store: Send + Sync + 'static {
     async fn create_token(&self, new: NewToken, audit: Audit) -> StoreResult<TokenInfo>;
     /// Every token, or one principal's, oldest first; revoked and expired ones too.
     async fn list_tokens(&self, principal_id: Option<&str>) -> StoreResult<Vec<TokenInfo>>;
+    async fn get_token(&self, id: &str) -> StoreResult<Option<TokenInfo>>;
     /// Revokes a token now (a revoked one stays as it was). `None` if there is no such token.
     async fn revoke_token(&self, id: &str, audit: Audit) -> StoreResult<Option<TokenInfo>>;
 

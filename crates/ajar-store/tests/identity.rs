@@ -11,14 +11,14 @@ use ajar_domain::access::builtin::{CONTRIBUTOR_ID, OWNER_ID, READER_ID};
 use ajar_domain::access::{RoleAssignment, RoleDefinition, RoleKind, Scope, builtin_roles};
 use ajar_domain::activity::{ActivityQuery, Audit, Outcome, actions as a};
 use ajar_store::{
-    AssignmentFilter, BootstrapPlan, NewPrincipal, NewToken, OidcLink, Principal, PrincipalKind, PutOutcome, SqliteStore, Store,
-    StoreError, StoreResult, Subscription, TokenPurpose,
+    AssignmentFilter, NewPrincipal, NewToken, OidcLink, Principal, PrincipalKind, PutOutcome, SqliteStore, Store, StoreError, StoreResult,
+    TokenPurpose,
 };
 
-const SUB: &str = "20ff7fc3-e762-44dd-bd96-b71116dcdc23";
+mod common;
+use common::{ADMIN_TOKEN, JOIN_TOKEN, SUB};
+
 const OTHER_SUB: &str = "5b1c4a0e-6a0e-4d8e-9a53-0d3f1f6b1e22";
-const ADMIN_TOKEN: [u8; 32] = [1; 32];
-const JOIN_TOKEN: [u8; 32] = [2; 32];
 const CUSTOM_ID: &str = "0f4b5b0e-9b0e-4a57-9d6b-0f0c7a1f2b3c";
 
 fn audit(operation: &'static str) -> Audit {
@@ -35,19 +35,7 @@ fn audit(operation: &'static str) -> Audit {
 }
 
 async fn open(dir: &std::path::Path) -> Arc<SqliteStore> {
-    let store = Arc::new(SqliteStore::open(&dir.join("ajar.db")).unwrap());
-    store
-        .bootstrap(BootstrapPlan {
-            subscription: Subscription { id: SUB.parse().unwrap(), display_name: "t".into() },
-            resource_group: "rg".parse().unwrap(),
-            location: "local".parse().unwrap(),
-            admin_name: "admin".into(),
-            admin_token_hash: ADMIN_TOKEN,
-            join_token_hash: JOIN_TOKEN,
-        })
-        .await
-        .unwrap();
-    store
+    common::bootstrapped(dir).await
 }
 
 async fn admin(store: &SqliteStore) -> Principal {

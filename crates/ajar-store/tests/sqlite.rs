@@ -9,9 +9,10 @@ use ajar_domain::initiate::{Caller, EndSpec, InitiateDraft, PortAsk, VmAsk};
 use ajar_domain::inventory::{EnforcementPoint, OsType, Vm};
 use ajar_domain::policy::{Limits, Policy, VmPolicy, default_ports};
 use ajar_domain::{AccessDuration, PolicyId, VmId};
-use ajar_store::{BootstrapPlan, SqliteStore, Store, StoreError, Subscription};
+use ajar_store::{SqliteStore, Store, StoreError};
 
-const SUB: &str = "20ff7fc3-e762-44dd-bd96-b71116dcdc23";
+mod common;
+use common::SUB;
 
 fn audit(op: &'static str, resource: String) -> Audit {
     Audit {
@@ -27,18 +28,7 @@ fn audit(op: &'static str, resource: String) -> Audit {
 }
 
 async fn store_with_policy(dir: &std::path::Path) -> (Arc<SqliteStore>, PolicyId, VmId) {
-    let store = Arc::new(SqliteStore::open(&dir.join("ajar.db")).unwrap());
-    store
-        .bootstrap(BootstrapPlan {
-            subscription: Subscription { id: SUB.parse().unwrap(), display_name: "t".into() },
-            resource_group: "rg".parse().unwrap(),
-            location: "local".parse().unwrap(),
-            admin_name: "admin".into(),
-            admin_token_hash: [1; 32],
-            join_token_hash: [2; 32],
-        })
-        .await
-        .unwrap();
+    let store = common::bootstrapped(dir).await;
     let vm: VmId = format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1").parse().unwrap();
     let inventory = Vm {
         id: vm.clone(),

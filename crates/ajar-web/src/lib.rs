@@ -97,11 +97,11 @@ impl Filter {
     }
 }
 
-/// Percent-encodes a query value (unreserved characters stay).
+/// Everything but RFC 3986's unreserved characters is encoded in a query value.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 fn encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
+    percent_encoding::utf8_percent_encode(v, QUERY_VALUE).to_string()
 }
 
 pub struct TabLink {
@@ -146,14 +146,15 @@ fn when(t: OffsetDateTime, now: OffsetDateTime) -> String {
     if ago.whole_minutes() < 60 { format!("{text} ({} min ago)", ago.whole_minutes().max(0)) } else { text }
 }
 
+/// The live grants, one line each: port, who, time left.
+fn open_grants(s: &VmJitStatus, now: OffsetDateTime) -> Vec<String> {
+    s.live.iter().map(|(who, g)| format!("{} for {who}, {} min left", g.number, ((g.end - now).whole_seconds().max(0) + 59) / 60)).collect()
+}
+
 fn row(s: &VmJitStatus, now: OffsetDateTime) -> Row {
     let ports: Vec<String> = s.ports.iter().map(|p| format!("{}/{}", p.number, p.protocol)).collect();
     let address = s.vm.private_addresses.first().map(ToString::to_string).unwrap_or_else(|| "no address".to_owned());
-    let open: Vec<String> = s
-        .live
-        .iter()
-        .map(|(who, g)| format!("{} for {who}, {} min left", g.number, ((g.end - now).whole_seconds().max(0) + 59) / 60))
-        .collect();
+    let open = open_grants(s, now);
     Row {
         href: vm_href(&s.vm.id.to_string()),
         name: s.vm.id.name.to_string(),
@@ -301,7 +302,7 @@ impl VmPage {
                     max: p.max_duration.to_string(),
                 })
                 .collect(),
-            live: row(s, now).open_now.split("; ").filter(|l| *l != "closed").map(str::to_owned).collect(),
+            live: open_grants(s, now),
             can_request,
             my_ip: my_ip.to_owned(),
             durations: durations_up_to(max),

@@ -6,7 +6,6 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -50,32 +49,10 @@ impl Drop for Demo {
 
 /// `ajar demo --dir DIR ARGS` (bounded); (exit code, stdout).
 fn demo_cmd(dir: &Path, args: &[&str]) -> (i32, String) {
-    let child = Command::new(env!("CARGO_BIN_EXE_ajar"))
-        .args(["demo", "--dir"])
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(out) => {
-            let out = out.unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            (out.status.code().unwrap_or(-1), format!("{stdout}{stderr}"))
-        }
-        Err(_) => {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            panic!("ajar demo {args:?} did not finish within 30 s");
-        }
-    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ajar"));
+    cmd.args(["demo", "--dir"]).arg(dir).args(args);
+    let out = ajar_lab::run_bounded(&mut cmd, None, Duration::from_secs(30)).unwrap_or_else(|e| panic!("ajar demo {args:?}: {e}"));
+    (out.code.unwrap_or(-1), format!("{}{}", out.stdout, out.stderr))
 }
 
 fn namespaces_with(prefix: &str) -> Vec<String> {

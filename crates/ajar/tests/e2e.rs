@@ -19,7 +19,6 @@ use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -205,31 +204,10 @@ impl E2e {
 
     /// Runs `ajar ARGS` inside "vm" against this server (bounded); returns (exit code, stdout, stderr).
     fn ajar(&self, args: &[&str]) -> (i32, String, String) {
-        let child = self
-            .in_vm()
-            .args(args)
-            .env("AJAR_BOOTSTRAP", self.data_dir().join("bootstrap.json"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        match rx.recv_timeout(CLI_LIMIT) {
-            Ok(out) => {
-                let out = out.unwrap();
-                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-                (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
-            }
-            Err(_) => {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                panic!("ajar {args:?} did not finish within {CLI_LIMIT:?}");
-            }
-        }
+        let mut cmd = self.in_vm();
+        cmd.args(args).env("AJAR_BOOTSTRAP", self.data_dir().join("bootstrap.json"));
+        let out = ajar_lab::run_bounded(&mut cmd, None, CLI_LIMIT).unwrap_or_else(|e| panic!("ajar {args:?}: {e}"));
+        (out.code.unwrap_or(-1), out.stdout, out.stderr)
     }
 
     /// `ajar ARGS --output json`, which must succeed; its JSON.

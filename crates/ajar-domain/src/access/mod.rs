@@ -7,11 +7,13 @@
 pub mod action;
 pub mod builtin;
 pub mod check;
+pub mod principal;
 pub mod role;
 pub mod scope;
 
 pub use action::{ActionPattern, CATALOG};
 pub use builtin::{JIT_REQUESTER_NAME, builtin_roles, requester_role};
 pub use check::{AccessIndex, Decision, GrantDenied, RoleAssignment};
+pub use principal::PrincipalKind;
 pub use role::{CompiledRole, RoleDefinition, RoleKind, validate_custom_role};
 pub use scope::{Scope, ScopeError};

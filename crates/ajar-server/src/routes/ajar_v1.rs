@@ -85,9 +85,9 @@ pub(super) async fn enable(
     audit.subjects = request.vms.iter().map(VmId::key).collect();
     audit.details.push(("virtualMachines".into(), request.vms.iter().map(|v| v.name.to_string()).collect::<Vec<_>>().join(" ")));
     for vm in &request.vms {
-        state.authorize(&caller, &vm.to_string(), &audit).await?;
+        state.authorize(&caller, &AccessScope::from(vm), &audit).await?;
         let vm_write = Audit { operation: actions::VM_WRITE, ..audit.clone() };
-        state.authorize(&caller, &vm.to_string(), &vm_write).await?;
+        state.authorize(&caller, &AccessScope::from(vm), &vm_write).await?;
     }
     let affected = audit.subjects.clone();
     let views = state.store.enable(request.vms, request.policy_name, request.ports, state.limits, audit).await?;
@@ -108,7 +108,7 @@ pub(super) async fn activity(State(state): State<AppState>, Extension(caller): E
     // scopes it holds the permission at.
     let everything = state.may(&caller, actions::ACTIVITY_READ, &AccessScope::root()).await?;
     if !everything && !state.may_below(&caller, actions::ACTIVITY_READ, &AccessScope::root()).await? {
-        state.authorize_read(&caller, actions::ACTIVITY_READ, "/").await?;
+        state.authorize_read(&caller, actions::ACTIVITY_READ, &AccessScope::root()).await?;
     }
     let resource_key = match query.get("vm") {
         Some(vm) => Some(vm.parse::<VmId>().map_err(|e| HttpError(ApiError::bad_request("InvalidResourceId", "vm", e.to_string())))?.key()),

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use time::OffsetDateTime;
 
 use ajar_domain::access::Scope as AccessScope;
-use ajar_domain::activity::{Audit, Outcome, actions};
+use ajar_domain::activity::actions;
 use ajar_domain::ids::Scope;
 use ajar_domain::initiate::{EndSpec, InitiateDraft, PortAsk, VmAsk};
 use ajar_domain::status::VmJitStatus;
@@ -21,11 +21,11 @@ use ajar_store::PageRequest;
 use ajar_web::{Filter, Tab};
 
 use super::AppState;
-use crate::auth::{Caller, hash_token, principal_for_hash};
+use crate::auth::{Caller, hash_token, principal_for_hash, refused_authentication};
+use crate::bootstrap::random_secret;
 use crate::client_addr::client_addr;
 use crate::http::{HttpError, HttpResult, Query};
-use crate::sessions::{SESSION_COOKIE, SESSION_TTL, SIGNIN_COOKIE, Session, random_secret, same_secret};
-use crate::throttle::AfterFailure;
+use crate::sessions::{SESSION_COOKIE, SESSION_TTL, SIGNIN_COOKIE, Session, same_secret};
 
 const SIGNIN: &str = "/ui/signin";
 const HOME: &str = "/ui/jit";
@@ -132,21 +132,8 @@ pub(super) async fn signin(
     }
     let hash = hash_token(form.token.trim());
     if principal_for_hash(&state, hash).await?.is_none() {
-        let mut details = vec![("reason".to_owned(), "dashboard sign-in with an unknown token".to_owned())];
-        if let AfterFailure::Blocked(block) = state.throttle.failed(addr, now) {
-            details.push(("blockedForSeconds".to_owned(), block.as_secs().to_string()));
-        }
-        let audit = Audit {
-            operation: actions::AUTHENTICATE,
-            subscription: None,
-            resource_group: None,
-            resource_id: SIGNIN.to_owned(),
-            caller: "(unauthenticated)".to_owned(),
-            caller_addr: Some(addr),
-            subjects: Vec::new(),
-            details,
-        };
-        state.store.record(audit, Outcome::Failed { code: "InvalidAuthenticationToken".to_owned() }).await?;
+        let details = vec![("reason".to_owned(), "dashboard sign-in with an unknown token".to_owned())];
+        refused_authentication(&state, addr, now, SIGNIN, "InvalidAuthenticationToken", details).await;
         return again("That token is unknown, expired or revoked.", StatusCode::UNAUTHORIZED);
     }
     let (session, _) = state.sessions.open(hash, now);
@@ -256,32 +243,21 @@ fn message(status: StatusCode, title: &str, text: &str) -> HttpResult<Response> 
     Ok(html(status, rendered(ajar_web::message_page(title, text))?, Vec::new()))
 }
 
-/// A machine's JIT status, if it exists.
-async fn vm_status(state: &AppState, vm: &VmId) -> HttpResult<Option<VmJitStatus>> {
-    let scope = Scope { subscription: vm.subscription.clone(), resource_group: Some(vm.resource_group.clone()), location: None };
-    let mut after = None;
-    loop {
-        let page = state.store.vm_statuses(&scope, PageRequest { after, size: 500 }).await?;
-        if let Some(found) = page.items.into_iter().find(|s| s.vm.id == *vm) {
-            return Ok(Some(found));
+/// The machine's JIT status if it exists and the caller may read it, and whether the caller may open its
+/// ports; else the page that says there is no such machine (whether it exists or not).
+async fn visible_status(state: &AppState, caller: &Caller, vm: &VmId) -> HttpResult<Result<(VmJitStatus, bool), Response>> {
+    let scope = AccessScope::from(vm);
+    match state.store.vm_status(vm).await? {
+        Some(status) if state.may(caller, actions::JIT_READ, &scope).await? => {
+            let can_request = !status.ports.is_empty() && state.may(caller, actions::JIT_INITIATE, &scope).await?;
+            Ok(Ok((status, can_request)))
         }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return Ok(None),
-        }
+        _ => Ok(Err(message(StatusCode::NOT_FOUND, "Not found", "There is no such machine that you may see.")?)),
     }
 }
 
-/// The machine's page for a caller who may read it, with the "Connect" form if it may initiate.
-async fn vm_page(state: &AppState, caller: &Caller, csrf: &str, vm: &VmId) -> HttpResult<Result<ajar_web::VmPage, Response>> {
-    let scope = AccessScope::from(vm);
-    let status = match vm_status(state, vm).await? {
-        Some(s) if state.may(caller, actions::JIT_READ, &scope).await? => s,
-        _ => return Ok(Err(message(StatusCode::NOT_FOUND, "Not found", "There is no such machine that you may see.")?)),
-    };
-    let can_request = !status.ports.is_empty() && state.may(caller, actions::JIT_INITIATE, &scope).await?;
-    let now = OffsetDateTime::now_utc();
-    Ok(Ok(ajar_web::VmPage::from_status(&status, &caller.principal.name, csrf, &caller.addr.to_string(), can_request, now)))
+fn vm_page(caller: &Caller, csrf: &str, status: &VmJitStatus, can_request: bool) -> ajar_web::VmPage {
+    ajar_web::VmPage::from_status(status, &caller.principal.name, csrf, &caller.addr.to_string(), can_request, OffsetDateTime::now_utc())
 }
 
 fn vm_param(raw: Option<&str>) -> Option<VmId> {
@@ -292,8 +268,10 @@ pub(super) async fn vm(State(state): State<AppState>, SignedIn { caller, session
     let Some(vm) = vm_param(query.get("id")) else {
         return message(StatusCode::BAD_REQUEST, "Not a machine", "The address names no virtual machine.");
     };
-    match vm_page(&state, &caller, &session.csrf, &vm).await? {
-        Ok(page) => Ok(html(StatusCode::OK, rendered(page.render_page())?, Vec::new())),
+    match visible_status(&state, &caller, &vm).await? {
+        Ok((status, can_request)) => {
+            Ok(html(StatusCode::OK, rendered(vm_page(&caller, &session.csrf, &status, can_request).render_page())?, Vec::new()))
+        }
         Err(response) => Ok(response),
     }
 }
@@ -316,11 +294,12 @@ pub(super) async fn request(
     let Some(vm) = vm_param(Some(&field("id"))) else {
         return message(StatusCode::BAD_REQUEST, "Not a machine", "The form names no virtual machine.");
     };
-    let mut page = match vm_page(&state, &caller, &session.csrf, &vm).await? {
-        Ok(page) => page,
+    let (status, can_request) = match visible_status(&state, &caller, &vm).await? {
+        Ok(found) => found,
         Err(response) => return Ok(response),
     };
-    let Some(policy) = vm_status(&state, &vm).await?.and_then(|s| s.policy) else {
+    let mut page = vm_page(&caller, &session.csrf, &status, can_request);
+    let Some(policy) = status.policy else {
         page.error = Some("JIT is not configured on this machine.".to_owned());
         return Ok(html(StatusCode::BAD_REQUEST, rendered(page.render_page())?, Vec::new()));
     };
@@ -351,9 +330,8 @@ pub(super) async fn request(
                 })
                 .collect();
             // Show the grants now live.
-            let fresh = vm_page(&state, &caller, &session.csrf, &vm).await?;
-            if let Ok(fresh) = fresh {
-                page.live = fresh.live;
+            if let Some(fresh) = state.store.vm_status(&vm).await? {
+                page.live = vm_page(&caller, &session.csrf, &fresh, can_request).live;
             }
             Ok(html(StatusCode::OK, rendered(page.render_page())?, Vec::new()))
         }

@@ -18,12 +18,12 @@ use ajar_api::authorization::{
     role_definition_out,
 };
 use ajar_api::principals::{
-    MeOut, PrincipalFields, PrincipalKind as WirePrincipalKind, PrincipalList, PrincipalOut, TokenInfo as WireTokenInfo, TokenList,
-    TokenRevokedOut, principal_in, principal_out, requester_role_in, token_created_out, token_in, token_out,
+    MeOut, PrincipalFields, PrincipalList, PrincipalOut, TokenInfo as WireTokenInfo, TokenList, TokenRevokedOut, principal_in,
+    principal_out, requester_role_in, token_created_out, token_in, token_out,
 };
 use ajar_domain::access::{GrantDenied, RoleAssignment, RoleDefinition, RoleKind, Scope as AccessScope};
 use ajar_domain::activity::{Audit, actions};
-use ajar_store::{AssignmentFilter, NewPrincipal, NewToken, PrincipalInfo, PrincipalKind, TokenInfo, TokenPurpose};
+use ajar_store::{AssignmentFilter, NewPrincipal, NewToken, PrincipalInfo, TokenInfo, TokenPurpose};
 
 use super::{AppState, created_or_ok};
 use crate::auth::{Caller, hash_token};
@@ -44,17 +44,10 @@ fn identity_audit(caller: &Caller, operation: &'static str, resource_id: String)
     }
 }
 
-fn wire_kind(kind: PrincipalKind) -> WirePrincipalKind {
-    match kind {
-        PrincipalKind::User => WirePrincipalKind::User,
-        PrincipalKind::Service => WirePrincipalKind::Service,
-    }
-}
-
 fn principal_view(p: &PrincipalInfo) -> PrincipalOut {
     let fields = PrincipalFields {
         name: p.principal.name.clone(),
-        kind: wire_kind(p.principal.kind),
+        kind: p.principal.kind,
         oidc: p.oidc.as_ref().map(|o| ajar_api::principals::OidcLink { issuer: o.issuer.clone(), subject: o.subject.clone() }),
     };
     principal_out(&p.principal.id, &fields, p.created, u64::from(p.live_tokens))
@@ -150,7 +143,7 @@ fn filter_value(query: &Query, field: &str) -> HttpResult<Option<String>> {
 }
 
 async fn list_role_definitions(state: &AppState, caller: &Caller, scope: &AccessScope, query: &Query) -> HttpResult<Response> {
-    state.authorize_read(caller, actions::ROLE_DEFINITIONS_READ, &scope.to_string()).await?;
+    state.authorize_read(caller, actions::ROLE_DEFINITIONS_READ, scope).await?;
     let name = filter_value(query, "roleName")?;
     let roles: Vec<RoleDefinition> = state
         .store
@@ -163,7 +156,7 @@ async fn list_role_definitions(state: &AppState, caller: &Caller, scope: &Access
 }
 
 async fn get_role_definition(state: &AppState, caller: &Caller, scope: &AccessScope, id: &str) -> HttpResult<Response> {
-    state.authorize_read(caller, actions::ROLE_DEFINITIONS_READ, &scope.to_string()).await?;
+    state.authorize_read(caller, actions::ROLE_DEFINITIONS_READ, scope).await?;
     let role = state.store.get_role_definition(id).await?.ok_or_else(|| HttpError(role_definition_not_found(id)))?;
     Ok(Json(role_definition_out(&role, Some(scope))).into_response())
 }
@@ -194,7 +187,7 @@ async fn put_role_definition(
     let scopes: Vec<AccessScope> =
         role.assignable_scopes.iter().chain(existing.iter().flat_map(|r| r.assignable_scopes.iter())).cloned().collect();
     for s in &scopes {
-        state.authorize_action(caller, actions::ROLE_DEFINITIONS_WRITE, &s.to_string(), &audit).await?;
+        state.authorize_action(caller, actions::ROLE_DEFINITIONS_WRITE, s, &audit).await?;
         require_holds_role(state, caller, &role, s, &audit).await?;
     }
     let outcome = state.store.put_role_definition(role.clone(), audit).await?;
@@ -208,14 +201,14 @@ async fn delete_role_definition(state: &AppState, caller: &Caller, scope: &Acces
         format!("{}/providers/Microsoft.Authorization/roleDefinitions/{id}", scope_prefix(scope)),
     );
     let Some(role) = state.store.get_role_definition(id).await? else {
-        state.authorize_action(caller, actions::ROLE_DEFINITIONS_DELETE, &scope.to_string(), &audit).await?;
+        state.authorize_action(caller, actions::ROLE_DEFINITIONS_DELETE, scope, &audit).await?;
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     if role.kind == RoleKind::BuiltIn {
         return Err(state.refuse(audit, builtin_role_read_only(id)).await);
     }
     for s in &role.assignable_scopes {
-        state.authorize_action(caller, actions::ROLE_DEFINITIONS_DELETE, &s.to_string(), &audit).await?;
+        state.authorize_action(caller, actions::ROLE_DEFINITIONS_DELETE, s, &audit).await?;
     }
     state.store.delete_role_definition(id, audit.detail("roleName", role.name.clone())).await?;
     Ok(Json(role_definition_out(&role, Some(scope))).into_response())
@@ -225,23 +218,23 @@ fn scope_prefix(scope: &AccessScope) -> String {
     if scope.is_root() { String::new() } else { scope.to_string() }
 }
 
-async fn principal_type(state: &AppState, principal_id: &str) -> HttpResult<&'static str> {
-    if principal_id.starts_with("group:") {
+async fn principal_type_of(state: &AppState, principal_id: &str) -> HttpResult<&'static str> {
+    if ajar_domain::access::principal::is_oidc_group(principal_id) {
         return Ok("Group");
     }
     Ok(match state.store.get_principal(principal_id).await? {
-        Some(p) => wire_kind(p.principal.kind).principal_type(),
+        Some(p) => ajar_api::principals::principal_type(p.principal.kind),
         None => "User",
     })
 }
 
 async fn assignment_out(state: &AppState, a: &RoleAssignment) -> HttpResult<ajar_api::authorization::RoleAssignmentOut> {
-    Ok(role_assignment_out(a, principal_type(state, &a.principal_id).await?))
+    Ok(role_assignment_out(a, principal_type_of(state, &a.principal_id).await?))
 }
 
 /// Assignments that apply at `scope` (at or above it) and those inside it, as Azure lists them.
 async fn list_role_assignments(state: &AppState, caller: &Caller, scope: &AccessScope, query: &Query) -> HttpResult<Response> {
-    state.authorize_read(caller, actions::ROLE_ASSIGNMENTS_READ, &scope.to_string()).await?;
+    state.authorize_read(caller, actions::ROLE_ASSIGNMENTS_READ, scope).await?;
     let principal_id = filter_value(query, "principalId")?;
     let all = state.store.list_role_assignments(AssignmentFilter { principal_id, scope: None }).await?;
     let mut value = Vec::new();
@@ -256,7 +249,7 @@ async fn find_assignment(state: &AppState, scope: &AccessScope, name: &str) -> H
 }
 
 async fn get_role_assignment(state: &AppState, caller: &Caller, scope: &AccessScope, name: &str) -> HttpResult<Response> {
-    state.authorize_read(caller, actions::ROLE_ASSIGNMENTS_READ, &scope.to_string()).await?;
+    state.authorize_read(caller, actions::ROLE_ASSIGNMENTS_READ, scope).await?;
     let a = find_assignment(state, scope, name).await?.ok_or_else(|| HttpError(role_assignment_not_found(name)))?;
     Ok(Json(assignment_out(state, &a).await?).into_response())
 }
@@ -276,7 +269,7 @@ async fn put_role_assignment(
         Err(e) => return Err(state.refuse(audit, e).await),
     };
     let audit = audit.detail("principalId", assignment.principal_id.clone()).detail("roleDefinitionId", assignment.role_id.clone());
-    state.authorize_action(caller, actions::ROLE_ASSIGNMENTS_WRITE, &scope.to_string(), &audit).await?;
+    state.authorize_action(caller, actions::ROLE_ASSIGNMENTS_WRITE, scope, &audit).await?;
     let Some(role) = state.store.get_role_definition(&assignment.role_id).await? else {
         return Err(state.refuse(audit, role_definition_not_found(&assignment.role_id)).await);
     };
@@ -290,7 +283,7 @@ async fn put_role_assignment(
 
 async fn delete_role_assignment(state: &AppState, caller: &Caller, scope: &AccessScope, name: &str) -> HttpResult<Response> {
     let audit = identity_audit(caller, actions::ROLE_ASSIGNMENTS_DELETE, ajar_api::authorization::role_assignment_id(scope, name));
-    state.authorize_action(caller, actions::ROLE_ASSIGNMENTS_DELETE, &scope.to_string(), &audit).await?;
+    state.authorize_action(caller, actions::ROLE_ASSIGNMENTS_DELETE, scope, &audit).await?;
     let Some(found) = find_assignment(state, scope, name).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
@@ -318,7 +311,7 @@ pub(super) async fn list_principals(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> HttpResult<Json<PrincipalList>> {
-    state.authorize_read(&caller, actions::PRINCIPALS_READ, "/").await?;
+    state.authorize_read(&caller, actions::PRINCIPALS_READ, &AccessScope::root()).await?;
     let value = state.store.list_principals().await?.iter().map(principal_view).collect();
     Ok(Json(PrincipalList { value, next_link: None }))
 }
@@ -329,18 +322,14 @@ pub(super) async fn create_principal(
     body: Result<JsonBody, HttpError>,
 ) -> HttpResult<(StatusCode, Json<PrincipalOut>)> {
     let audit = identity_audit(&caller, actions::PRINCIPALS_WRITE, PRINCIPALS.to_owned());
-    state.authorize_action(&caller, actions::PRINCIPALS_WRITE, "/", &audit).await?;
+    state.authorize_action(&caller, actions::PRINCIPALS_WRITE, &AccessScope::root(), &audit).await?;
     let fields = match body.and_then(|JsonBody(bytes)| principal_in(&bytes).map_err(HttpError)) {
         Ok(f) => f,
         Err(e) => return Err(state.refuse(audit, e).await),
     };
-    let kind = match fields.kind {
-        WirePrincipalKind::User => PrincipalKind::User,
-        WirePrincipalKind::Service => PrincipalKind::Service,
-    };
     let new = NewPrincipal {
         name: fields.name.clone(),
-        kind,
+        kind: fields.kind,
         oidc: fields.oidc.as_ref().map(|o| ajar_store::OidcLink { issuer: o.issuer.clone(), subject: o.subject.clone() }),
     };
     let principal = state.store.create_principal(new, audit.detail("name", fields.name.clone())).await?;
@@ -359,7 +348,7 @@ pub(super) async fn get_principal(
     ArmPath(id): ArmPath<String>,
 ) -> HttpResult<Json<PrincipalOut>> {
     if id != caller.principal.id {
-        state.authorize_read(&caller, actions::PRINCIPALS_READ, "/").await?;
+        state.authorize_read(&caller, actions::PRINCIPALS_READ, &AccessScope::root()).await?;
     }
     Ok(Json(principal_view(&principal_or_404(&state, &id).await?)))
 }
@@ -370,7 +359,7 @@ pub(super) async fn delete_principal(
     ArmPath(id): ArmPath<String>,
 ) -> HttpResult<StatusCode> {
     let audit = identity_audit(&caller, actions::PRINCIPALS_DELETE, format!("{PRINCIPALS}/{id}"));
-    state.authorize_action(&caller, actions::PRINCIPALS_DELETE, "/", &audit).await?;
+    state.authorize_action(&caller, actions::PRINCIPALS_DELETE, &AccessScope::root(), &audit).await?;
     let existed = state.store.delete_principal(&id, audit).await?;
     Ok(if existed { StatusCode::OK } else { StatusCode::NO_CONTENT })
 }
@@ -381,7 +370,7 @@ async fn authorize_for_principal(state: &AppState, caller: &Caller, target: &str
     if target == caller.principal.id {
         return Ok(());
     }
-    state.authorize_action(caller, action, "/", audit).await?;
+    state.authorize_action(caller, action, &AccessScope::root(), audit).await?;
     if action == actions::PRINCIPAL_TOKENS_WRITE {
         let index = state.access.index().await?;
         let held = state.store.list_role_assignments(AssignmentFilter { principal_id: Some(target.to_owned()), scope: None }).await?;
@@ -408,7 +397,7 @@ pub(super) async fn list_tokens(
     ArmPath(principal): ArmPath<String>,
 ) -> HttpResult<Json<TokenList>> {
     if principal != caller.principal.id {
-        state.authorize_read(&caller, actions::PRINCIPAL_TOKENS_READ, "/").await?;
+        state.authorize_read(&caller, actions::PRINCIPAL_TOKENS_READ, &AccessScope::root()).await?;
     }
     principal_or_404(&state, &principal).await?;
     let tokens = state.store.list_tokens(Some(&principal)).await?;
@@ -446,10 +435,10 @@ pub(super) async fn revoke_token(
     ArmPath(id): ArmPath<String>,
 ) -> HttpResult<Json<TokenRevokedOut>> {
     let audit = identity_audit(&caller, actions::PRINCIPAL_TOKENS_DELETE, format!("/ajar/v1/tokens/{id}"));
-    let owner = state.store.list_tokens(None).await?.into_iter().find(|t| t.id == id).map(|t| t.principal_id);
+    let owner = state.store.get_token(&id).await?.map(|t| t.principal_id);
     match &owner {
         Some(owner) => authorize_for_principal(&state, &caller, owner, actions::PRINCIPAL_TOKENS_DELETE, &audit).await?,
-        None => state.authorize_action(&caller, actions::PRINCIPAL_TOKENS_DELETE, "/", &audit).await?,
+        None => state.authorize_action(&caller, actions::PRINCIPAL_TOKENS_DELETE, &AccessScope::root(), &audit).await?,
     }
     let revoked = state.store.revoke_token(&id, audit).await?;
     Ok(Json(TokenRevokedOut { revoked: revoked.is_some() }))
@@ -476,7 +465,7 @@ pub(super) async fn create_requester_role(
         Err(e) => return Err(state.refuse(audit, e).await),
     };
     for s in &role.assignable_scopes {
-        state.authorize_action(&caller, actions::ROLE_DEFINITIONS_WRITE, &s.to_string(), &audit).await?;
+        state.authorize_action(&caller, actions::ROLE_DEFINITIONS_WRITE, s, &audit).await?;
         require_holds_role(&state, &caller, &role, s, &audit).await?;
     }
     state.store.put_role_definition(role.clone(), audit.detail("roleName", role.name.clone())).await?;

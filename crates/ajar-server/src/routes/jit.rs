@@ -103,7 +103,7 @@ pub(super) async fn get_policy(
         return Ok(Json(policy));
     }
     // A policy the caller may read at its own scope is visible; so past this check it does not exist.
-    state.authorize_read(&caller, actions::JIT_READ, &id.to_string()).await?;
+    state.authorize_read(&caller, actions::JIT_READ, &AccessScope::from(&id)).await?;
     Err(policy_not_found(&id))
 }
 
@@ -134,7 +134,7 @@ pub(super) async fn put_policy(
 ) -> HttpResult<Json<JitNetworkAccessPolicy>> {
     let id = policy_id(&sub, &rg, &loc, &name)?;
     let mut audit = audit(&caller, actions::JIT_WRITE, id.to_string(), &id.subscription, Some(&id.resource_group));
-    state.authorize(&caller, &id.to_string(), &audit).await?;
+    state.authorize(&caller, &AccessScope::from(&id), &audit).await?;
     let policy = match body.and_then(|JsonBody(bytes)| policy_in(&id, &bytes).map_err(HttpError)) {
         Ok(p) => p,
         Err(e) => return Err(state.refuse(audit, e).await),
@@ -148,7 +148,7 @@ pub(super) async fn put_policy(
         machines.extend(old.policy.vms.iter().map(|v| v.vm.clone()).filter(|vm| !policy.vms.iter().any(|n| n.vm == *vm)));
     }
     for vm in &machines {
-        state.authorize_action(&caller, actions::VM_WRITE, &vm.to_string(), &audit).await?;
+        state.authorize_action(&caller, actions::VM_WRITE, &AccessScope::from(vm), &audit).await?;
     }
     let affected: Vec<String> = machines.iter().map(VmId::key).collect();
     let (_, view) = state.store.put_policy(policy, state.limits, audit).await?;
@@ -164,13 +164,13 @@ pub(super) async fn delete_policy(
 ) -> HttpResult<StatusCode> {
     let id = policy_id(&sub, &rg, &loc, &name)?;
     let mut audit = audit(&caller, actions::JIT_DELETE, id.to_string(), &id.subscription, Some(&id.resource_group));
-    state.authorize(&caller, &id.to_string(), &audit).await?;
+    state.authorize(&caller, &AccessScope::from(&id), &audit).await?;
     if let Some(view) = state.store.get_policy(&id).await? {
         audit.subjects = view.policy.vms.iter().map(|v| v.vm.key()).collect();
         // Removing JIT from a machine opens its ports to whatever else allows them: it needs write access
         // to each machine, as configuring does.
         for vm in &view.policy.vms {
-            state.authorize_action(&caller, actions::VM_WRITE, &vm.vm.to_string(), &audit).await?;
+            state.authorize_action(&caller, actions::VM_WRITE, &AccessScope::from(&vm.vm), &audit).await?;
         }
     }
     let affected = audit.subjects.clone();
@@ -209,7 +209,7 @@ async fn revoke(state: AppState, caller: Caller, id: PolicyId, body: Result<Json
     // Every machine named must be allowed before any grant ends.
     audit.subjects = targets.iter().map(|(vm, _)| vm.key()).collect();
     for (vm, _) in &targets {
-        state.authorize(&caller, &vm.to_string(), &audit).await?;
+        state.authorize(&caller, &AccessScope::from(vm), &audit).await?;
     }
     let mut revoked = 0;
     for (vm, ports) in targets {
@@ -243,7 +243,7 @@ pub(crate) async fn initiate_draft(state: &AppState, caller: &Caller, id: &Polic
     audit.subjects = draft.vms.iter().map(|v| v.vm.key()).collect();
     // The permission is needed on every machine named; one refusal refuses the whole request.
     for vm in &draft.vms {
-        state.authorize(caller, &vm.vm.to_string(), &audit).await?;
+        state.authorize(caller, &AccessScope::from(&vm.vm), &audit).await?;
     }
     if let Some(j) = &draft.justification {
         audit.details.push(("justification".into(), j.clone()));

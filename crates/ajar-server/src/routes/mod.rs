@@ -93,35 +93,30 @@ impl AppState {
     }
 
     /// Checks the caller may do `audit.operation` at `scope`; a refusal is logged.
-    async fn authorize(&self, caller: &Caller, scope: &str, audit: &Audit) -> HttpResult<()> {
+    async fn authorize(&self, caller: &Caller, scope: &AccessScope, audit: &Audit) -> HttpResult<()> {
         self.authorize_action(caller, audit.operation, scope, audit).await
     }
 
-    /// Checks the caller may do `action` at `scope` (a resource ID or `/`), as part of the operation
-    /// `audit` describes. A refusal is a 403 naming the action and scope, and is logged with both. A scope
-    /// that does not parse is refused: access is never granted on what cannot be named.
-    pub(crate) async fn authorize_action(&self, caller: &Caller, action: &str, scope: &str, audit: &Audit) -> HttpResult<()> {
-        let allowed = match scope.parse::<AccessScope>() {
-            Ok(parsed) => self.may(caller, action, &parsed).await?,
-            Err(_) => false,
-        };
-        if allowed {
+    /// Checks the caller may do `action` at `scope`, as part of the operation `audit` describes. A refusal
+    /// is a 403 naming the action and scope, and is logged with both.
+    pub(crate) async fn authorize_action(&self, caller: &Caller, action: &str, scope: &AccessScope, audit: &Audit) -> HttpResult<()> {
+        if self.may(caller, action, scope).await? {
             return Ok(());
         }
-        let error = ajar_api::authorization::authorization_failed(&caller.principal.name, &caller.principal.id, action, scope);
-        let audit = audit.clone().detail("deniedAction", action.to_owned()).detail("deniedScope", scope.to_owned());
+        let scope = scope.to_string();
+        let error = ajar_api::authorization::authorization_failed(&caller.principal.name, &caller.principal.id, action, &scope);
+        let audit = audit.clone().detail("deniedAction", action.to_owned()).detail("deniedScope", scope);
         Err(self.refuse(audit, error).await)
     }
 
     /// [`AppState::authorize_action`] for an operation that writes nothing (a read), logged as `action`
     /// on `scope` when refused.
-    pub(crate) async fn authorize_read(&self, caller: &Caller, action: &'static str, scope: &str) -> HttpResult<()> {
-        let parsed = scope.parse::<AccessScope>().ok();
+    pub(crate) async fn authorize_read(&self, caller: &Caller, action: &'static str, scope: &AccessScope) -> HttpResult<()> {
         let audit = Audit {
             operation: action,
-            subscription: parsed.as_ref().and_then(|s| s.subscription()).map(ToString::to_string),
-            resource_group: parsed.as_ref().and_then(|s| s.resource_group()).map(ToString::to_string),
-            resource_id: scope.to_owned(),
+            subscription: scope.subscription().map(ToString::to_string),
+            resource_group: scope.resource_group().map(ToString::to_string),
+            resource_id: scope.to_string(),
             caller: caller.principal.name.clone(),
             caller_addr: Some(caller.addr),
             subjects: Vec::new(),
@@ -234,7 +229,7 @@ impl AppState {
             None => AccessScope::subscription_scope(&scope.subscription),
         };
         if !self.may_below(caller, action, &access_scope).await? {
-            self.authorize_read(caller, action, &access_scope.to_string()).await?;
+            self.authorize_read(caller, action, &access_scope).await?;
         }
         Ok((scope, PageRequest { after: skip_token(query)?, size: self.page_size }))
     }

@@ -61,7 +61,7 @@ pub(super) async fn get_vm(
     ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
 ) -> HttpResult<Json<VirtualMachine>> {
     let id = vm_id(&sub, &rg, &name)?;
-    state.authorize_read(&caller, actions::VM_READ, &id.to_string()).await?;
+    state.authorize_read(&caller, actions::VM_READ, &AccessScope::from(&id)).await?;
     let vm = state.store.get_vm(&id).await?.ok_or_else(|| {
         HttpError(ApiError::new(404, "ResourceNotFound", format!("virtual machine '{}' is not in the inventory", id.name)))
     })?;
@@ -76,7 +76,7 @@ pub(super) async fn put_vm(
 ) -> HttpResult<(StatusCode, Json<VirtualMachine>)> {
     let id = vm_id(&sub, &rg, &name)?;
     let mut audit = audit(&caller, actions::VM_WRITE, id.to_string(), &id.subscription, Some(&id.resource_group));
-    state.authorize(&caller, &id.to_string(), &audit).await?;
+    state.authorize(&caller, &AccessScope::from(&id), &audit).await?;
     let vm = match body.and_then(|JsonBody(bytes)| vm_in(&id, &bytes).map_err(HttpError)) {
         Ok(vm) => vm,
         Err(e) => return Err(state.refuse(audit, e).await),
@@ -97,7 +97,7 @@ pub(super) async fn delete_vm(
 ) -> HttpResult<StatusCode> {
     let id = vm_id(&sub, &rg, &name)?;
     let audit = audit(&caller, actions::VM_DELETE, id.to_string(), &id.subscription, Some(&id.resource_group));
-    state.authorize(&caller, &id.to_string(), &audit).await?;
+    state.authorize(&caller, &AccessScope::from(&id), &audit).await?;
     let existed = state.store.delete_vm(&id, audit).await?;
     Ok(if existed { StatusCode::OK } else { StatusCode::NO_CONTENT })
 }

@@ -214,11 +214,6 @@ pub(crate) fn delete_principal(c: &Connection, id: &str) -> StoreResult<DeletedP
     Ok(DeletedPrincipal { existed: true, tokens, assignments })
 }
 
-/// An OIDC user or group no principal stands for: role assignments may name it before it ever signs in.
-fn is_external_identity(principal_id: &str) -> bool {
-    principal_id.starts_with("oidc:") || principal_id.starts_with("group:")
-}
-
 fn principal_not_found(target: &str, id: &str) -> StoreError {
     Problem::at(ErrorCode::PrincipalNotFound, target, format!("no principal with ID '{id}' exists; list the principals to find its ID"))
         .into()
@@ -242,7 +237,7 @@ fn token_from_row(r: &rusqlite::Row<'_>) -> StoreResult<TokenInfo> {
     })
 }
 
-fn get_token(c: &Connection, id: &str) -> StoreResult<Option<TokenInfo>> {
+pub(crate) fn get_token(c: &Connection, id: &str) -> StoreResult<Option<TokenInfo>> {
     let err = db("reading a token");
     let mut stmt = c.prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1")).map_err(&err)?;
     let mut rows = stmt.query([id]).map_err(&err)?;
@@ -537,7 +532,7 @@ pub(crate) fn create_role_assignment(
         )
         .into());
     }
-    if !is_external_identity(&stored.principal_id) && principal_name_of(c, &stored.principal_id)?.is_none() {
+    if !ajar_domain::access::principal::is_oidc_identity(&stored.principal_id) && principal_name_of(c, &stored.principal_id)?.is_none() {
         return Err(principal_not_found("properties.principalId", &stored.principal_id));
     }
     let Some(role) = get_role_definition(c, &role_key)? else {

@@ -544,6 +544,11 @@ impl Store for SqliteStore {
         self.read(move |c, now| ops::vm_statuses(c, &scope, &page, now)).await
     }
 
+    async fn vm_status(&self, id: &VmId) -> StoreResult<Option<VmJitStatus>> {
+        let id = id.clone();
+        self.read(move |c, now| ops::vm_status(c, &id, now)).await
+    }
+
     async fn record(&self, audit: Audit, outcome: Outcome) -> StoreResult<()> {
         let (reply, answer) = oneshot::channel();
         let job = RecordJob { audit, outcome, written: None, reply };
@@ -634,6 +639,11 @@ impl Store for SqliteStore {
     async fn list_tokens(&self, principal_id: Option<&str>) -> StoreResult<Vec<TokenInfo>> {
         let principal_id = principal_id.map(str::to_owned);
         self.read(move |c, _| identity::list_tokens(c, principal_id.as_deref())).await
+    }
+
+    async fn get_token(&self, id: &str) -> StoreResult<Option<TokenInfo>> {
+        let id = id.to_owned();
+        self.read(move |c, _| identity::get_token(c, &id)).await
     }
 
     async fn revoke_token(&self, id: &str, audit: Audit) -> StoreResult<Option<TokenInfo>> {

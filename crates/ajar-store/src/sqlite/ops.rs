@@ -885,59 +885,67 @@ pub(crate) fn revoke(c: &Connection, policy: &PolicyId, vm: &VmId, ports: &[u16]
 
 pub(crate) fn vm_statuses(c: &Connection, scope: &Scope, page: &PageRequest, now: OffsetDateTime) -> StoreResult<Page<VmJitStatus>> {
     let vms = list_vms(c, scope, page)?;
-    let mut items = Vec::with_capacity(vms.items.len());
-    let since = to_ns(recent_window_start(now));
-    for vm in vms.items {
-        let key = vm.id.key();
-        let policy = match policy_of_vm(c, &key)? {
-            Some(id) => load_policy(c, &id.to_lowercase())?.map(|s| s.policy),
-            None => None,
-        };
-        let ports = policy.as_ref().and_then(|p| p.vm(&vm.id)).map(|v| v.ports.clone()).unwrap_or_default();
-        let requests_last_7_days: u32 = c
-            .prepare_cached(
-                "SELECT count(DISTINCT g.request_seq) FROM grants g JOIN access_requests r ON r.seq = g.request_seq
-                 WHERE g.vm_key = ?1 AND r.start_ns >= ?2",
-            )
-            .map_err(db("counting requests"))?
-            .query_row(params![key, since], |r| r.get(0))
-            .map_err(db("counting requests"))?;
-        let last: Option<(i64, String)> = c
-            .prepare_cached(
-                "SELECT r.start_ns, r.requestor FROM grants g JOIN access_requests r ON r.seq = g.request_seq
-                 WHERE g.vm_key = ?1 ORDER BY g.request_seq DESC LIMIT 1",
-            )
-            .map_err(db("finding the last access"))?
-            .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()
-            .map_err(db("finding the last access"))?;
-        let mut live_stmt = c
-            .prepare_cached(
-                "SELECT r.requestor, g.number, g.protocol, g.sources, g.sources_is_list, g.end_ns, g.status, g.reason, g.mapped_port
-                 FROM grants g JOIN access_requests r ON r.seq = g.request_seq
-                 WHERE g.vm_key = ?1 AND g.status = 'Initiated' AND g.end_ns > ?2 ORDER BY g.number",
-            )
-            .map_err(db("reading live grants"))?;
-        let mut rows = live_stmt.query(params![key, to_ns(now)]).map_err(db("reading live grants"))?;
-        let mut live = Vec::new();
-        while let Some(r) = rows.next().map_err(db("reading live grants"))? {
-            live.push((r.get(0).map_err(db("reading live grants"))?, grant_from_row(r, 1)?));
-        }
-        let state = jit_state(&vm, policy.is_some());
-        let desired = agent::desired_state(&vm.id, policy.as_ref(), &live_grants(c, &key, now)?, recent_cuts(c, &key, now)?, now);
-        items.push(VmJitStatus {
-            desired,
-            state,
-            policy: policy.map(|p| p.id),
-            ports,
-            requests_last_7_days,
-            last_access: last.as_ref().map(|(ns, _)| from_ns(*ns)).transpose()?,
-            last_user: last.map(|(_, user)| user),
-            live,
-            vm,
-        });
-    }
+    let items = vms.items.into_iter().map(|vm| status_of(c, vm, now)).collect::<StoreResult<Vec<_>>>()?;
     Ok(Page { items, next: vms.next })
+}
+
+pub(crate) fn vm_status(c: &Connection, id: &VmId, now: OffsetDateTime) -> StoreResult<Option<VmJitStatus>> {
+    get_vm(c, &id.key())?.map(|vm| status_of(c, vm, now)).transpose()
+}
+
+fn status_of(c: &Connection, vm: Vm, now: OffsetDateTime) -> StoreResult<VmJitStatus> {
+    let key = vm.id.key();
+    let policy = match policy_of_vm(c, &key)? {
+        Some(id) => load_policy(c, &id.to_lowercase())?.map(|s| s.policy),
+        None => None,
+    };
+    let ports = policy.as_ref().and_then(|p| p.vm(&vm.id)).map(|v| v.ports.clone()).unwrap_or_default();
+    let requests_last_7_days: u32 = c
+        .prepare_cached(
+            "SELECT count(DISTINCT g.request_seq) FROM grants g JOIN access_requests r ON r.seq = g.request_seq
+             WHERE g.vm_key = ?1 AND r.start_ns >= ?2",
+        )
+        .map_err(db("counting requests"))?
+        .query_row(params![key, to_ns(recent_window_start(now))], |r| r.get(0))
+        .map_err(db("counting requests"))?;
+    let last: Option<(i64, String)> = c
+        .prepare_cached(
+            "SELECT r.start_ns, r.requestor FROM grants g JOIN access_requests r ON r.seq = g.request_seq
+             WHERE g.vm_key = ?1 ORDER BY g.request_seq DESC LIMIT 1",
+        )
+        .map_err(db("finding the last access"))?
+        .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(db("finding the last access"))?;
+    // One read of the live grants serves both what is shown (who asked) and what the agent must enforce
+    // (which request).
+    let mut live_stmt = c
+        .prepare_cached(
+            "SELECT r.id, r.requestor, g.number, g.protocol, g.sources, g.sources_is_list, g.end_ns, g.status, g.reason, g.mapped_port
+             FROM grants g JOIN access_requests r ON r.seq = g.request_seq
+             WHERE g.vm_key = ?1 AND g.status = 'Initiated' AND g.end_ns > ?2 ORDER BY g.number, r.seq",
+        )
+        .map_err(db("reading live grants"))?;
+    let mut rows = live_stmt.query(params![key, to_ns(now)]).map_err(db("reading live grants"))?;
+    let (mut by_request, mut live) = (Vec::new(), Vec::new());
+    while let Some(r) = rows.next().map_err(db("reading live grants"))? {
+        let grant = grant_from_row(r, 2)?;
+        by_request.push((r.get::<_, String>(0).map_err(db("reading live grants"))?, grant.clone()));
+        live.push((r.get::<_, String>(1).map_err(db("reading live grants"))?, grant));
+    }
+    let state = jit_state(&vm, policy.is_some());
+    let desired = agent::desired_state(&vm.id, policy.as_ref(), &by_request, recent_cuts(c, &key, now)?, now);
+    Ok(VmJitStatus {
+        desired,
+        state,
+        policy: policy.map(|p| p.id),
+        ports,
+        requests_last_7_days,
+        last_access: last.as_ref().map(|(ns, _)| from_ns(*ns)).transpose()?,
+        last_user: last.map(|(_, user)| user),
+        live,
+        vm,
+    })
 }
 
 // ---------------------------------------------------------------- activity

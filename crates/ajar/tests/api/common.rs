@@ -43,6 +43,12 @@ impl Server {
         self.dir.path().join("data")
     }
 
+    /// The CA that signs the server's certificate, as bootstrap.json names it.
+    pub fn ca_path(&self) -> PathBuf {
+        let boot: Value = serde_json::from_slice(&std::fs::read(self.data_dir().join("bootstrap.json")).unwrap()).unwrap();
+        PathBuf::from(boot["ca"].as_str().unwrap())
+    }
+
     /// Everything the server wrote to stderr, across restarts.
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("server.log")

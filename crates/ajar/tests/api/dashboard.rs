@@ -4,14 +4,13 @@
 
 use reqwest::header::{LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode, redirect};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::common::{API, Server};
 
 /// A browser-like client that does not follow redirects and keeps no cookies of its own.
 fn browser(s: &Server) -> reqwest::Client {
-    let boot: Value = serde_json::from_slice(&std::fs::read(s.data_dir().join("bootstrap.json")).unwrap()).unwrap();
-    let ca = std::fs::read(boot["ca"].as_str().unwrap()).unwrap();
+    let ca = std::fs::read(s.ca_path()).unwrap();
     reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())

@@ -1,10 +1,11 @@
 //! Integration tests of the control plane: a real `ajar serve` over HTTPS on a
-//! real SQLite file, one per test.
+//! real SQLite file, one per test; the dashboard also in headless Chromium (`browser.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod access;
 mod agents;
 mod authorization;
+mod browser;
 mod cli;
 mod common;
 mod contract;

@@ -5,8 +5,6 @@
 //! Needs `node` (20 or later), `certutil` (libnss3-tools), `/usr/bin/chromium` and
 //! `npm ci` run in `tests/browser/`. With `CI=true` a missing one fails the test; elsewhere it prints
 //! `skipping: needs …` and passes.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -16,6 +14,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
+
+use crate::common::Server;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The whole scenario: starting Chromium, every step, closing it.
@@ -47,52 +47,7 @@ fn preflight() -> bool {
     if Command::new("certutil").arg("-H").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
         missing.push("`certutil` on PATH (Debian package libnss3-tools)".to_owned());
     }
-    if missing.is_empty() {
-        return true;
-    }
-    let needs = missing.join(", ");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("browser tests need {needs} (CI=true: refusing to skip)");
-    }
-    eprintln!("skipping: needs {needs}");
-    false
-}
-
-/// A real `ajar serve` in a temporary data directory, killed when dropped.
-struct Server {
-    child: Child,
-    dir: tempfile::TempDir,
-    url: String,
-    ca: PathBuf,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let log = fs::File::create(dir.path().join("server.log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ajar"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start ajar serve");
-        let stdout = child.stdout.take().unwrap();
-        let url = ajar_lab::await_line(stdout, Duration::from_secs(30), |line| line.strip_prefix("listening on ").map(str::to_owned));
-        let boot: Value = serde_json::from_slice(&fs::read(dir.path().join("data/bootstrap.json")).unwrap()).unwrap();
-        let ca = PathBuf::from(boot["ca"].as_str().unwrap());
-        Server { child, url: url.expect("ajar serve did not start within 30 s"), ca, dir }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    ajar_lab::run_or_skip("browser tests", &missing)
 }
 
 /// `target/browser-screenshots/<test>/`, emptied.
@@ -147,7 +102,7 @@ fn run_scenario(server: &Server, ca: &Path, out: &Path, steps: Value) -> (Option
 
 /// As [`run_scenario`] with the server's own CA; panics with the driver's output unless every step passed.
 fn drive(server: &Server, out: &Path, steps: Value) {
-    match run_scenario(server, &server.ca, out, steps) {
+    match run_scenario(server, &server.ca_path(), out, steps) {
         (Some(s), _) if s.success() => {}
         (Some(s), output) => panic!("browser scenario failed ({s}); screenshots in {}\n{output}", out.display()),
         (None, output) => panic!("browser scenario did not finish within {} s\n{output}", DRIVE_LIMIT.as_secs()),
@@ -170,12 +125,12 @@ fn assert_png(path: &Path) {
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 100, "{} is not a PNG", path.display());
 }
 
-#[test]
-fn healthz_and_openapi_in_chromium() {
+#[tokio::test]
+async fn healthz_and_openapi_in_chromium() {
     if !preflight() {
         return;
     }
-    let server = Server::start();
+    let server = Server::start(&[]).await;
     let out = screenshot_dir("healthz_and_openapi_in_chromium");
     drive(
         &server,
@@ -195,12 +150,12 @@ fn healthz_and_openapi_in_chromium() {
 
 /// The browser really checks the certificate: with a CA the server's certificate does not chain to,
 /// the first page fails.
-#[test]
-fn a_certificate_from_another_ca_is_refused() {
+#[tokio::test]
+async fn a_certificate_from_another_ca_is_refused() {
     if !preflight() {
         return;
     }
-    let server = Server::start();
+    let server = Server::start(&[]).await;
     let out = screenshot_dir("a_certificate_from_another_ca_is_refused");
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
