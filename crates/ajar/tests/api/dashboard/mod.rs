@@ -8,6 +8,50 @@ use serde_json::json;
 
 use crate::common::{API, Server};
 
+/// A signed-in browser session, for the dashboard's tests: requests carry its cookie, follow no
+/// redirects, and trust only the server's CA.
+pub struct Ui<'a> {
+    pub server: &'a Server,
+    pub client: reqwest::Client,
+    pub session: String,
+}
+
+impl<'a> Ui<'a> {
+    /// Signs in to `server` with `token`.
+    pub async fn sign_in(server: &'a Server, token: &str) -> Ui<'a> {
+        let client = browser(server);
+        let session = sign_in(server, &client, token).await;
+        Ui { server, client, session }
+    }
+
+    /// GETs `path` (with its query) in the session: the status and the body.
+    pub async fn get(&self, path: &str) -> (StatusCode, String) {
+        let resp = self.get_response(path).await;
+        (resp.status(), resp.text().await.unwrap())
+    }
+
+    pub async fn get_response(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.server.url)).header("cookie", self.cookie()).send().await.unwrap()
+    }
+
+    /// POSTs `fields` as a form to `path` in the session (add `("csrf", …)` yourself): the status and the body.
+    pub async fn post(&self, path: &str, fields: &[(&str, String)]) -> (StatusCode, String) {
+        let resp =
+            self.client.post(format!("{}{path}", self.server.url)).header("cookie", self.cookie()).form(fields).send().await.unwrap();
+        (resp.status(), resp.text().await.unwrap())
+    }
+
+    /// The session's CSRF token, read from a page's form.
+    pub async fn csrf(&self) -> String {
+        let (_, html) = self.get("/ui/jit").await;
+        hidden_csrf(&html)
+    }
+
+    fn cookie(&self) -> String {
+        format!("ajar_session={}", self.session)
+    }
+}
+
 /// A browser-like client that does not follow redirects and keeps no cookies of its own.
 fn browser(s: &Server) -> reqwest::Client {
     let ca = std::fs::read(s.ca_path()).unwrap();
@@ -27,7 +71,7 @@ fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
     resp.headers().get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).find(|c| c.starts_with(&format!("{name}=")))
 }
 
-fn hidden_csrf(html: &str) -> String {
+pub fn hidden_csrf(html: &str) -> String {
     let at = html.find(r#"name="csrf" value=""#).expect("a CSRF field");
     let rest = &html[at + r#"name="csrf" value=""#.len()..];
     rest[..rest.find('"').unwrap()].to_owned()
@@ -179,40 +223,27 @@ async fn the_dashboard_shows_only_what_the_principal_may_read() {
     let (st, v) = s.call(Method::PUT, &assignment, Some(body)).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
 
-    let c = browser(&s);
-    let session = sign_in(&s, &c, &token).await;
-    let page =
-        |session: String| c.get(format!("{}/ui/jit?tab=unsupported", s.url)).header("cookie", format!("ajar_session={session}")).send();
-    let html = page(session.clone()).await.unwrap().text().await.unwrap();
+    let ui = Ui::sign_in(&s, &token).await;
+    let (_, html) = ui.get("/ui/jit?tab=unsupported").await;
     assert!(html.contains("Signed in as <strong>auditor</strong>") && html.contains("web1") && !html.contains("hidden1"), "{html}");
     // A Reader sees the machine but no way to open it, and the server refuses it anyway.
     let web1 = format!("/subscriptions/{}/resourceGroups/default/providers/Microsoft.Compute/virtualMachines/web1", s.sub);
     let (st, v) = s.call(Method::POST, "/ajar/v1/jit/enable", Some(json!({"virtualMachines": [web1]}))).await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let resp = c.get(format!("{}/ui/vm?id={web1}", s.url)).header("cookie", format!("ajar_session={session}")).send().await.unwrap();
-    let vm_html = resp.text().await.unwrap();
+    let (_, html) = ui.get("/ui/jit?tab=configured").await;
+    assert!(html.contains("web1") && !html.contains("Request access") && !html.contains(r#"type="checkbox""#), "{html}");
+    let (_, vm_html) = ui.get(&format!("/ui/vm?id={web1}")).await;
     assert!(vm_html.contains("JIT configuration") && !vm_html.contains("Open ports"), "{vm_html}");
-    let resp = c
-        .post(format!("{}/ui/vm/request", s.url))
-        .header("cookie", format!("ajar_session={session}"))
-        .form(&[
-            ("csrf", hidden_csrf(&vm_html)),
-            ("id", web1.clone()),
-            ("port", "22".into()),
-            ("source", "myip".into()),
-            ("duration", "PT1H".into()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    assert!(resp.text().await.unwrap().contains("AuthorizationFailed"));
+    let fields =
+        [("csrf", ui.csrf().await), ("id", web1.clone()), ("port", "22".into()), ("source", "myip".into()), ("duration", "PT1H".into())];
+    let (st, body) = ui.post("/ui/vm/request", &fields).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert!(body.contains("AuthorizationFailed"));
     // A machine outside its scope does not exist for it.
     let hidden = format!("/subscriptions/{}/resourceGroups/other/providers/Microsoft.Compute/virtualMachines/hidden1", s.sub);
-    let resp = c.get(format!("{}/ui/vm?id={hidden}", s.url)).header("cookie", format!("ajar_session={session}")).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(ui.get(&format!("/ui/vm?id={hidden}")).await.0, StatusCode::NOT_FOUND);
     // Revoking the token ends its session.
     let (st, _) = s.call(Method::DELETE, &format!("/ajar/v1/tokens/{token_id}"), None).await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(page(session).await.unwrap().status(), StatusCode::SEE_OTHER);
+    assert_eq!(ui.get_response("/ui/jit").await.status(), StatusCode::SEE_OTHER);
 }

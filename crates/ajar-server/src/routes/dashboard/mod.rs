@@ -1,0 +1,226 @@
+//! The dashboard under `/ui`, on the API's TLS listener: sign-in with an API token, a session cookie, CSRF
+//! tokens on every form, and pages rendered by `ajar-web`. It shows only what the signed-in principal's
+//! roles allow, checked as the API checks them.
+
+mod jit_page;
+mod vm_page;
+
+pub(super) use jit_page::jit;
+pub(super) use vm_page::{request, vm};
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::Form;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::auth::{Caller, hash_token, principal_for_hash, refused_authentication};
+use crate::bootstrap::random_secret;
+use crate::client_addr::client_addr;
+use crate::http::{HttpError, HttpResult};
+use crate::sessions::{SESSION_COOKIE, SESSION_TTL, SIGNIN_COOKIE, Session, same_secret};
+
+const SIGNIN: &str = "/ui/signin";
+const HOME: &str = "/ui/jit";
+/// How long the sign-in form may stay open.
+const SIGNIN_FORM_SECONDS: u64 = 600;
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn set_cookie(name: &str, value: &str, path: &str, max_age: u64) -> (header::HeaderName, String) {
+    (header::SET_COOKIE, format!("{name}={value}; Path={path}; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age}"))
+}
+
+/// An HTML answer with the headers every page carries: nothing from elsewhere may load, nothing may
+/// frame it, nothing is cached.
+pub(super) fn html(status: StatusCode, body: String, cookies: Vec<(header::HeaderName, String)>) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for (name, value) in cookies {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.append(name, v);
+        }
+    }
+    response
+}
+
+fn redirect(to: &'static str, cookies: Vec<(header::HeaderName, String)>) -> Response {
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
+    for (name, value) in cookies {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().append(name, v);
+        }
+    }
+    response
+}
+
+pub(super) fn rendered(page: Result<String, ajar_web::RenderError>) -> HttpResult<String> {
+    page.map_err(|e| {
+        tracing::error!(error = %e, "rendering a dashboard page");
+        HttpError(ajar_api::ApiError::internal())
+    })
+}
+
+pub(super) async fn root() -> Response {
+    redirect(HOME, Vec::new())
+}
+
+pub(super) async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")], ajar_web::STYLE).into_response()
+}
+
+/// The sign-in form, with a fresh double-submit CSRF token.
+pub(super) async fn signin_form() -> HttpResult<Response> {
+    let csrf = random_secret();
+    let page = rendered(ajar_web::signin_page(&csrf, None))?;
+    Ok(html(StatusCode::OK, page, vec![set_cookie(SIGNIN_COOKIE, &csrf, SIGNIN, SIGNIN_FORM_SECONDS)]))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct SignInForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    token: String,
+}
+
+pub(super) async fn signin(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> HttpResult<Response> {
+    let addr = client_addr(peer.ip(), &headers, &state.trusted_proxies);
+    let now = Instant::now();
+    let again = |error: &str, status: StatusCode| -> HttpResult<Response> {
+        let csrf = random_secret();
+        let page = rendered(ajar_web::signin_page(&csrf, Some(error.to_owned())))?;
+        Ok(html(status, page, vec![set_cookie(SIGNIN_COOKIE, &csrf, SIGNIN, SIGNIN_FORM_SECONDS)]))
+    };
+    if !cookie(&headers, SIGNIN_COOKIE).is_some_and(|c| !form.csrf.is_empty() && same_secret(&c, &form.csrf)) {
+        return again("The sign-in form had expired or did not come from this page; please sign in again.", StatusCode::FORBIDDEN);
+    }
+    if let Err(wait) = state.throttle.check(addr, now) {
+        return again(
+            &format!("Too many failed sign-ins from your address; try again in {} s.", wait.as_secs() + 1),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
+    let hash = hash_token(form.token.trim());
+    if principal_for_hash(&state, hash).await?.is_none() {
+        let details = vec![("reason".to_owned(), "dashboard sign-in with an unknown token".to_owned())];
+        refused_authentication(&state, addr, now, SIGNIN, "InvalidAuthenticationToken", details).await;
+        return again("That token is unknown, expired or revoked.", StatusCode::UNAUTHORIZED);
+    }
+    let (session, _) = state.sessions.open(hash, now);
+    Ok(redirect(HOME, vec![set_cookie(SESSION_COOKIE, &session, "/", SESSION_TTL.as_secs()), set_cookie(SIGNIN_COOKIE, "", SIGNIN, 0)]))
+}
+
+/// The signed-in caller, or where to send the browser instead.
+async fn signed_in(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> HttpResult<Result<(Caller, Session), Response>> {
+    let to_signin = || Ok(Err(redirect(SIGNIN, vec![set_cookie(SESSION_COOKIE, "", "/", 0)])));
+    let Some(id) = cookie(headers, SESSION_COOKIE) else { return to_signin() };
+    let Some(session) = state.sessions.get(&id, Instant::now()) else { return to_signin() };
+    // The token it was opened with must still be good: revoking it ends the session.
+    let Some(principal) = principal_for_hash(state, session.token_hash).await? else {
+        state.sessions.close(&id);
+        return to_signin();
+    };
+    let addr = client_addr(peer.ip(), headers, &state.trusted_proxies);
+    let principal_ids = vec![principal.id.clone()];
+    Ok(Ok((Caller { principal, principal_ids, addr }, session)))
+}
+
+/// A handler argument: the signed-in caller and its session; without one, the browser is sent to sign in.
+pub(super) struct SignedIn {
+    pub(super) caller: Caller,
+    pub(super) session: Session,
+}
+
+impl axum::extract::FromRequestParts<AppState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, Response> {
+        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied() else {
+            return Err(HttpError(ajar_api::ApiError::internal()).into_response());
+        };
+        match signed_in(state, &parts.headers, peer).await {
+            Ok(Ok((caller, session))) => Ok(SignedIn { caller, session }),
+            Ok(Err(to_signin)) => Err(to_signin),
+            Err(e) => Err(e.into_response()),
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub(super) async fn signout(
+    State(state): State<AppState>,
+    SignedIn { session, .. }: SignedIn,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> HttpResult<Response> {
+    if !same_secret(&session.csrf, &form.csrf) {
+        return Err(HttpError(ajar_api::ApiError::new(403, "InvalidCsrfToken", "the form did not carry this session's CSRF token")));
+    }
+    if let Some(id) = cookie(&headers, SESSION_COOKIE) {
+        state.sessions.close(&id);
+    }
+    Ok(redirect(SIGNIN, vec![set_cookie(SESSION_COOKIE, "", "/", 0)]))
+}
+
+pub(super) fn message(status: StatusCode, title: &str, text: &str) -> HttpResult<Response> {
+    Ok(html(status, rendered(ajar_web::message_page(title, text))?, Vec::new()))
+}
+
+/// A posted form's fields, in order; a field may repeat (`vm`, `port`).
+pub(super) struct FormFields(Vec<(String, String)>);
+
+impl FormFields {
+    pub(super) fn parse(body: &[u8]) -> FormFields {
+        FormFields(url::form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    /// The first value of `name`, trimmed; empty if there is none.
+    pub(super) fn get(&self, name: &str) -> String {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_owned()).unwrap_or_default()
+    }
+
+    /// Every value of `name`, trimmed, in order.
+    pub(super) fn all(&self, name: &str) -> Vec<String> {
+        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.trim().to_owned()).collect()
+    }
+}
+
+/// The page that refuses a state-changing form without this session's CSRF token, or `None` if it
+/// carries it.
+pub(super) fn refuse_without_csrf(session: &Session, fields: &FormFields) -> HttpResult<Option<Response>> {
+    if same_secret(&session.csrf, &fields.get("csrf")) {
+        return Ok(None);
+    }
+    message(StatusCode::FORBIDDEN, "Refused", "The form did not carry this session's CSRF token; reload the page and try again.").map(Some)
+}

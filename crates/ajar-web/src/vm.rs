@@ -1,0 +1,107 @@
+//! A machine's page: its JIT configuration, live grants and the Connect form.
+
+use askama::Template;
+use time::OffsetDateTime;
+
+use ajar_domain::status::{JitState, VmJitStatus};
+
+use crate::{RenderError, open_grants};
+
+pub struct PortView {
+    pub number: u16,
+    pub protocol: String,
+    pub sources: String,
+    pub max: String,
+}
+
+#[derive(Template)]
+#[template(path = "vm.html")]
+pub struct VmPage {
+    pub user: String,
+    pub csrf: String,
+    pub vm_id: String,
+    pub name: String,
+    pub resource_group: String,
+    pub location: String,
+    pub os: String,
+    pub address: String,
+    pub state: String,
+    pub ports: Vec<PortView>,
+    pub live: Vec<String>,
+    pub can_request: bool,
+    pub my_ip: String,
+    /// (ISO 8601 value, label), up to the longest maximum among the ports.
+    pub durations: Vec<(String, String)>,
+    pub error: Option<String>,
+    pub opened: Vec<String>,
+}
+
+/// The durations offered: the usual ones up to `max_seconds`, and the maximum itself.
+pub fn durations_up_to(max_seconds: i64) -> Vec<(String, String)> {
+    const USUAL: [(i64, &str, &str); 8] = [
+        (900, "PT15M", "15 minutes"),
+        (1800, "PT30M", "30 minutes"),
+        (3600, "PT1H", "1 hour"),
+        (7200, "PT2H", "2 hours"),
+        (10800, "PT3H", "3 hours"),
+        (21600, "PT6H", "6 hours"),
+        (43200, "PT12H", "12 hours"),
+        (86400, "P1D", "24 hours"),
+    ];
+    let mut out: Vec<(String, String)> =
+        USUAL.iter().filter(|(s, _, _)| *s <= max_seconds).map(|(_, v, l)| (v.to_string(), l.to_string())).collect();
+    if out.is_empty() {
+        out.push((format!("PT{max_seconds}S"), format!("{} minutes", max_seconds / 60)));
+    }
+    out
+}
+
+/// How to reach a port that was opened.
+pub fn connect_hint(address: &str, port: u16) -> String {
+    match port {
+        22 => format!("ssh {address}"),
+        3389 => format!("mstsc /v:{address}"),
+        _ => format!("{address}:{port}"),
+    }
+}
+
+impl VmPage {
+    pub fn from_status(s: &VmJitStatus, user: &str, csrf: &str, my_ip: &str, can_request: bool, now: OffsetDateTime) -> VmPage {
+        let max = s.ports.iter().map(|p| p.max_duration.as_duration().whole_seconds()).max().unwrap_or(0);
+        VmPage {
+            user: user.to_owned(),
+            csrf: csrf.to_owned(),
+            vm_id: s.vm.id.to_string(),
+            name: s.vm.id.name.to_string(),
+            resource_group: s.vm.id.resource_group.to_string(),
+            location: s.vm.location.to_string(),
+            os: s.vm.os.as_str().to_owned(),
+            address: s.vm.private_addresses.first().map(ToString::to_string).unwrap_or_else(|| "no address".to_owned()),
+            state: match &s.state {
+                JitState::Configured => "JIT configured".to_owned(),
+                JitState::NotConfigured => "JIT not configured".to_owned(),
+                JitState::Unsupported(r) => format!("unsupported: {}", r.description()),
+            },
+            ports: s
+                .ports
+                .iter()
+                .map(|p| PortView {
+                    number: p.number,
+                    protocol: p.protocol.to_string(),
+                    sources: p.sources.prefixes().iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                    max: p.max_duration.to_string(),
+                })
+                .collect(),
+            live: open_grants(s, now),
+            can_request,
+            my_ip: my_ip.to_owned(),
+            durations: durations_up_to(max),
+            error: None,
+            opened: Vec::new(),
+        }
+    }
+
+    pub fn render_page(&self) -> Result<String, RenderError> {
+        Ok(self.render()?)
+    }
+}
