@@ -9,23 +9,6 @@ use serde_json::{Value, json};
 
 use crate::common::{API, Server};
 
-fn enrolment(name: &str, usable: bool) -> Vec<u8> {
-    let nftables = if usable { json!({"usable": true}) } else { json!({"usable": false, "reason": "nft: Operation not permitted"}) };
-    serde_json::to_vec(&json!({"name": name, "osType": "Linux", "addresses": ["10.0.0.4"], "version": "0.1.0", "nftables": nftables}))
-        .unwrap()
-}
-
-async fn enroll(s: &Server, name: &str, usable: bool) -> (StatusCode, Value) {
-    let join = join_token(s);
-    let (st, v, _) = s.send(Method::POST, "/ajar/v1/agents/enroll", Some(&join), Some(enrolment(name, usable)), "application/json").await;
-    (st, v)
-}
-
-fn join_token(s: &Server) -> String {
-    let boot: Value = serde_json::from_slice(&std::fs::read(s.data_dir().join("bootstrap.json")).unwrap()).unwrap();
-    boot["joinToken"].as_str().unwrap().to_owned()
-}
-
 async fn desired(s: &Server, token: &str, query: &str) -> Value {
     let (st, v, _) = s.send(Method::GET, &format!("/ajar/v1/agent/desiredState?{query}"), Some(token), None, "").await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -36,15 +19,15 @@ async fn desired(s: &Server, token: &str, query: &str) -> Value {
 async fn agents_enrol_follow_their_desired_state_and_report() {
     let s = Server::start(&[]).await;
     // Only the join token enrols; the admin token does not.
-    let (st, v, _) =
-        s.send(Method::POST, "/ajar/v1/agents/enroll", Some(&s.token), Some(enrolment("web1", true)), "application/json").await;
+    let body = serde_json::to_vec(&json!({"name": "web1", "osType": "Linux", "version": "0.1.0", "nftables": {"usable": true}})).unwrap();
+    let (st, v, _) = s.send(Method::POST, "/ajar/v1/agents/enroll", Some(&s.token), Some(body), "application/json").await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
-    let (st, enrolled) = enroll(&s, "web1", true).await;
+    let (st, enrolled) = s.enroll_agent("web1", true).await;
     assert_eq!(st, StatusCode::CREATED, "{enrolled}");
     assert_eq!(enrolled["vmId"], s.vm_id("web1"));
     let token = enrolled["token"].as_str().unwrap().to_owned();
     // A second enrolment for the same machine is refused: a leaked join token cannot take it over.
-    let (st, v) = enroll(&s, "web1", true).await;
+    let (st, v) = s.enroll_agent("web1", true).await;
     assert_eq!((st.as_u16(), v["error"]["code"].as_str()), (409, Some("Conflict")), "{v}");
     // The agent's credential is not an API credential.
     let (st, _, _) = s.send(Method::GET, &format!("/subscriptions?{API}"), Some(&token), None, "").await;
@@ -114,7 +97,7 @@ async fn agents_enrol_follow_their_desired_state_and_report() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_agent_does_not_hold_up_shutdown() {
     let mut s = Server::start(&[]).await;
-    let (st, enrolled) = enroll(&s, "web1", true).await;
+    let (st, enrolled) = s.enroll_agent("web1", true).await;
     assert_eq!(st, StatusCode::CREATED, "{enrolled}");
     let token = enrolled["token"].as_str().unwrap().to_owned();
     let etag = desired(&s, &token, "").await["etag"].as_str().unwrap().to_owned();
@@ -136,14 +119,14 @@ async fn a_waiting_agent_does_not_hold_up_shutdown() {
 #[tokio::test]
 async fn a_machine_without_nftables_is_unsupported() {
     let s = Server::start(&[]).await;
-    let (st, v) = enroll(&s, "box", false).await;
+    let (st, v) = s.enroll_agent("box", false).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let status = s.get(&format!("/ajar/v1/subscriptions/{}/jitStatus", s.sub)).await;
     assert_eq!(status["value"][0]["state"], "Unsupported");
     assert_eq!(status["value"][0]["unsupportedReason"]["code"], "NftablesUnusable");
     assert_eq!(status["value"][0]["agent"]["nftablesUnusable"], "nft: Operation not permitted");
     // Bad enrolments are refused and logged.
-    let join = join_token(&s);
+    let join = s.join_token();
     let bad = serde_json::to_vec(&json!({"name": "x y", "osType": "Linux", "version": "1", "nftables": {"usable": true}})).unwrap();
     let (st, v, _) = s.send(Method::POST, "/ajar/v1/agents/enroll", Some(&join), Some(bad), "application/json").await;
     assert_eq!((st.as_u16(), v["error"]["target"].as_str()), (400, Some("name")), "{v}");
@@ -154,12 +137,12 @@ async fn a_machine_without_nftables_is_unsupported() {
 #[tokio::test]
 async fn removing_a_machine_removes_its_agent() {
     let s = Server::start(&[]).await;
-    let (st, first) = enroll(&s, "web1", true).await;
+    let (st, first) = s.enroll_agent("web1", true).await;
     assert_eq!(st, StatusCode::CREATED, "{first}");
     let token = first["token"].as_str().unwrap().to_owned();
     assert_eq!(s.call(Method::DELETE, &format!("{}?{API}", s.vm_id("web1")), None).await.0, StatusCode::OK);
     let (st, _, _) = s.send(Method::GET, "/ajar/v1/agent/desiredState", Some(&token), None, "").await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "the old credential no longer works");
-    let (st, again) = enroll(&s, "web1", true).await;
+    let (st, again) = s.enroll_agent("web1", true).await;
     assert_eq!(st, StatusCode::CREATED, "the machine can be enrolled again: {again}");
 }

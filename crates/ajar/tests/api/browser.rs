@@ -167,3 +167,109 @@ async fn a_certificate_from_another_ca_is_refused() {
     assert_eq!(status.and_then(|s| s.code()), Some(1), "{output}");
     assert!(output.contains("step 1 (goto \"/healthz\") failed") && output.contains("ERR_CERT_AUTHORITY_INVALID"), "{output}");
 }
+
+/// Makes a Reader (at the subscription) with a token; returns the token.
+async fn reader(s: &Server) -> String {
+    let (st, v) = s.call(reqwest::Method::POST, "/ajar/v1/principals", Some(json!({"name": "auditor", "kind": "user"}))).await;
+    assert_eq!(st, reqwest::StatusCode::CREATED, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let (_, v) = s.call(reqwest::Method::POST, &format!("/ajar/v1/principals/{id}/tokens"), Some(json!({"name": "browser"}))).await;
+    let token = v["token"].as_str().unwrap().to_owned();
+    let assignment = format!(
+        "/subscriptions/{}/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01",
+        s.sub,
+        uuid::Uuid::new_v4()
+    );
+    let body = json!({"properties": {"roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7", "principalId": id}});
+    let (st, v) = s.call(reqwest::Method::PUT, &assignment, Some(body)).await;
+    assert_eq!(st, reqwest::StatusCode::CREATED, "{v}");
+    token
+}
+
+/// The dashboard in Chromium: sign in, the three tabs with the right machines, Connect on a machine's
+/// page with a justification and the live grant, a form post without the CSRF token refused, a narrow
+/// window, and a Reader who finds no way to change anything.
+#[tokio::test]
+async fn dashboard_in_chromium() {
+    if !preflight() {
+        return;
+    }
+    let s = Server::start(&[]).await;
+    s.add_vm("web1", "Linux", &s.loc, "10.0.0.4").await;
+    s.add_vm("legacy1", "Linux", &s.loc, "10.0.0.9").await;
+    let (st, v) = s.enroll_agent("app1", true).await;
+    assert_eq!(st, reqwest::StatusCode::CREATED, "{v}");
+    let (st, v) = s.call(reqwest::Method::POST, "/ajar/v1/jit/enable", Some(json!({"virtualMachines": [s.vm_id("web1")]}))).await;
+    assert_eq!(st, reqwest::StatusCode::OK, "{v}");
+    let reader_token = reader(&s).await;
+    let web1 = s.vm_id("web1");
+    let out = screenshot_dir("dashboard_in_chromium");
+    drive(
+        &s,
+        &out,
+        json!([
+            {"goto": "/ui/jit"},
+            {"expectText": "Sign in to ajar"},
+            {"screenshot": "signin"},
+            {"fill": "#token", "value": s.token},
+            {"press": "#token", "key": "Enter"},
+            {"expectText": "Just-in-time VM access"},
+            {"expectText": "web1"},
+            {"expectNoText": "app1"},
+            {"screenshot": "jit-configured"},
+            {"click": ".tabs a:has-text('Not configured')"},
+            {"expectText": "app1"},
+            {"expectNoText": "legacy1"},
+            {"screenshot": "jit-not-configured"},
+            {"click": ".tabs a:has-text('Unsupported')"},
+            {"expectText": "legacy1"},
+            {"expectText": "no enforcement point"},
+            {"screenshot": "jit-unsupported"},
+            {"goto": format!("/ui/vm?id={web1}")},
+            {"expectText": "JIT configuration"},
+            {"select": "#duration", "value": "PT1H"},
+            {"fill": "#justification", "value": "patch the web tier"},
+            {"click": "button:has-text('Open ports')"},
+            {"expectText": "Port 22/TCP is open from 127.0.0.1"},
+            {"expectText": "ssh 10.0.0.4"},
+            {"screenshot": "vm-opened"},
+            {"submitForm": "/ui/vm/request", "fields": {"id": s.vm_id("web1"), "port": "22", "source": "myip", "duration": "PT1H"}, "status": 403},
+            {"expectText": "CSRF token"},
+            {"screenshot": "csrf-refused"},
+            {"viewport": {"width": 420, "height": 800}},
+            {"goto": "/ui/jit"},
+            {"expectText": "web1"},
+            {"screenshot": "jit-narrow"},
+            {"viewport": {"width": 1280, "height": 800}},
+            {"click": "button:has-text('Sign out')"},
+            {"expectText": "Sign in to ajar"},
+            {"fill": "#token", "value": reader_token},
+            {"click": "button:has-text('Sign in')"},
+            {"expectText": "Signed in as auditor"},
+            {"expectText": "web1"},
+            {"expectNone": "main form[method=post], main input[type=checkbox]"},
+            {"expectNoText": "Request access"},
+            {"screenshot": "reader-jit"},
+            {"goto": format!("/ui/vm?id={web1}")},
+            {"expectText": "JIT configuration"},
+            {"expectNone": "main form[method=post]"},
+            {"screenshot": "reader-vm"},
+        ]),
+    );
+    for shot in [
+        "signin",
+        "jit-configured",
+        "jit-not-configured",
+        "jit-unsupported",
+        "vm-opened",
+        "csrf-refused",
+        "jit-narrow",
+        "reader-jit",
+        "reader-vm",
+    ] {
+        assert_png(&out.join(format!("{shot}.png")));
+    }
+    // What the browser did is what the server recorded.
+    let policy = s.get(&format!("{}?{}", s.policy_path("default"), crate::common::API)).await;
+    assert_eq!(policy["properties"]["requests"][0]["justification"], "patch the web tier", "{policy}");
+}

@@ -201,6 +201,28 @@ impl Server {
         assert!(s == StatusCode::CREATED || s == StatusCode::OK, "add vm {name}: {s} {v}");
     }
 
+    /// Enrols an agent for machine `name` (Linux, 10.0.0.4) with the join token; `usable` says whether
+    /// its nftables works. The machine becomes Not configured (or Unsupported if not usable).
+    pub async fn enroll_agent(&self, name: &str, usable: bool) -> (StatusCode, Value) {
+        let nftables = if usable { json!({"usable": true}) } else { json!({"usable": false, "reason": "nft: Operation not permitted"}) };
+        let body = json!({"name": name, "osType": "Linux", "addresses": ["10.0.0.4"], "version": "0.1.0", "nftables": nftables});
+        let (st, v, _) = self
+            .send(
+                Method::POST,
+                "/ajar/v1/agents/enroll",
+                Some(&self.join_token()),
+                Some(serde_json::to_vec(&body).unwrap()),
+                "application/json",
+            )
+            .await;
+        (st, v)
+    }
+
+    pub fn join_token(&self) -> String {
+        let boot: Value = serde_json::from_slice(&std::fs::read(self.data_dir().join("bootstrap.json")).unwrap()).unwrap();
+        boot["joinToken"].as_str().unwrap().to_owned()
+    }
+
     pub async fn put_policy(&self, name: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::PUT, &format!("{}?{API}", self.policy_path(name)), Some(body)).await
     }

@@ -13,6 +13,19 @@
 //       {"goto": "/healthz"},                // path or URL on baseUrl; the response must be 2xx
 //       {"goto": "/x", "status": 404},       // … or exactly this status
 //       {"expectText": "ok"},                // the page's visible text contains this
+//       {"expectNoText": "Open ports"},      // … or does not
+//       {"expectNone": "button"},            // no element matches this selector
+//       {"fill": "#token", "value": "…"},    // types into the field (selectors are Playwright's: CSS,
+//       {"check": "input[value=…]"},         //   text=…, role=button[name="…"]); ticks a box or radio,
+//       {"uncheck": "…"},                    //   clears a box,
+//       {"select": "#duration", "value": "PT1H"},  // chooses an option by value,
+//       {"press": "#token", "key": "Enter"}, //   presses a key that navigates (keyboard use),
+//       {"click": "text=Sign in"},           //   clicks it: it must navigate, and end 2xx,
+//       {"click": "…", "status": 403},       //   or with exactly this status
+//       {"download": "text=Download as CSV", "saveAs": "activity.csv"},  // clicks, saves to outDir
+//       {"submitForm": "/ui/request", "fields": {"vm": "…"}, "status": 403},  // posts a form from the
+//                                            //   page, as another site's page would try to
+//       {"viewport": {"width": 420, "height": 800}},
 //       {"screenshot": "healthz"}            // writes outDir/healthz.png (full page)
 //     ]
 //   }
@@ -47,7 +60,14 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
-const STEP_KINDS = ['goto', 'expectText', 'screenshot'];
+// Each step kind, and the type of its value: a string, except viewport's {width, height}.
+const STEP_KINDS = [
+  'goto', 'expectText', 'expectNoText', 'expectNone', 'fill', 'check', 'uncheck', 'select', 'press', 'click', 'download',
+  'submitForm', 'viewport', 'screenshot',
+];
+// The other keys a step of each kind needs.
+const STEP_NEEDS = { fill: ['value'], select: ['value'], press: ['key'], download: ['saveAs'], submitForm: ['fields', 'status'] };
+const SAFE_NAME = /^[A-Za-z0-9._-]+$/;
 
 class ScenarioError extends Error {}
 
@@ -85,9 +105,18 @@ function readScenario(arg) {
     if (kinds.length !== 1) {
       throw new ScenarioError(`step ${i + 1} ${JSON.stringify(step)}: needs exactly one of ${STEP_KINDS.join(', ')}`);
     }
-    if (typeof step[kinds[0]] !== 'string') throw new ScenarioError(`step ${i + 1}: "${kinds[0]}" takes a string`);
-    if (kinds[0] === 'screenshot' && !/^[A-Za-z0-9._-]+$/.test(step.screenshot)) {
-      throw new ScenarioError(`step ${i + 1}: screenshot name ${JSON.stringify(step.screenshot)} must match [A-Za-z0-9._-]+`);
+    const kind = kinds[0];
+    if (kind === 'viewport') {
+      const v = step.viewport;
+      if (!Number.isInteger(v?.width) || !Number.isInteger(v?.height)) throw new ScenarioError(`step ${i + 1}: viewport takes {width, height}`);
+    } else if (typeof step[kind] !== 'string') {
+      throw new ScenarioError(`step ${i + 1}: "${kind}" takes a string`);
+    }
+    for (const need of STEP_NEEDS[kind] ?? []) {
+      if (!(need in step)) throw new ScenarioError(`step ${i + 1}: "${kind}" needs "${need}"`);
+    }
+    for (const name of [kind === 'screenshot' ? step.screenshot : null, step.saveAs].filter((n) => n != null)) {
+      if (!SAFE_NAME.test(name)) throw new ScenarioError(`step ${i + 1}: file name ${JSON.stringify(name)} must match [A-Za-z0-9._-]+`);
     }
   });
   return { ...s, origin: base.origin, caFile: resolve(s.caFile), outDir: resolve(s.outDir) };
@@ -132,6 +161,31 @@ async function expectText(page, text) {
   throw new Error(`text ${JSON.stringify(text)} not on the page within ${STEP_TIMEOUT_MS} ms; the page shows ${JSON.stringify(shown)}`);
 }
 
+/** The page's visible text, once it has a body (within the step's time). */
+async function bodyText(page) {
+  try {
+    return await page.locator('body').innerText({ timeout: STEP_TIMEOUT_MS });
+  } catch {
+    return '';
+  }
+}
+
+function checkStatus(status, step) {
+  const ok = 'status' in step ? status === step.status : status >= 200 && status < 300;
+  if (!ok) throw new Error(`HTTP ${status}, expected ${'status' in step ? step.status : '2xx'}`);
+}
+
+/** Runs `act`, which must navigate the page (a link, a form's button, Enter in a form), and checks the
+ * status of where it lands. */
+async function navigating(page, step, act) {
+  // The navigation's last response: redirects (3xx) lead on to it.
+  const final = (r) => r.request().isNavigationRequest() && r.frame() === page.mainFrame() && (r.status() < 300 || r.status() >= 400);
+  const [resp] = await Promise.all([page.waitForEvent('response', { predicate: final, timeout: STEP_TIMEOUT_MS }), act()]);
+  await page.waitForLoadState('load', { timeout: STEP_TIMEOUT_MS });
+  checkStatus(resp.status(), step);
+  return `HTTP ${resp.status()}`;
+}
+
 async function runSteps(page, scenario, blocked) {
   for (const [i, step] of scenario.steps.entries()) {
     const label = `step ${i + 1} (${describe(step)})`;
@@ -141,12 +195,68 @@ async function runSteps(page, scenario, blocked) {
         if (url.origin !== scenario.origin) throw new Error(`${url} is not on ${scenario.origin}`);
         const resp = await page.goto(url.href, { waitUntil: 'load', timeout: STEP_TIMEOUT_MS });
         if (resp === null) throw new Error('no response');
-        const status = resp.status();
-        const ok = 'status' in step ? status === step.status : status >= 200 && status < 300;
-        if (!ok) throw new Error(`HTTP ${status}, expected ${'status' in step ? step.status : '2xx'}`);
-        console.log(`ok   ${label}: HTTP ${status}`);
+        checkStatus(resp.status(), step);
+        console.log(`ok   ${label}: HTTP ${resp.status()}`);
       } else if ('expectText' in step) {
         await expectText(page, step.expectText);
+        console.log(`ok   ${label}`);
+      } else if ('expectNoText' in step) {
+        await page.waitForLoadState('load', { timeout: STEP_TIMEOUT_MS });
+        const seen = await bodyText(page);
+        if (seen.includes(step.expectNoText)) throw new Error(`the page shows ${JSON.stringify(step.expectNoText)}`);
+        console.log(`ok   ${label}`);
+      } else if ('expectNone' in step) {
+        await page.waitForLoadState('load', { timeout: STEP_TIMEOUT_MS });
+        const n = await page.locator(step.expectNone).count();
+        if (n !== 0) throw new Error(`${n} element(s) match`);
+        console.log(`ok   ${label}`);
+      } else if ('fill' in step) {
+        await page.locator(step.fill).fill(String(step.value));
+        console.log(`ok   ${label}`);
+      } else if ('check' in step || 'uncheck' in step) {
+        if ('check' in step) await page.locator(step.check).check();
+        else await page.locator(step.uncheck).uncheck();
+        console.log(`ok   ${label}`);
+      } else if ('select' in step) {
+        await page.locator(step.select).selectOption(String(step.value));
+        console.log(`ok   ${label}`);
+      } else if ('press' in step) {
+        const how = await navigating(page, step, () => page.locator(step.press).press(step.key));
+        console.log(`ok   ${label}: ${how}`);
+      } else if ('click' in step) {
+        const how = await navigating(page, step, () => page.locator(step.click).click());
+        console.log(`ok   ${label}: ${how}`);
+      } else if ('download' in step) {
+        const [download] = await Promise.all([page.waitForEvent('download', { timeout: STEP_TIMEOUT_MS }), page.locator(step.download).click()]);
+        const failure = await download.failure();
+        if (failure !== null) throw new Error(`download failed: ${failure}`);
+        const path = join(scenario.outDir, step.saveAs);
+        await download.saveAs(path);
+        console.log(`ok   ${label}: ${path}`);
+      } else if ('submitForm' in step) {
+        const action = new URL(step.submitForm, scenario.origin);
+        if (action.origin !== scenario.origin) throw new Error(`${action} is not on ${scenario.origin}`);
+        const how = await navigating(page, step, () =>
+          page.evaluate(({ action, fields }) => {
+            const form = document.createElement('form');
+            form.method = 'post';
+            form.action = action;
+            for (const [name, value] of Object.entries(fields)) {
+              for (const v of Array.isArray(value) ? value : [value]) {
+                const input = document.createElement('input');
+                input.type = 'hidden';
+                input.name = name;
+                input.value = String(v);
+                form.appendChild(input);
+              }
+            }
+            document.body.appendChild(form);
+            form.submit();
+          }, { action: action.href, fields: step.fields }),
+        );
+        console.log(`ok   ${label}: ${how}`);
+      } else if ('viewport' in step) {
+        await page.setViewportSize(step.viewport);
         console.log(`ok   ${label}`);
       } else {
         const path = join(scenario.outDir, `${step.screenshot}.png`);
