@@ -31,6 +31,11 @@
 //! `ajar-bench authz` times the access decision in process: index rebuild and
 //! `check` with 10,000 assignments; see `authz.rs`.
 //!
+//! # Dashboard
+//!
+//! `ajar-bench dashboard --server-bin target/release/ajar` times each dashboard page with 5,000
+//! machines, from the server's own `Server-Timing`; see `dashboard.rs`.
+//!
 //! # Latency (root)
 //!
 //! `ajar-bench latency --ajar-bin target/release/ajar` starts `ajar demo` and,
@@ -48,6 +53,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 
 mod authz;
+mod dashboard;
 mod enforce;
 mod latency;
 mod rbac;
@@ -87,6 +93,8 @@ enum Bench {
     Latency(latency::LatencyArgs),
     /// The authorization decision in process: index rebuild and check with many roles and assignments.
     Authz(authz::AuthzArgs),
+    /// The dashboard's server time per page with thousands of machines.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -147,6 +155,7 @@ fn main() -> std::process::ExitCode {
         Bench::Enforce(args) => enforce::run(args),
         Bench::Latency(args) => latency::run(args, &runtime),
         Bench::Authz(args) => authz::run(args),
+        Bench::Dashboard(args) => runtime.block_on(dashboard::run(args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -18,7 +18,7 @@ use ajar_domain::ids::{Location, PolicyName, ResourceGroup, Scope};
 use ajar_domain::initiate::{AccessRequest, Caller, InitiateDraft};
 use ajar_domain::inventory::Vm;
 use ajar_domain::policy::{Limits, Policy, PortRule};
-use ajar_domain::status::VmJitStatus;
+use ajar_domain::status::{JitState, VmJitStatus};
 use ajar_domain::{PolicyId, Problem, SubscriptionId, VmId};
 
 pub use sqlite::SqliteStore;
@@ -271,6 +271,11 @@ pub trait Store: Send + Sync + 'static {
     async fn vm_statuses(&self, scope: &Scope, page: PageRequest) -> StoreResult<Page<VmJitStatus>>;
     /// One machine's JIT status, if it is in the inventory.
     async fn vm_status(&self, id: &VmId) -> StoreResult<Option<VmJitStatus>>;
+    /// The statuses of these machines (those in the inventory), in one read.
+    async fn vm_statuses_of(&self, ids: Vec<VmId>) -> StoreResult<Vec<VmJitStatus>>;
+    /// Every machine in `scope` with its JIT state, without the rest of its status: cheap enough to
+    /// count and page thousands.
+    async fn jit_states(&self, scope: &Scope) -> StoreResult<Vec<(Vm, JitState)>>;
 
     /// Records an operation that failed before reaching the store (refused
     /// authentication, unreadable input).

@@ -3,6 +3,7 @@
 use askama::Template;
 use time::OffsetDateTime;
 
+use ajar_domain::inventory::Vm;
 use ajar_domain::status::{JitState, VmJitStatus};
 
 use crate::{RenderError, encode, open_grants, vm_href, when};
@@ -58,12 +59,12 @@ pub struct Filter {
 
 impl Filter {
     /// Case-insensitive, and a name matches by substring.
-    pub fn matches(&self, s: &VmJitStatus) -> bool {
+    pub fn matches(&self, vm: &Vm) -> bool {
         let eq = |want: &str, have: &str| want.is_empty() || want.eq_ignore_ascii_case(have);
-        eq(&self.subscription, s.vm.id.subscription.as_str())
-            && eq(&self.resource_group, s.vm.id.resource_group.as_str())
-            && eq(&self.location, s.vm.location.as_str())
-            && (self.name.is_empty() || s.vm.id.name.as_str().to_ascii_lowercase().contains(&self.name.to_ascii_lowercase()))
+        eq(&self.subscription, vm.id.subscription.as_str())
+            && eq(&self.resource_group, vm.id.resource_group.as_str())
+            && eq(&self.location, vm.location.as_str())
+            && (self.name.is_empty() || vm.id.name.as_str().to_ascii_lowercase().contains(&self.name.to_ascii_lowercase()))
     }
 
     fn query(&self) -> String {
@@ -131,6 +132,37 @@ pub struct JitPage {
     pub rows: Vec<Row>,
     /// Whether the page offers selection and the tab's action (some row allows it).
     pub selectable: bool,
+    pub pager: Pager,
+}
+
+/// Machines shown on one page of a tab: enough to scan, few enough to render fast with thousands.
+pub const PAGE_SIZE: usize = 100;
+
+/// Where this page sits among the tab's machines, and links to its neighbours.
+pub struct Pager {
+    /// 1-based positions of the first and last machine shown, of `total`.
+    pub first: usize,
+    pub last: usize,
+    pub total: usize,
+    pub previous: Option<String>,
+    pub next: Option<String>,
+}
+
+impl Pager {
+    /// The pager for 1-based `page` (clamped to the pages there are) of `total` machines; `href` makes
+    /// a page's address.
+    fn new(page: usize, total: usize, href: impl Fn(usize) -> String) -> Pager {
+        let pages = total.div_ceil(PAGE_SIZE).max(1);
+        let page = page.clamp(1, pages);
+        let first = (page - 1) * PAGE_SIZE;
+        Pager {
+            first: if total == 0 { 0 } else { first + 1 },
+            last: (first + PAGE_SIZE).min(total),
+            total,
+            previous: (page > 1).then(|| href(page - 1)),
+            next: (page < pages).then(|| href(page + 1)),
+        }
+    }
 }
 
 fn row(s: &VmJitStatus, allowed: Allowed, now: OffsetDateTime) -> Row {
@@ -158,45 +190,79 @@ fn row(s: &VmJitStatus, allowed: Allowed, now: OffsetDateTime) -> Row {
     }
 }
 
-/// The JIT page for `statuses` (those the caller may see, all tabs, with what it may do to each), showing
-/// `tab` filtered by `filter`.
-pub fn jit_page(
-    user: &str,
-    csrf: &str,
+/// A machine the caller may see, with its JIT state and what the caller may do to it: all the JIT page
+/// needs to count the tabs and choose a page, before any machine's full status is read.
+pub struct Listed {
+    pub vm: Vm,
+    pub state: JitState,
+    pub allowed: Allowed,
+}
+
+/// The JIT page's first step: the tabs' counts and the page of `tab` to show, from every machine the
+/// caller may see. The server then reads the statuses of [`JitListing::page`] only and renders.
+pub struct JitListing<'a> {
     tab: Tab,
-    filter: &Filter,
-    subscriptions: Vec<String>,
-    statuses: &[(VmJitStatus, Allowed)],
-    now: OffsetDateTime,
-) -> Result<String, RenderError> {
-    let shown: Vec<&(VmJitStatus, Allowed)> = statuses.iter().filter(|(s, _)| filter.matches(s)).collect();
-    let tabs = Tab::ALL
-        .into_iter()
-        .map(|t| TabLink {
-            label: t.label(),
-            href: format!("/ui/jit?tab={}{}", t.key(), filter.query()),
-            count: shown.iter().filter(|(s, _)| Tab::of(&s.state) == t).count(),
-            current: t == tab,
-        })
-        .collect();
-    let page = JitPage {
-        user: user.to_owned(),
-        csrf: csrf.to_owned(),
-        tab: tab.key(),
-        tabs,
-        subscriptions,
-        filter_subscription: filter.subscription.clone(),
-        filter_resource_group: filter.resource_group.clone(),
-        filter_location: filter.location.clone(),
-        filter_name: filter.name.clone(),
-        rows: shown.iter().filter(|(s, _)| Tab::of(&s.state) == tab).map(|(s, allowed)| row(s, *allowed, now)).collect(),
-        selectable: false,
-    };
-    let selectable = match tab {
-        Tab::Configured => page.rows.iter().any(|r| r.allowed.request),
-        Tab::NotConfigured => page.rows.iter().any(|r| r.allowed.configure),
-        Tab::Unsupported => false,
-    };
-    let page = JitPage { selectable, ..page };
-    Ok(page.render()?)
+    filter: &'a Filter,
+    tabs: Vec<TabLink>,
+    pager: Pager,
+    page: Vec<&'a Listed>,
+}
+
+impl<'a> JitListing<'a> {
+    /// Page `page` (1-based, clamped) of `tab`, among `listed` filtered by `filter`.
+    pub fn new(tab: Tab, page: usize, filter: &'a Filter, listed: &'a [Listed]) -> JitListing<'a> {
+        let shown: Vec<&Listed> = listed.iter().filter(|l| filter.matches(&l.vm)).collect();
+        let tabs = Tab::ALL
+            .into_iter()
+            .map(|t| TabLink {
+                label: t.label(),
+                href: format!("/ui/jit?tab={}{}", t.key(), filter.query()),
+                count: shown.iter().filter(|l| Tab::of(&l.state) == t).count(),
+                current: t == tab,
+            })
+            .collect();
+        let in_tab: Vec<&Listed> = shown.into_iter().filter(|l| Tab::of(&l.state) == tab).collect();
+        let pager = Pager::new(page, in_tab.len(), |p| format!("/ui/jit?tab={}{}&page={p}", tab.key(), filter.query()));
+        let page = in_tab.into_iter().skip(pager.first.saturating_sub(1)).take(PAGE_SIZE).collect();
+        JitListing { tab, filter, tabs, pager, page }
+    }
+
+    /// The machines on the page, in order.
+    pub fn page(&self) -> impl Iterator<Item = &Listed> {
+        self.page.iter().copied()
+    }
+
+    /// The page, with `statuses` of (some of) the machines on it; a machine whose status is missing (it
+    /// went away meanwhile) is left out.
+    pub fn render(
+        self,
+        user: &str,
+        csrf: &str,
+        subscriptions: Vec<String>,
+        statuses: &[VmJitStatus],
+        now: OffsetDateTime,
+    ) -> Result<String, RenderError> {
+        let rows: Vec<Row> =
+            self.page.iter().filter_map(|l| statuses.iter().find(|s| s.vm.id == l.vm.id).map(|s| row(s, l.allowed, now))).collect();
+        let selectable = match self.tab {
+            Tab::Configured => rows.iter().any(|r| r.allowed.request),
+            Tab::NotConfigured => rows.iter().any(|r| r.allowed.configure),
+            Tab::Unsupported => false,
+        };
+        let page = JitPage {
+            user: user.to_owned(),
+            csrf: csrf.to_owned(),
+            tab: self.tab.key(),
+            tabs: self.tabs,
+            subscriptions,
+            filter_subscription: self.filter.subscription.clone(),
+            filter_resource_group: self.filter.resource_group.clone(),
+            filter_location: self.filter.location.clone(),
+            filter_name: self.filter.name.clone(),
+            rows,
+            selectable,
+            pager: self.pager,
+        };
+        Ok(page.render()?)
+    }
 }

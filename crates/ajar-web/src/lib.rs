@@ -11,7 +11,7 @@ use ajar_domain::status::VmJitStatus;
 mod jit;
 mod vm;
 
-pub use jit::{Allowed, Filter, JitPage, Row, Tab, TabLink, jit_page};
+pub use jit::{Allowed, Filter, JitListing, JitPage, Listed, PAGE_SIZE, Pager, Row, Tab, TabLink};
 pub use vm::{PortView, VmPage, connect_hint, durations_up_to};
 
 /// The stylesheet, served at `/ui/static/style.css`.

@@ -377,7 +377,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/signout", post(dashboard::signout))
         .route("/ui/jit", get(dashboard::jit))
         .route("/ui/vm", get(dashboard::vm))
-        .route("/ui/vm/request", post(dashboard::request));
+        .route("/ui/vm/request", post(dashboard::request))
+        .layer(middleware::from_fn(dashboard::server_timing));
     let app = Router::new()
         .route("/healthz", get(healthz))
         .merge(ui)

@@ -30,7 +30,7 @@ use ajar_domain::ids::{PolicyName, Scope};
 use ajar_domain::initiate::{AccessRequest, Caller, InitiateDraft};
 use ajar_domain::inventory::Vm;
 use ajar_domain::policy::{Limits, Policy, PortRule};
-use ajar_domain::status::VmJitStatus;
+use ajar_domain::status::{JitState, VmJitStatus};
 use ajar_domain::{PolicyId, VmId};
 
 use crate::{
@@ -547,6 +547,15 @@ impl Store for SqliteStore {
     async fn vm_status(&self, id: &VmId) -> StoreResult<Option<VmJitStatus>> {
         let id = id.clone();
         self.read(move |c, now| ops::vm_status(c, &id, now)).await
+    }
+
+    async fn vm_statuses_of(&self, ids: Vec<VmId>) -> StoreResult<Vec<VmJitStatus>> {
+        self.read(move |c, now| ids.iter().filter_map(|id| ops::vm_status(c, id, now).transpose()).collect()).await
+    }
+
+    async fn jit_states(&self, scope: &Scope) -> StoreResult<Vec<(Vm, JitState)>> {
+        let scope = scope.clone();
+        self.read(move |c, _| ops::jit_states(c, &scope)).await
     }
 
     async fn record(&self, audit: Audit, outcome: Outcome) -> StoreResult<()> {

@@ -8,8 +8,7 @@ use time::OffsetDateTime;
 use ajar_domain::access::Scope as AccessScope;
 use ajar_domain::activity::actions;
 use ajar_domain::ids::Scope;
-use ajar_store::PageRequest;
-use ajar_web::{Allowed, Filter, Tab};
+use ajar_web::{Allowed, Filter, JitListing, Listed, Tab};
 
 use super::{SignedIn, html, rendered};
 use crate::http::{HttpResult, Query};
@@ -22,6 +21,8 @@ pub(in crate::routes) async fn jit(
     query: Query,
 ) -> HttpResult<Response> {
     let tab = query.get("tab").and_then(Tab::parse).unwrap_or(Tab::Configured);
+    // A page number that is not one shows the first page.
+    let page_number = query.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1);
     let filter = Filter {
         subscription: query.get("subscription").unwrap_or_default().to_owned(),
         resource_group: query.get("resourceGroup").unwrap_or_default().to_owned(),
@@ -31,42 +32,28 @@ pub(in crate::routes) async fn jit(
     let index = state.access.index().await?;
     let ids = caller.ids();
     let mut subscriptions = Vec::new();
-    let mut statuses = Vec::new();
+    let mut listed = Vec::new();
     for sub in state.store.subscriptions().await? {
         if !index.may_any_below(&ids, actions::JIT_READ, &AccessScope::subscription_scope(&sub.id)) {
             continue;
         }
         subscriptions.push(sub.id.to_string());
         let scope = Scope { subscription: sub.id.clone(), resource_group: None, location: None };
-        let mut after = None;
-        loop {
-            let page = state.store.vm_statuses(&scope, PageRequest { after, size: 500 }).await?;
-            for status in page.items {
-                let scope = AccessScope::from(&status.vm.id);
-                if !index.check(&ids, actions::JIT_READ, &scope).is_allowed() {
-                    continue;
-                }
-                let allowed = Allowed {
-                    request: index.check(&ids, actions::JIT_INITIATE, &scope).is_allowed(),
-                    configure: index.check(&ids, actions::JIT_WRITE, &scope).is_allowed()
-                        && index.check(&ids, actions::VM_WRITE, &scope).is_allowed(),
-                };
-                statuses.push((status, allowed));
+        for (vm, jit_state) in state.store.jit_states(&scope).await? {
+            let scope = AccessScope::from(&vm.id);
+            if !index.check(&ids, actions::JIT_READ, &scope).is_allowed() {
+                continue;
             }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
+            let allowed = Allowed {
+                request: index.check(&ids, actions::JIT_INITIATE, &scope).is_allowed(),
+                configure: index.check(&ids, actions::JIT_WRITE, &scope).is_allowed()
+                    && index.check(&ids, actions::VM_WRITE, &scope).is_allowed(),
+            };
+            listed.push(Listed { vm, state: jit_state, allowed });
         }
     }
-    let page = rendered(ajar_web::jit_page(
-        &caller.principal.name,
-        &session.csrf,
-        tab,
-        &filter,
-        subscriptions,
-        &statuses,
-        OffsetDateTime::now_utc(),
-    ))?;
+    let listing = JitListing::new(tab, page_number, &filter, &listed);
+    let statuses = state.store.vm_statuses_of(listing.page().map(|l| l.vm.id.clone()).collect()).await?;
+    let page = rendered(listing.render(&caller.principal.name, &session.csrf, subscriptions, &statuses, OffsetDateTime::now_utc()))?;
     Ok(html(StatusCode::OK, page, Vec::new()))
 }

@@ -81,6 +81,18 @@ pub(super) fn rendered(page: Result<String, ajar_web::RenderError>) -> HttpResul
     })
 }
 
+/// Every dashboard answer says how long the server took (`Server-Timing: app;dur=ms`): what the page
+/// budget is about, measured by `ajar-bench dashboard`, and visible in a browser's developer tools.
+pub(super) async fn server_timing(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let started = Instant::now();
+    let mut response = next.run(request).await;
+    let value = format!("app;dur={:.2}", started.elapsed().as_secs_f64() * 1000.0);
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert(header::HeaderName::from_static("server-timing"), v);
+    }
+    response
+}
+
 pub(super) async fn root() -> Response {
     redirect(HOME, Vec::new())
 }

@@ -247,3 +247,34 @@ async fn the_dashboard_shows_only_what_the_principal_may_read() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(ui.get_response("/ui/jit").await.status(), StatusCode::SEE_OTHER);
 }
+
+/// A tab shows 100 machines a page, with the count of all and links to the neighbouring pages; the
+/// counts on the tabs are of all machines, not of the page.
+#[tokio::test]
+async fn the_jit_page_is_paged() {
+    let s = Server::start(&[]).await;
+    let names: Vec<String> = (0..101).map(|i| format!("vm{i:03}")).collect();
+    for name in &names {
+        s.add_vm(name, "Linux", &s.loc, "10.0.0.4").await;
+    }
+    let ids: Vec<String> = names.iter().map(|n| s.vm_id(n)).collect();
+    let (st, v) = s.call(Method::POST, "/ajar/v1/jit/enable", Some(json!({"virtualMachines": ids}))).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let ui = Ui::sign_in(&s, &s.token).await;
+    let (st, first) = ui.get("/ui/jit?tab=configured").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(first.contains(r#"Configured<span class="count" aria-label="101 machines">101</span>"#), "{first}");
+    assert!(first.contains("1–100 of 101") && first.contains(">vm099<") && !first.contains(">vm100<"), "{first}");
+    assert!(first.contains(r#"href="/ui/jit?tab=configured&#38;page=2" rel="next""#) && !first.contains(r#"rel="prev""#), "{first}");
+    let (_, second) = ui.get("/ui/jit?tab=configured&page=2").await;
+    assert!(second.contains("101–101 of 101") && second.contains(">vm100<") && !second.contains(">vm099<"), "{second}");
+    assert!(second.contains(r#"rel="prev""#) && !second.contains(r#"rel="next""#), "{second}");
+    // Past the end, or not a number: the nearest page there is.
+    let (_, past) = ui.get("/ui/jit?tab=configured&page=9").await;
+    assert!(past.contains("101–101 of 101"), "{past}");
+    let (_, junk) = ui.get("/ui/jit?tab=configured&page=x").await;
+    assert!(junk.contains("1–100 of 101"), "{junk}");
+    // The filter narrows before paging, and the pager keeps it.
+    let (_, filtered) = ui.get("/ui/jit?tab=configured&name=VM01").await;
+    assert!(filtered.contains("1–10 of 10") && filtered.contains(">vm019<") && !filtered.contains(">vm020<"), "{filtered}");
+}
