@@ -373,11 +373,12 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(dashboard::root))
         .route("/ui", get(dashboard::root))
         .route("/ui/static/style.css", get(dashboard::style))
+        .route("/ui/static/ajar.js", get(dashboard::script))
         .route("/ui/signin", get(dashboard::signin_form).post(dashboard::signin))
         .route("/ui/signout", post(dashboard::signout))
         .route("/ui/jit", get(dashboard::jit))
         .route("/ui/vm", get(dashboard::vm))
-        .route("/ui/vm/request", post(dashboard::request));
+        .route("/ui/request", get(dashboard::request_form).post(dashboard::request));
     let app = Router::new()
         .route("/healthz", get(healthz))
         .merge(ui)
