@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use ajar_domain::inventory::Vm;
 use ajar_domain::status::{JitState, VmJitStatus};
 
-use crate::{RenderError, encode, open_grants, vm_href, when};
+use crate::{OpenGrant, RenderError, encode, open_grants, vm_href, when};
 
 /// The three tabs of the JIT page, as Azure's portal has them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +113,7 @@ pub struct Row {
     pub last_access: String,
     pub connection: String,
     pub last_user: String,
-    pub open_now: String,
+    pub open_now: Vec<OpenGrant>,
     pub reason: String,
 }
 
@@ -168,7 +168,6 @@ impl Pager {
 fn row(s: &VmJitStatus, allowed: Allowed, now: OffsetDateTime) -> Row {
     let ports: Vec<String> = s.ports.iter().map(|p| format!("{}/{}", p.number, p.protocol)).collect();
     let address = s.vm.private_addresses.first().map(ToString::to_string).unwrap_or_else(|| "no address".to_owned());
-    let open = open_grants(s, now);
     Row {
         id: s.vm.id.to_string(),
         id_query: encode(&s.vm.id.to_string()),
@@ -182,7 +181,7 @@ fn row(s: &VmJitStatus, allowed: Allowed, now: OffsetDateTime) -> Row {
         last_access: s.last_access.map(|t| when(t, now)).unwrap_or_else(|| "never".to_owned()),
         connection: format!("{address} : {}", ports.join(", ")),
         last_user: s.last_user.clone().unwrap_or_default(),
-        open_now: if open.is_empty() { "closed".to_owned() } else { open.join("; ") },
+        open_now: open_grants(s, now),
         reason: match &s.state {
             JitState::Unsupported(r) => r.description().to_owned(),
             _ => String::new(),

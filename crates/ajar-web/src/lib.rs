@@ -4,18 +4,26 @@
 //! Pure: view models in, HTML out. The server decides who may see what and fills the models.
 
 use askama::Template;
-use time::OffsetDateTime;
+use time::{OffsetDateTime, UtcOffset};
 
 use ajar_domain::status::VmJitStatus;
 
 mod jit;
+mod request;
 mod vm;
 
 pub use jit::{Allowed, Filter, JitListing, JitPage, Listed, PAGE_SIZE, Pager, Row, Tab, TabLink};
+pub use request::{
+    Choice, Field, FieldErrors, MachineInput, MachineState, OpenedMachine, RequestForm, RequestPage, RequestPageInput, TargetField,
+    field_of_target, opened_machine, request_page,
+};
 pub use vm::{PortView, VmPage, connect_hint, durations_up_to};
 
 /// The stylesheet, served at `/ui/static/style.css`.
 pub const STYLE: &str = include_str!("../static/style.css");
+
+/// The dashboard's only script, served at `/ui/static/ajar.js`: live countdowns. Every page works without it.
+pub const SCRIPT: &str = include_str!("../static/ajar.js");
 
 #[derive(Debug, thiserror::Error)]
 #[error("rendering the page: {0}")]
@@ -41,9 +49,49 @@ pub(crate) fn when(t: OffsetDateTime, now: OffsetDateTime) -> String {
     if ago.whole_minutes() < 60 { format!("{text} ({} min ago)", ago.whole_minutes().max(0)) } else { text }
 }
 
-/// The live grants, one line each: port, who, time left.
-pub(crate) fn open_grants(s: &VmJitStatus, now: OffsetDateTime) -> Vec<String> {
-    s.live.iter().map(|(who, g)| format!("{} for {who}, {} min left", g.number, ((g.end - now).whole_seconds().max(0) + 59) / 60)).collect()
+/// A live grant as the pages show it, its end ready for a countdown.
+pub struct OpenGrant {
+    pub port: u16,
+    pub protocol: String,
+    pub who: String,
+    pub end: GrantEnd,
+}
+
+/// When a grant ends: `<time class="countdown" datetime="{{ attr }}">{{ until }}</time>`, which the page's
+/// script turns into the time left.
+pub struct GrantEnd {
+    /// RFC 3339 in UTC with milliseconds, for the `datetime` attribute.
+    pub attr: String,
+    /// What the element says without the script: "until 14:05 UTC" (with the date if not today).
+    pub until: String,
+    /// The whole end time: "2026-01-01 14:05:07 UTC".
+    pub full: String,
+}
+
+impl GrantEnd {
+    pub fn new(end: OffsetDateTime, now: OffsetDateTime) -> GrantEnd {
+        let t = end.to_offset(UtcOffset::UTC);
+        let date = format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day());
+        let clock = format!("{:02}:{:02}", t.hour(), t.minute());
+        let until = if t.date() == now.to_offset(UtcOffset::UTC).date() {
+            format!("until {clock} UTC")
+        } else {
+            format!("until {date} {clock} UTC")
+        };
+        GrantEnd {
+            attr: format!("{date}T{clock}:{:02}.{:03}Z", t.second(), t.millisecond()),
+            until,
+            full: format!("{date} {clock}:{:02} UTC", t.second()),
+        }
+    }
+}
+
+/// The live grants: port, protocol, who asked, and when each ends.
+pub(crate) fn open_grants(s: &VmJitStatus, now: OffsetDateTime) -> Vec<OpenGrant> {
+    s.live
+        .iter()
+        .map(|(who, g)| OpenGrant { port: g.number, protocol: g.protocol.to_string(), who: who.clone(), end: GrantEnd::new(g.end, now) })
+        .collect()
 }
 
 pub fn signin_page(csrf: &str, error: Option<String>) -> Result<String, RenderError> {

@@ -1,11 +1,12 @@
-//! A machine's page: its JIT configuration, live grants and the Connect form.
+//! A machine's page: its JIT configuration, live grants and Connect (the request form for this machine).
 
 use askama::Template;
 use time::OffsetDateTime;
 
 use ajar_domain::status::{JitState, VmJitStatus};
 
-use crate::{RenderError, open_grants};
+use crate::request::{RequestForm, single_machine_form};
+use crate::{OpenGrant, RenderError, open_grants};
 
 pub struct PortView {
     pub number: u16,
@@ -27,13 +28,9 @@ pub struct VmPage {
     pub address: String,
     pub state: String,
     pub ports: Vec<PortView>,
-    pub live: Vec<String>,
-    pub can_request: bool,
-    pub my_ip: String,
-    /// (ISO 8601 value, label), up to the longest maximum among the ports.
-    pub durations: Vec<(String, String)>,
-    pub error: Option<String>,
-    pub opened: Vec<String>,
+    pub live: Vec<OpenGrant>,
+    /// The request form for this machine, if the caller may open its ports.
+    pub connect: Option<RequestForm>,
 }
 
 /// The durations offered: the usual ones up to `max_seconds`, and the maximum itself.
@@ -67,7 +64,6 @@ pub fn connect_hint(address: &str, port: u16) -> String {
 
 impl VmPage {
     pub fn from_status(s: &VmJitStatus, user: &str, csrf: &str, my_ip: &str, can_request: bool, now: OffsetDateTime) -> VmPage {
-        let max = s.ports.iter().map(|p| p.max_duration.as_duration().whole_seconds()).max().unwrap_or(0);
         VmPage {
             user: user.to_owned(),
             csrf: csrf.to_owned(),
@@ -93,11 +89,7 @@ impl VmPage {
                 })
                 .collect(),
             live: open_grants(s, now),
-            can_request,
-            my_ip: my_ip.to_owned(),
-            durations: durations_up_to(max),
-            error: None,
-            opened: Vec::new(),
+            connect: (can_request && !s.ports.is_empty()).then(|| single_machine_form(s, csrf, my_ip)),
         }
     }
 

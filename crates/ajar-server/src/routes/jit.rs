@@ -13,8 +13,8 @@ use ajar_api::jit::{
     JitNetworkAccessPoliciesList, JitNetworkAccessPolicy, JitNetworkAccessRequest, initiate_in, policy_in, policy_out, request_out,
 };
 use ajar_domain::access::Scope as AccessScope;
-use ajar_domain::activity::actions;
-use ajar_domain::initiate::{AccessRequest, Caller as DomainCaller, EndSpec, InitiateDraft};
+use ajar_domain::activity::{Audit, actions};
+use ajar_domain::initiate::{AccessRequest, Caller as DomainCaller, EndSpec, InitiateDraft, plan_initiate};
 use ajar_domain::policy::Policy;
 use ajar_domain::{PolicyId, VmId};
 use ajar_store::PolicyView;
@@ -236,12 +236,11 @@ async fn initiate(
     Ok((StatusCode::ACCEPTED, Json(request_out(&request, OffsetDateTime::now_utc()))))
 }
 
-/// Authorizes, records and stores an initiate, and tells the agents and the expiry scheduler: what the
-/// API's initiate and the dashboard's "Open ports" both do.
-pub(crate) async fn initiate_draft(state: &AppState, caller: &Caller, id: &PolicyId, draft: InitiateDraft) -> HttpResult<AccessRequest> {
+/// The activity record of an initiate on policy `id`, once the caller is allowed on every machine it
+/// names: one refusal refuses the whole request, and is logged.
+async fn authorize_initiate(state: &AppState, caller: &Caller, id: &PolicyId, draft: &InitiateDraft) -> HttpResult<Audit> {
     let mut audit = audit(caller, actions::JIT_INITIATE, id.to_string(), &id.subscription, Some(&id.resource_group));
     audit.subjects = draft.vms.iter().map(|v| v.vm.key()).collect();
-    // The permission is needed on every machine named; one refusal refuses the whole request.
     for vm in &draft.vms {
         state.authorize(caller, &AccessScope::from(&vm.vm), &audit).await?;
     }
@@ -261,9 +260,40 @@ pub(crate) async fn initiate_draft(state: &AppState, caller: &Caller, id: &Polic
             audit.details.push((format!("{}:{}", vm.vm.name, port.number), format!("from {from} {span}")));
         }
     }
-    let who = DomainCaller { principal_id: caller.principal.id.clone(), name: caller.principal.name.clone(), addr: caller.addr };
+    Ok(audit)
+}
+
+fn domain_caller(caller: &Caller) -> DomainCaller {
+    DomainCaller { principal_id: caller.principal.id.clone(), name: caller.principal.name.clone(), addr: caller.addr }
+}
+
+/// Whether an initiate would be granted now, storing nothing: the authorization and the domain's rules
+/// against the stored policy, as [`initiate_draft`] applies them, each refusal logged as the API's. A
+/// request spanning several policies is checked on every one before any is initiated, so that one bad
+/// machine opens nothing anywhere.
+pub(crate) async fn check_initiate(state: &AppState, caller: &Caller, id: &PolicyId, draft: &InitiateDraft) -> HttpResult<()> {
+    let audit = authorize_initiate(state, caller, id, draft).await?;
+    let Some(view) = state.store.get_policy(id).await? else {
+        return Err(state.refuse(audit, policy_not_found(id)).await);
+    };
+    match plan_initiate(&view.policy, draft, &domain_caller(caller), OffsetDateTime::now_utc(), String::new()) {
+        Ok(_) => Ok(()),
+        Err(problem) => {
+            let audit = match &problem.target {
+                Some(target) => audit.detail("target", target.clone()),
+                None => audit,
+            };
+            Err(state.refuse(audit, ApiError::from(problem)).await)
+        }
+    }
+}
+
+/// Authorizes, records and stores an initiate, and tells the agents and the expiry scheduler: what the
+/// API's initiate and the dashboard's "Open ports" both do.
+pub(crate) async fn initiate_draft(state: &AppState, caller: &Caller, id: &PolicyId, draft: InitiateDraft) -> HttpResult<AccessRequest> {
+    let audit = authorize_initiate(state, caller, id, &draft).await?;
     let vms = audit.subjects.clone();
-    let request = state.store.initiate(id, draft, who, audit).await?;
+    let request = state.store.initiate(id, draft, domain_caller(caller), audit).await?;
     if let Some(end) = request.vms.iter().flat_map(|v| &v.grants).map(|g| g.end).min() {
         state.expiry_wake.grant_ends_at(end);
     }

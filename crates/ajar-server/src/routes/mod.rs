@@ -373,12 +373,14 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(dashboard::root))
         .route("/ui", get(dashboard::root))
         .route("/ui/static/style.css", get(dashboard::style))
+        .route("/ui/static/ajar.js", get(dashboard::script))
         .route("/ui/signin", get(dashboard::signin_form).post(dashboard::signin))
         .route("/ui/signout", post(dashboard::signout))
         .route("/ui/jit", get(dashboard::jit))
         .route("/ui/vm", get(dashboard::vm))
-        .route("/ui/vm/request", post(dashboard::request))
-        .layer(middleware::from_fn(dashboard::server_timing));
+        .route("/ui/request", get(dashboard::request_form).post(dashboard::request));
+    // Every dashboard answer carries its server time.
+    let ui = ui.layer(middleware::from_fn(dashboard::server_timing));
     let app = Router::new()
         .route("/healthz", get(healthz))
         .merge(ui)

@@ -3,10 +3,12 @@
 //! roles allow, checked as the API checks them.
 
 mod jit_page;
+mod request;
 mod vm_page;
 
 pub(super) use jit_page::jit;
-pub(super) use vm_page::{request, vm};
+pub(super) use request::{request, request_form};
+pub(super) use vm_page::vm;
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -99,6 +101,19 @@ pub(super) async fn root() -> Response {
 
 pub(super) async fn style() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")], ajar_web::STYLE).into_response()
+}
+
+/// The dashboard's script (live countdowns), from the binary like the stylesheet.
+pub(super) async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        ajar_web::SCRIPT,
+    )
+        .into_response()
 }
 
 /// The sign-in form, with a fresh double-submit CSRF token.

@@ -8,6 +8,8 @@ use serde_json::json;
 
 use crate::common::{API, Server};
 
+mod request;
+
 /// A signed-in browser session, for the dashboard's tests: requests carry its cookie, follow no
 /// redirects, and trust only the server's CA.
 pub struct Ui<'a> {
@@ -163,15 +165,20 @@ async fn signin_sessions_csrf_and_the_jit_page() {
     let vm_html = vm_page.text().await.unwrap();
     assert!(vm_html.contains("Open ports") && vm_html.contains("My IP (127.0.0.1)") && vm_html.contains(r#"value="PT3H""#), "{vm_html}");
     assert!(!vm_html.contains(r#"value="PT6H""#), "no longer than the port's maximum: {vm_html}");
+    // Connect is the request form for this one machine, sent where every request goes.
+    assert!(
+        vm_html.contains(r#"action="/ui/request""#) && vm_html.contains(&format!(r#"name="vm" value="{}""#, s.vm_id("web1"))),
+        "{vm_html}"
+    );
     let open = |csrf: String, duration: &'static str| {
-        c.post(format!("{}/ui/vm/request", s.url))
+        c.post(format!("{}/ui/request", s.url))
             .header("cookie", format!("ajar_session={session}"))
             .form(&[
                 ("csrf", csrf),
-                ("id", s.vm_id("web1")),
-                ("port", "22".into()),
-                ("source", "myip".into()),
-                ("duration", duration.into()),
+                ("vm", s.vm_id("web1")),
+                ("port.0", "22".into()),
+                ("source.0", "myip".into()),
+                ("duration.0", duration.into()),
                 ("justification", "deploy".into()),
             ])
             .send()
@@ -183,7 +190,7 @@ async fn signin_sessions_csrf_and_the_jit_page() {
     let opened = open(hidden_csrf(&vm_html), "PT1H").await.unwrap();
     assert_eq!(opened.status(), StatusCode::OK);
     let opened = opened.text().await.unwrap();
-    assert!(opened.contains("Port 22/TCP is open from 127.0.0.1") && opened.contains("Connect: ssh 10.0.0.4"), "{opened}");
+    assert!(opened.contains("<td>22/TCP</td><td>127.0.0.1</td>") && opened.contains("<code>ssh 10.0.0.4</code>"), "{opened}");
     let policy = s.get(&format!("{}?{API}", s.policy_path("default"))).await;
     assert_eq!(policy["properties"]["requests"][0]["justification"], "deploy", "{policy}");
 
@@ -234,9 +241,14 @@ async fn the_dashboard_shows_only_what_the_principal_may_read() {
     assert!(html.contains("web1") && !html.contains("Request access") && !html.contains(r#"type="checkbox""#), "{html}");
     let (_, vm_html) = ui.get(&format!("/ui/vm?id={web1}")).await;
     assert!(vm_html.contains("JIT configuration") && !vm_html.contains("Open ports"), "{vm_html}");
-    let fields =
-        [("csrf", ui.csrf().await), ("id", web1.clone()), ("port", "22".into()), ("source", "myip".into()), ("duration", "PT1H".into())];
-    let (st, body) = ui.post("/ui/vm/request", &fields).await;
+    let fields = [
+        ("csrf", ui.csrf().await),
+        ("vm", web1.clone()),
+        ("port.0", "22".into()),
+        ("source.0", "myip".into()),
+        ("duration.0", "PT1H".into()),
+    ];
+    let (st, body) = ui.post("/ui/request", &fields).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     assert!(body.contains("AuthorizationFailed"));
     // A machine outside its scope does not exist for it.
