@@ -8,9 +8,11 @@ use time::OffsetDateTime;
 
 use ajar_domain::status::VmJitStatus;
 
+mod configure;
 mod jit;
 mod vm;
 
+pub use configure::{ConfigurePage, DonePage, MachineView, Mode, Note, RemovePage, RuleField, RuleRow, configure_href, describe_rule};
 pub use jit::{Allowed, Filter, JitPage, Row, Tab, TabLink, jit_page};
 pub use vm::{PortView, VmPage, connect_hint, durations_up_to};
 

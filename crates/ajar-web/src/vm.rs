@@ -34,6 +34,12 @@ pub struct VmPage {
     pub durations: Vec<(String, String)>,
     pub error: Option<String>,
     pub opened: Vec<String>,
+    /// Where to enable or edit its JIT configuration.
+    pub configure_href: String,
+    /// Whether the caller may enable JIT on it (not configured) or edit its configuration (configured).
+    pub can_configure: bool,
+    /// Whether the caller may remove JIT from it.
+    pub can_remove: bool,
 }
 
 /// The durations offered: the usual ones up to `max_seconds`, and the maximum itself.
@@ -98,6 +104,9 @@ impl VmPage {
             durations: durations_up_to(max),
             error: None,
             opened: Vec::new(),
+            configure_href: crate::configure_href(&[s.vm.id.to_string()]),
+            can_configure: false,
+            can_remove: false,
         }
     }
 

@@ -377,7 +377,9 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/signout", post(dashboard::signout))
         .route("/ui/jit", get(dashboard::jit))
         .route("/ui/vm", get(dashboard::vm))
-        .route("/ui/vm/request", post(dashboard::request));
+        .route("/ui/vm/request", post(dashboard::request))
+        .route("/ui/configure", get(dashboard::configure).post(dashboard::configure_post))
+        .route("/ui/configure/remove", post(dashboard::configure_remove));
     let app = Router::new()
         .route("/healthz", get(healthz))
         .merge(ui)
