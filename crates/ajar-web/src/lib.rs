@@ -8,10 +8,12 @@ use time::{OffsetDateTime, UtcOffset};
 
 use ajar_domain::status::VmJitStatus;
 
+mod configure;
 mod jit;
 mod request;
 mod vm;
 
+pub use configure::{ConfigurePage, DonePage, MachineView, Mode, Note, RemovePage, RuleField, RuleRow, configure_href, describe_rule};
 pub use jit::{Allowed, Filter, JitListing, JitPage, Listed, PAGE_SIZE, Pager, Row, Tab, TabLink};
 pub use request::{
     Choice, Field, FieldErrors, MachineInput, MachineState, OpenedMachine, RequestForm, RequestPage, RequestPageInput, TargetField,

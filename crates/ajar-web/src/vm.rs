@@ -31,6 +31,12 @@ pub struct VmPage {
     pub live: Vec<OpenGrant>,
     /// The request form for this machine, if the caller may open its ports.
     pub connect: Option<RequestForm>,
+    /// Where to enable or edit its JIT configuration.
+    pub configure_href: String,
+    /// Whether the caller may enable JIT on it (not configured) or edit its configuration (configured).
+    pub can_configure: bool,
+    /// Whether the caller may remove JIT from it.
+    pub can_remove: bool,
 }
 
 /// The durations offered: the usual ones up to `max_seconds`, and the maximum itself.
@@ -90,6 +96,9 @@ impl VmPage {
                 .collect(),
             live: open_grants(s, now),
             connect: (can_request && !s.ports.is_empty()).then(|| single_machine_form(s, csrf, my_ip)),
+            configure_href: crate::configure_href(&[s.vm.id.to_string()]),
+            can_configure: false,
+            can_remove: false,
         }
     }
 

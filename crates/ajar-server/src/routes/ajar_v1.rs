@@ -9,11 +9,14 @@ use axum::response::{IntoResponse, Response};
 
 use ajar_api::ApiError;
 use ajar_api::activity::{ActivityList, activity_out, to_csv};
-use ajar_api::ajar_v1::{EnableOut, RecommendedPorts, VmStatusList, enable_in, recommended_ports as recommended, status_out};
+use ajar_api::ajar_v1::{
+    EnableOut, EnableRequest, RecommendedPorts, VmStatusList, enable_in, recommended_ports as recommended, status_out,
+};
 use ajar_api::jit::policy_out;
 use ajar_domain::VmId;
 use ajar_domain::access::Scope as AccessScope;
 use ajar_domain::activity::{ActivityQuery, Audit, actions};
+use ajar_store::PolicyView;
 use time::OffsetDateTime;
 
 use super::{AppState, ScopeParams};
@@ -63,6 +66,17 @@ pub(super) async fn enable(
     Extension(caller): Extension<Caller>,
     body: Result<JsonBody, HttpError>,
 ) -> HttpResult<Json<EnableOut>> {
+    let request = match body.and_then(|JsonBody(bytes)| enable_in(&bytes).map_err(HttpError)) {
+        Ok(r) => r,
+        Err(e) => return Err(state.refuse(enable_audit(&caller, &[]), e).await),
+    };
+    let views = enable_vms(&state, &caller, request).await?;
+    let now = OffsetDateTime::now_utc();
+    Ok(Json(EnableOut { value: views.iter().map(|v| policy_out(&v.policy, &v.requests, now)).collect() }))
+}
+
+/// The activity record of enabling JIT on `vms`.
+fn enable_audit(caller: &Caller, vms: &[VmId]) -> Audit {
     let mut audit = Audit {
         operation: actions::JIT_WRITE,
         subscription: None,
@@ -70,30 +84,39 @@ pub(super) async fn enable(
         resource_id: "/ajar/v1/jit/enable".to_owned(),
         caller: caller.principal.name.clone(),
         caller_addr: Some(caller.addr),
-        subjects: Vec::new(),
+        subjects: vms.iter().map(VmId::key).collect(),
         details: Vec::new(),
     };
-    let request = match body.and_then(|JsonBody(bytes)| enable_in(&bytes).map_err(HttpError)) {
-        Ok(r) => r,
-        Err(e) => return Err(state.refuse(audit, e).await),
-    };
-    if let Some(first) = request.vms.first() {
+    if let Some(first) = vms.first() {
         audit.subscription = Some(first.subscription.to_string());
         audit.resource_group = Some(first.resource_group.to_string());
         audit.resource_id = first.to_string();
+        audit.details.push(("virtualMachines".into(), vms.iter().map(|v| v.name.to_string()).collect::<Vec<_>>().join(" ")));
     }
-    audit.subjects = request.vms.iter().map(VmId::key).collect();
-    audit.details.push(("virtualMachines".into(), request.vms.iter().map(|v| v.name.to_string()).collect::<Vec<_>>().join(" ")));
-    for vm in &request.vms {
-        state.authorize(&caller, &AccessScope::from(vm), &audit).await?;
+    audit
+}
+
+/// Checks the caller may enable JIT on every one of `vms` (JIT write and VM write at each machine); the
+/// first refusal is a 403 and is logged. Returns the operation's activity record.
+pub(crate) async fn authorize_enable(state: &AppState, caller: &Caller, vms: &[VmId]) -> HttpResult<Audit> {
+    let audit = enable_audit(caller, vms);
+    for vm in vms {
+        state.authorize(caller, &AccessScope::from(vm), &audit).await?;
         let vm_write = Audit { operation: actions::VM_WRITE, ..audit.clone() };
-        state.authorize(&caller, &AccessScope::from(vm), &vm_write).await?;
+        state.authorize(caller, &AccessScope::from(vm), &vm_write).await?;
     }
+    Ok(audit)
+}
+
+/// Authorizes, records and enables JIT on machines (all or none), each in the named policy of its
+/// resource group and location, and tells their agents: what the API's enable and the dashboard's
+/// configure page both do.
+pub(crate) async fn enable_vms(state: &AppState, caller: &Caller, request: EnableRequest) -> HttpResult<Vec<PolicyView>> {
+    let audit = authorize_enable(state, caller, &request.vms).await?;
     let affected = audit.subjects.clone();
     let views = state.store.enable(request.vms, request.policy_name, request.ports, state.limits, audit).await?;
     state.changes.notify(&affected);
-    let now = OffsetDateTime::now_utc();
-    Ok(Json(EnableOut { value: views.iter().map(|v| policy_out(&v.policy, &v.requests, now)).collect() }))
+    Ok(views)
 }
 
 fn time_param(query: &Query, name: &str) -> HttpResult<Option<OffsetDateTime>> {

@@ -133,28 +133,51 @@ pub(super) async fn put_policy(
     body: Result<JsonBody, HttpError>,
 ) -> HttpResult<Json<JitNetworkAccessPolicy>> {
     let id = policy_id(&sub, &rg, &loc, &name)?;
-    let mut audit = audit(&caller, actions::JIT_WRITE, id.to_string(), &id.subscription, Some(&id.resource_group));
+    let audit = audit(&caller, actions::JIT_WRITE, id.to_string(), &id.subscription, Some(&id.resource_group));
+    // A caller who may not write the policy learns nothing from the body's validation.
     state.authorize(&caller, &AccessScope::from(&id), &audit).await?;
     let policy = match body.and_then(|JsonBody(bytes)| policy_in(&id, &bytes).map_err(HttpError)) {
         Ok(p) => p,
         Err(e) => return Err(state.refuse(audit, e).await),
     };
+    let view = write_policy(&state, &caller, policy).await?;
+    // ARM's contract for this PUT is 200 whether it created or replaced.
+    Ok(Json(policy_out(&view.policy, &view.requests, OffsetDateTime::now_utc())))
+}
+
+/// A policy write that passed authorization: its activity record, and the machines whose agents must hear
+/// of it.
+pub(crate) struct AuthorizedPolicyWrite {
+    audit: ajar_domain::activity::Audit,
+    affected: Vec<String>,
+}
+
+/// Checks the caller may store `policy` as it is (JIT write at the policy; configuring JIT on a machine,
+/// or removing it, needs write access to the machine, as on Azure); a refusal is a 403 and is logged.
+pub(crate) async fn authorize_policy_write(state: &AppState, caller: &Caller, policy: &Policy) -> HttpResult<AuthorizedPolicyWrite> {
+    let id = &policy.id;
+    let mut audit = audit(caller, actions::JIT_WRITE, id.to_string(), &id.subscription, Some(&id.resource_group));
     audit.subjects = policy.vms.iter().map(|v| v.vm.key()).collect();
-    audit.details = describe_policy(&policy);
-    // Machines leaving the policy must hear of it too; configuring JIT on a machine, or removing it,
-    // needs write access to the machine, as on Azure.
+    audit.details = describe_policy(policy);
+    state.authorize(caller, &AccessScope::from(id), &audit).await?;
+    // Machines leaving the policy must hear of it too.
     let mut machines: Vec<VmId> = policy.vms.iter().map(|v| v.vm.clone()).collect();
-    if let Some(old) = state.store.get_policy(&id).await? {
+    if let Some(old) = state.store.get_policy(id).await? {
         machines.extend(old.policy.vms.iter().map(|v| v.vm.clone()).filter(|vm| !policy.vms.iter().any(|n| n.vm == *vm)));
     }
     for vm in &machines {
-        state.authorize_action(&caller, actions::VM_WRITE, &AccessScope::from(vm), &audit).await?;
+        state.authorize_action(caller, actions::VM_WRITE, &AccessScope::from(vm), &audit).await?;
     }
-    let affected: Vec<String> = machines.iter().map(VmId::key).collect();
+    Ok(AuthorizedPolicyWrite { audit, affected: machines.iter().map(VmId::key).collect() })
+}
+
+/// Authorizes, records and stores a whole policy (live grants it no longer allows end in the same
+/// transaction), and tells the agents: what the API's PUT and the dashboard's configure page both do.
+pub(crate) async fn write_policy(state: &AppState, caller: &Caller, policy: Policy) -> HttpResult<PolicyView> {
+    let AuthorizedPolicyWrite { audit, affected } = authorize_policy_write(state, caller, &policy).await?;
     let (_, view) = state.store.put_policy(policy, state.limits, audit).await?;
     state.changes.notify(&affected);
-    // ARM's contract for this PUT is 200 whether it created or replaced.
-    Ok(Json(policy_out(&view.policy, &view.requests, OffsetDateTime::now_utc())))
+    Ok(view)
 }
 
 pub(super) async fn delete_policy(
@@ -163,20 +186,27 @@ pub(super) async fn delete_policy(
     ArmPath((sub, rg, loc, name)): ArmPath<(String, String, String, String)>,
 ) -> HttpResult<StatusCode> {
     let id = policy_id(&sub, &rg, &loc, &name)?;
-    let mut audit = audit(&caller, actions::JIT_DELETE, id.to_string(), &id.subscription, Some(&id.resource_group));
-    state.authorize(&caller, &AccessScope::from(&id), &audit).await?;
-    if let Some(view) = state.store.get_policy(&id).await? {
+    let existed = remove_policy(&state, &caller, &id).await?;
+    Ok(if existed { StatusCode::OK } else { StatusCode::NO_CONTENT })
+}
+
+/// Authorizes, records and deletes a policy (its live grants end), and tells the agents: what the API's
+/// DELETE and the dashboard's "Remove JIT" on a policy's last machine both do. Returns whether it existed.
+pub(crate) async fn remove_policy(state: &AppState, caller: &Caller, id: &PolicyId) -> HttpResult<bool> {
+    let mut audit = audit(caller, actions::JIT_DELETE, id.to_string(), &id.subscription, Some(&id.resource_group));
+    state.authorize(caller, &AccessScope::from(id), &audit).await?;
+    if let Some(view) = state.store.get_policy(id).await? {
         audit.subjects = view.policy.vms.iter().map(|v| v.vm.key()).collect();
         // Removing JIT from a machine opens its ports to whatever else allows them: it needs write access
         // to each machine, as configuring does.
         for vm in &view.policy.vms {
-            state.authorize_action(&caller, actions::VM_WRITE, &AccessScope::from(&vm.vm), &audit).await?;
+            state.authorize_action(caller, actions::VM_WRITE, &AccessScope::from(&vm.vm), &audit).await?;
         }
     }
     let affected = audit.subjects.clone();
-    let existed = state.store.delete_policy(&id, audit).await?;
+    let existed = state.store.delete_policy(id, audit).await?;
     state.changes.notify(&affected);
-    Ok(if existed { StatusCode::OK } else { StatusCode::NO_CONTENT })
+    Ok(existed)
 }
 
 /// `POST {policy}/{action}`: Azure's `initiate`, and ajar's `revoke`.

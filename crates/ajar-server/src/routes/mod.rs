@@ -378,7 +378,9 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/signout", post(dashboard::signout))
         .route("/ui/jit", get(dashboard::jit))
         .route("/ui/vm", get(dashboard::vm))
-        .route("/ui/request", get(dashboard::request_form).post(dashboard::request));
+        .route("/ui/request", get(dashboard::request_form).post(dashboard::request))
+        .route("/ui/configure", get(dashboard::configure).post(dashboard::configure_post))
+        .route("/ui/configure/remove", post(dashboard::configure_remove));
     // Every dashboard answer carries its server time.
     let ui = ui.layer(middleware::from_fn(dashboard::server_timing));
     let app = Router::new()

@@ -2,10 +2,12 @@
 //! tokens on every form, and pages rendered by `ajar-web`. It shows only what the signed-in principal's
 //! roles allow, checked as the API checks them.
 
+mod configure;
 mod jit_page;
 mod request;
 mod vm_page;
 
+pub(super) use configure::{configure, configure_post, remove as configure_remove};
 pub(super) use jit_page::jit;
 pub(super) use request::{request, request_form};
 pub(super) use vm_page::vm;

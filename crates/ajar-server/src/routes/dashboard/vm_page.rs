@@ -47,7 +47,10 @@ pub(in crate::routes) async fn vm(
     };
     match visible_status(&state, &caller, &vm).await? {
         Ok((status, can_request)) => {
-            Ok(html(StatusCode::OK, rendered(vm_page(&caller, &session.csrf, &status, can_request).render_page())?, Vec::new()))
+            let mut page = vm_page(&caller, &session.csrf, &status, can_request);
+            let (rights, _) = super::configure::rights(&state, &caller, &status).await?;
+            (page.can_configure, page.can_remove) = (rights.configure, rights.remove);
+            Ok(html(StatusCode::OK, rendered(page.render_page())?, Vec::new()))
         }
         Err(response) => Ok(response),
     }
