@@ -9,9 +9,11 @@ use time::OffsetDateTime;
 use ajar_domain::status::VmJitStatus;
 
 mod jit;
+mod signin;
 mod vm;
 
 pub use jit::{Allowed, Filter, JitPage, Row, Tab, TabLink, jit_page};
+pub use signin::{signed_in_page, signin_page};
 pub use vm::{PortView, VmPage, connect_hint, durations_up_to};
 
 /// The stylesheet, served at `/ui/static/style.css`.
@@ -20,13 +22,6 @@ pub const STYLE: &str = include_str!("../static/style.css");
 #[derive(Debug, thiserror::Error)]
 #[error("rendering the page: {0}")]
 pub struct RenderError(#[from] askama::Error);
-
-#[derive(Template)]
-#[template(path = "signin.html")]
-pub struct SignInPage {
-    pub csrf: String,
-    pub error: Option<String>,
-}
 
 /// Everything but RFC 3986's unreserved characters is encoded in a query value.
 const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -44,10 +39,6 @@ pub(crate) fn when(t: OffsetDateTime, now: OffsetDateTime) -> String {
 /// The live grants, one line each: port, who, time left.
 pub(crate) fn open_grants(s: &VmJitStatus, now: OffsetDateTime) -> Vec<String> {
     s.live.iter().map(|(who, g)| format!("{} for {who}, {} min left", g.number, ((g.end - now).whole_seconds().max(0) + 59) / 60)).collect()
-}
-
-pub fn signin_page(csrf: &str, error: Option<String>) -> Result<String, RenderError> {
-    Ok(SignInPage { csrf: csrf.to_owned(), error }.render()?)
 }
 
 /// The VM page's address.
