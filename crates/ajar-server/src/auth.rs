@@ -52,6 +52,8 @@ pub struct OidcAuth {
     pub verifier: OidcVerifier,
     /// Issuer → label.
     pub labels: HashMap<String, String>,
+    /// The dashboard's sign-in through those issuers that offer it.
+    pub sign_in: crate::oidc::signin::SignIn,
 }
 
 /// How long a token's principal is remembered without asking the store again. Any write to principals,
@@ -108,7 +110,13 @@ pub(crate) async fn principal_for_hash(state: &AppState, hash: [u8; 32]) -> Resu
 }
 
 /// The caller an OIDC identity is: the principal linked to it, or one named after it; plus its groups.
-async fn oidc_caller(state: &AppState, oidc: &OidcAuth, identity: OidcIdentity, addr: IpAddr) -> Result<Caller, ajar_store::StoreError> {
+/// The one mapping for API bearer tokens and dashboard sign-ins alike.
+pub(crate) async fn oidc_caller(
+    state: &AppState,
+    oidc: &OidcAuth,
+    identity: &OidcIdentity,
+    addr: IpAddr,
+) -> Result<Caller, ajar_store::StoreError> {
     let label = oidc.labels.get(&identity.issuer).cloned().unwrap_or_else(|| crate::oidc::config_file::DEFAULT_LABEL.to_owned());
     let principal = match state.store.principal_for_oidc(&identity.issuer, &identity.subject).await? {
         Some(p) => p,
@@ -156,7 +164,7 @@ pub async fn authenticate(
         }
         Some(Some(token)) => match state.oidc.as_deref().filter(|_| OidcVerifier::looks_like_jwt(token)) {
             Some(oidc) => match oidc.verifier.verify(token).await {
-                Ok(identity) => match oidc_caller(&state, oidc, identity, addr).await {
+                Ok(identity) => match oidc_caller(&state, oidc, &identity, addr).await {
                     Ok(caller) => {
                         req.extensions_mut().insert(caller);
                         None

@@ -11,6 +11,7 @@ use ajar_domain::status::VmJitStatus;
 mod configure;
 mod jit;
 mod request;
+mod signin;
 mod vm;
 
 pub use configure::{ConfigurePage, DonePage, MachineView, Mode, Note, RemovePage, RuleField, RuleRow, configure_href, describe_rule};
@@ -19,6 +20,7 @@ pub use request::{
     Choice, Field, FieldErrors, MachineInput, MachineState, OpenedMachine, RequestForm, RequestPage, RequestPageInput, TargetField,
     field_of_target, opened_machine, request_page,
 };
+pub use signin::{signed_in_page, signin_page};
 pub use vm::{PortView, VmPage, connect_hint, durations_up_to};
 
 /// The stylesheet, served at `/ui/static/style.css`.
@@ -30,13 +32,6 @@ pub const SCRIPT: &str = include_str!("../static/ajar.js");
 #[derive(Debug, thiserror::Error)]
 #[error("rendering the page: {0}")]
 pub struct RenderError(#[from] askama::Error);
-
-#[derive(Template)]
-#[template(path = "signin.html")]
-pub struct SignInPage {
-    pub csrf: String,
-    pub error: Option<String>,
-}
 
 /// Everything but RFC 3986's unreserved characters is encoded in a query value.
 const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -94,10 +89,6 @@ pub(crate) fn open_grants(s: &VmJitStatus, now: OffsetDateTime) -> Vec<OpenGrant
         .iter()
         .map(|(who, g)| OpenGrant { port: g.number, protocol: g.protocol.to_string(), who: who.clone(), end: GrantEnd::new(g.end, now) })
         .collect()
-}
-
-pub fn signin_page(csrf: &str, error: Option<String>) -> Result<String, RenderError> {
-    Ok(SignInPage { csrf: csrf.to_owned(), error }.render()?)
 }
 
 /// The VM page's address.

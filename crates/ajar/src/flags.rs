@@ -212,7 +212,7 @@ pub struct ServeArgs {
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = proxy_net)]
     pub trusted_proxies: Vec<IpNet>,
     /// Accept bearer JWTs from the OIDC issuers this JSON file lists (issuer, audience, jwksUri or
-    /// jwksFile, claims); see README.
+    /// jwksFile, claims), and dashboard sign-in through those with a signIn block; see README.
     #[arg(long, value_name = "FILE")]
     pub oidc_config: Option<PathBuf>,
     /// Log line format on stderr (filter with RUST_LOG, default info).

@@ -243,13 +243,19 @@ async fn fetch(client: &reqwest::Client, url: &Url) -> Result<Vec<u8>, String> {
     if status != reqwest::StatusCode::OK {
         return Err(format!("answered HTTP {status} (expected 200 OK)"));
     }
-    let too_big = || format!("the answer exceeds {MAX_JWKS_BYTES} bytes");
-    if response.content_length().is_some_and(|len| len > MAX_JWKS_BYTES as u64) {
+    read_bounded(&mut response, MAX_JWKS_BYTES).await
+}
+
+/// A response's body, refused once it exceeds `max` bytes (whatever its
+/// Content-Length says).
+pub(super) async fn read_bounded(response: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    let too_big = || format!("the answer exceeds {max} bytes");
+    if response.content_length().is_some_and(|len| len > max as u64) {
         return Err(too_big());
     }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| transport_message(&e))? {
-        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+        if body.len() + chunk.len() > max {
             return Err(too_big());
         }
         body.extend_from_slice(&chunk);
@@ -270,7 +276,7 @@ async fn read_file(path: &Path) -> Result<Vec<u8>, String> {
 
 /// reqwest's top-level message is terse ("error sending request"); the
 /// causes below it say what actually failed (DNS, refused, certificate...).
-fn transport_message(e: &reqwest::Error) -> String {
+pub(super) fn transport_message(e: &reqwest::Error) -> String {
     let mut message = e.to_string();
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
@@ -284,7 +290,7 @@ fn transport_message(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         message.push_str(" (timed out)");
     } else if message.contains("certificate") {
-        message.push_str(" (is the CA that issued the JWKS server's certificate trusted? see the issuer's CA file)");
+        message.push_str(" (is the CA that issued the server's certificate trusted? see the issuer's CA file)");
     }
     message
 }

@@ -20,10 +20,11 @@
 
 pub mod config_file;
 mod jwks;
+pub mod signin;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -37,8 +38,10 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use self::jwks::{Key, KeySet, Source};
+use crate::sessions::same_secret;
 
 pub use self::jwks::{FETCH_TIMEOUT, MAX_JWKS_BYTES};
+pub use self::signin::SignInConfig;
 
 /// Clock skew tolerated between this server and the issuers, in seconds, on
 /// `exp`, `nbf` and `iat`: a minute absorbs ordinary NTP drift without
@@ -82,8 +85,8 @@ pub struct IssuerConfig {
     /// Must be the token's `aud`, or one of them.
     pub audience: String,
     pub keys: KeySource,
-    /// Root CA certificate(s), PEM, trusted for the JWKS URL instead of the
-    /// system's roots.
+    /// Root CA certificate(s), PEM, trusted for the JWKS URL and the
+    /// sign-in's token endpoint instead of the system's roots.
     pub ca_file: Option<PathBuf>,
     /// The claim naming the caller (a non-empty string). With `email`, a
     /// token whose `email_verified` is `false` is refused.
@@ -94,6 +97,8 @@ pub struct IssuerConfig {
     /// The claim listing the caller's groups (`None`: `groups`): an array of
     /// strings, or one string; absent means no groups.
     pub groups_claim: Option<String>,
+    /// Dashboard sign-in through this issuer, when configured.
+    pub sign_in: Option<SignInConfig>,
 }
 
 impl IssuerConfig {
@@ -107,8 +112,17 @@ impl IssuerConfig {
             principal_claim: DEFAULT_PRINCIPAL_CLAIM.to_owned(),
             name_claim: None,
             groups_claim: None,
+            sign_in: None,
         }
     }
+}
+
+/// A verified ID token from a dashboard sign-in: whom it names, and when it
+/// expires (seconds since 1970).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdToken {
+    pub identity: OidcIdentity,
+    pub expires_at: u64,
 }
 
 /// Who a verified token says the caller is.
@@ -162,6 +176,14 @@ pub enum OidcError {
     IssuedInFuture,
     #[error("the token's audience ('aud') does not include {audience:?}, the audience configured for issuer {issuer:?}")]
     WrongAudience { issuer: String, audience: String },
+    #[error("the ID token was issued by another issuer than {issuer:?}, where the sign-in started")]
+    WrongIssuer { issuer: String },
+    #[error("the ID token was issued to another client ('azp') than {client_id:?}")]
+    WrongAuthorizedParty { client_id: String },
+    #[error("the ID token's nonce is not the one this sign-in sent: it was not issued for this sign-in")]
+    WrongNonce,
+    #[error("OIDC issuer {issuer:?} has no sign-in configured")]
+    NoSignIn { issuer: String },
     #[error("the token lacks the claim {claim:?}")]
     MissingClaim { claim: String },
     #[error("the token's claim {claim:?} {problem}")]
@@ -221,9 +243,10 @@ impl OidcVerifier {
                 return Err(config_err("configured more than once".to_owned()));
             }
             let source = match &config.keys {
-                KeySource::Url(url) => {
-                    Source::Url { url: url.clone(), client: http_client(&config, &mut system_roots).map_err(config_err)? }
-                }
+                KeySource::Url(url) => Source::Url {
+                    url: url.clone(),
+                    client: http_client(config.ca_file.as_deref(), &mut system_roots, FETCH_TIMEOUT, true).map_err(config_err)?,
+                },
                 KeySource::File(path) => Source::File(path.clone()),
             };
             let keys = source.load().await.map_err(|reason| OidcError::Keys {
@@ -267,8 +290,41 @@ impl OidcVerifier {
         };
         let issuer = self.issuers.get(iss).ok_or(OidcError::UnknownIssuer)?;
         let key = issuer.key_for(unverified.alg, unverified.kid.as_deref()).await?;
-        let claims = issuer.check(token, &key, &unverified)?;
+        let claims = issuer.check(token, &key, &unverified, &issuer.config.audience)?;
         issuer.identity(&claims)
+    }
+
+    /// Verifies the ID token of a dashboard sign-in started with `issuer`: its
+    /// signature and standard claims as for [`OidcVerifier::verify`], but issued by
+    /// that issuer, to the sign-in's client (`aud`, and `azp` when present or
+    /// when there are several audiences), and carrying the sign-in's `nonce`.
+    pub async fn verify_id_token(&self, issuer: &str, token: &str, nonce: &str) -> Result<IdToken, OidcError> {
+        let issuer = self.issuers.get(issuer).ok_or(OidcError::UnknownIssuer)?;
+        let client_id = match &issuer.config.sign_in {
+            Some(sign_in) => sign_in.client_id.as_str(),
+            None => return Err(OidcError::NoSignIn { issuer: issuer.config.issuer.clone() }),
+        };
+        let unverified = read_unverified(token)?;
+        if unverified.claims.get("iss").and_then(Value::as_str) != Some(issuer.config.issuer.as_str()) {
+            return Err(OidcError::WrongIssuer { issuer: issuer.config.issuer.clone() });
+        }
+        let key = issuer.key_for(unverified.alg, unverified.kid.as_deref()).await?;
+        let claims = issuer.check(token, &key, &unverified, client_id)?;
+        let several_audiences = claims.get("aud").and_then(Value::as_array).is_some_and(|aud| aud.len() > 1);
+        match claims.get("azp") {
+            None if !several_audiences => {}
+            None => return Err(missing("azp")),
+            Some(Value::String(azp)) if azp == client_id => {}
+            Some(_) => return Err(OidcError::WrongAuthorizedParty { client_id: client_id.to_owned() }),
+        }
+        match claims.get("nonce") {
+            None => return Err(missing("nonce")),
+            Some(Value::String(sent)) if same_secret(sent, nonce) => {}
+            Some(_) => return Err(OidcError::WrongNonce),
+        }
+        // `check` made sure `exp` is a number of seconds.
+        let expires_at = claims.get("exp").and_then(Value::as_f64).map(|exp| exp.max(0.0) as u64).ok_or_else(|| missing("exp"))?;
+        Ok(IdToken { identity: issuer.identity(&claims)?, expires_at })
     }
 }
 
@@ -288,17 +344,25 @@ fn check_config(config: &IssuerConfig) -> Result<(), String> {
             Err(format!("the JWKS URL {url} is not https: keys fetched in the clear could be replaced by anyone on the path"))
         }
         KeySource::Url(url) if url.host().is_none() => Err(format!("the JWKS URL {url} has no host")),
-        KeySource::File(_) if config.ca_file.is_some() => {
-            Err("a CA file applies only to a JWKS URL, but the keys come from a file".to_owned())
+        KeySource::File(_) if config.ca_file.is_some() && config.sign_in.is_none() => {
+            Err("a CA file applies only to a JWKS URL or a sign-in's token endpoint, but the keys come from a file and there is no sign-in"
+                .to_owned())
         }
         _ => Ok(()),
     }
 }
 
-/// An HTTPS-only client for an issuer's JWKS URL, trusting its `ca_file` or
-/// else the system's root certificates (loaded once for all issuers).
-fn http_client(config: &IssuerConfig, system_roots: &mut Option<Vec<CertificateDer<'static>>>) -> Result<reqwest::Client, String> {
-    let roots = match &config.ca_file {
+/// A client for an issuer's JWKS URL or token endpoint, trusting its CA file
+/// or else the system's root certificates (loaded once for all issuers), and
+/// following no redirect. `https_only`: refuse plain http (allowed only for a
+/// sign-in endpoint on a loopback address, which the configuration checks).
+fn http_client(
+    ca_file: Option<&Path>,
+    system_roots: &mut Option<Vec<CertificateDer<'static>>>,
+    timeout: Duration,
+    https_only: bool,
+) -> Result<reqwest::Client, String> {
+    let roots = match ca_file {
         Some(path) => {
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
@@ -311,16 +375,17 @@ fn http_client(config: &IssuerConfig, system_roots: &mut Option<Vec<CertificateD
         None => system_roots.get_or_insert_with(load_system_roots).clone(),
     };
     if roots.is_empty() {
-        return Err("no system root certificate was found to check the JWKS URL's certificate: give a CA file".to_owned());
+        return Err("no system root certificate was found to check the issuer's certificates: give a CA file".to_owned());
     }
     let mut builder = reqwest::ClientBuilder::new()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
-        .https_only(true)
-        .connect_timeout(FETCH_TIMEOUT)
-        .timeout(FETCH_TIMEOUT)
-        // A JWKS is served where the issuer's discovery document says; a
-        // redirect elsewhere is more likely a mistake or an attack.
+        .https_only(https_only)
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        // A JWKS or token endpoint is served where the issuer's discovery
+        // document says; a redirect elsewhere is more likely a mistake or an
+        // attack (and would carry the code or the client secret along).
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("ajar/", env!("CARGO_PKG_VERSION")));
     for root in roots {
@@ -478,8 +543,9 @@ impl Issuer {
         }
     }
 
-    /// Checks the signature and the standard claims.
-    fn check(&self, token: &str, key: &Key, unverified: &Unverified) -> Result<Map<String, Value>, OidcError> {
+    /// Checks the signature and the standard claims, with `audience` as the
+    /// expected `aud`.
+    fn check(&self, token: &str, key: &Key, unverified: &Unverified, audience: &str) -> Result<Map<String, Value>, OidcError> {
         let mut validation = Validation::new(unverified.alg);
         validation.leeway = CLOCK_LEEWAY_SECS;
         validation.validate_exp = true;
@@ -487,15 +553,13 @@ impl Issuer {
         validation.validate_aud = true;
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.set_issuer(&[&self.config.issuer]);
-        validation.set_audience(&[&self.config.audience]);
+        validation.set_audience(&[audience]);
         let claims = &unverified.claims;
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation).map_err(|e| match e.into_kind() {
             ErrorKind::InvalidSignature | ErrorKind::Crypto(_) => OidcError::BadSignature { issuer: self.config.issuer.clone() },
             ErrorKind::ExpiredSignature => OidcError::Expired,
             ErrorKind::ImmatureSignature => OidcError::NotYetValid,
-            ErrorKind::InvalidAudience => {
-                OidcError::WrongAudience { issuer: self.config.issuer.clone(), audience: self.config.audience.clone() }
-            }
+            ErrorKind::InvalidAudience => OidcError::WrongAudience { issuer: self.config.issuer.clone(), audience: audience.to_owned() },
             ErrorKind::InvalidIssuer => OidcError::UnknownIssuer,
             ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
                 "exp" if claims.contains_key("exp") => invalid("exp", "is not a number of seconds since 1970"),
@@ -640,6 +704,63 @@ mod tests {
         }
         std::fs::remove_file(&path).unwrap();
         assert_eq!(verifier.verify(&token(&a)).await.unwrap().subject, "bob");
+    }
+
+    #[tokio::test]
+    async fn id_tokens_are_for_the_sign_in_client_and_carry_its_nonce() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        let a = key("a");
+        write(&path, &[&a]);
+        let sign_in = SignInConfig {
+            client_id: "dash".to_owned(),
+            client_secret: None,
+            authorization_endpoint: Url::parse("https://idp.example.test/authorize").unwrap(),
+            token_endpoint: Url::parse("https://idp.example.test/token").unwrap(),
+            redirect_uri: Url::parse("https://ajar.example.test/ui/signin/oidc/callback").unwrap(),
+            scopes: vec!["openid".to_owned()],
+        };
+        let config = IssuerConfig { sign_in: Some(sign_in), ..IssuerConfig::new(ISS, "ajar", KeySource::File(path.clone())) };
+        let other = IssuerConfig::new("https://other.example.test", "ajar", KeySource::File(path));
+        let verifier = OidcVerifier::new(vec![config, other]).await.unwrap();
+        let now = now_secs();
+        let sign = |changes: Value| {
+            let mut claims = json!({"iss": ISS, "aud": "dash", "sub": "bob", "nonce": "n-1", "exp": now + 300});
+            for (k, v) in changes.as_object().unwrap() {
+                claims[k] = v.clone();
+            }
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some("a".to_owned());
+            jsonwebtoken::encode(&header, &claims, &a.encoding).unwrap()
+        };
+        let verified = verifier.verify_id_token(ISS, &sign(json!({})), "n-1").await.unwrap();
+        assert_eq!((verified.identity.subject.as_str(), verified.expires_at), ("bob", now + 300));
+        let with_azp = sign(json!({"aud": ["dash", "api"], "azp": "dash"}));
+        assert!(verifier.verify_id_token(ISS, &with_azp, "n-1").await.is_ok());
+        // An API token for this server is not an ID token for the dashboard's client.
+        assert!(verifier.verify(&sign(json!({"aud": "ajar"}))).await.is_ok());
+        let refused = [
+            (sign(json!({"nonce": "n-2"})), "nonce is not the one"),
+            (sign(json!({"nonce": null})), "nonce is not the one"),
+            (sign(json!({"aud": "ajar"})), "does not include \"dash\""),
+            (sign(json!({"aud": ["dash", "api"]})), "lacks the claim \"azp\""),
+            (sign(json!({"azp": "someone-else"})), "another client"),
+            (sign(json!({"iss": "https://other.example.test"})), "another issuer"),
+            (sign(json!({"exp": now - 3600})), "expired"),
+        ];
+        for (token, expected) in refused {
+            let err = verifier.verify_id_token(ISS, &token, "n-1").await.unwrap_err().to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+        let mut claims = json!({"iss": ISS, "aud": "dash", "sub": "bob", "exp": now + 300});
+        claims.as_object_mut().unwrap().remove("nonce");
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("a".to_owned());
+        let without = jsonwebtoken::encode(&header, &claims, &a.encoding).unwrap();
+        let err = verifier.verify_id_token(ISS, &without, "n-1").await.unwrap_err().to_string();
+        assert!(err.contains("lacks the claim \"nonce\""), "{err}");
+        let err = verifier.verify_id_token("https://other.example.test", &sign(json!({})), "n-1").await.unwrap_err();
+        assert!(matches!(err, OidcError::NoSignIn { .. }), "{err}");
     }
 
     #[test]

@@ -375,6 +375,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/static/style.css", get(dashboard::style))
         .route("/ui/static/ajar.js", get(dashboard::script))
         .route("/ui/signin", get(dashboard::signin_form).post(dashboard::signin))
+        .route("/ui/signin/oidc/callback", get(dashboard::oidc_callback))
+        .route("/ui/signin/oidc/{label}", get(dashboard::oidc_start))
         .route("/ui/signout", post(dashboard::signout))
         .route("/ui/jit", get(dashboard::jit))
         .route("/ui/vm", get(dashboard::vm))

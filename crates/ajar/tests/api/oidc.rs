@@ -15,14 +15,15 @@ const ISS: &str = "https://login.example.test/tenant";
 const AUD: &str = "api://ajar";
 const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
 
-struct Key {
+/// A signing key made for the test, and its public half as a JWK.
+pub struct Key {
     kid: String,
     encoding: EncodingKey,
-    jwk: Value,
+    pub jwk: Value,
 }
 
 impl Key {
-    fn new(kid: &str) -> Key {
+    pub fn new(kid: &str) -> Key {
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let raw = pair.public_key_raw().to_vec();
         let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
@@ -31,7 +32,7 @@ impl Key {
         Key { kid: kid.to_owned(), encoding: EncodingKey::from_ec_der(&pair.serialize_der()), jwk }
     }
 
-    fn sign(&self, claims: &Value) -> String {
+    pub fn sign(&self, claims: &Value) -> String {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()

@@ -1,14 +1,16 @@
-//! The dashboard under `/ui`, on the API's TLS listener: sign-in with an API token, a session cookie, CSRF
-//! tokens on every form, and pages rendered by `ajar-web`. It shows only what the signed-in principal's
-//! roles allow, checked as the API checks them.
+//! The dashboard under `/ui`, on the API's TLS listener: sign-in with an API token or through an OIDC
+//! issuer, a session cookie, CSRF tokens on every form, and pages rendered by `ajar-web`. It shows only
+//! what the signed-in principal's roles allow, checked as the API checks them.
 
 mod configure;
 mod jit_page;
+mod oidc_signin;
 mod request;
 mod vm_page;
 
 pub(super) use configure::{configure, configure_post, remove as configure_remove};
 pub(super) use jit_page::jit;
+pub(super) use oidc_signin::{callback as oidc_callback, start as oidc_start};
 pub(super) use request::{request, request_form};
 pub(super) use vm_page::vm;
 
@@ -21,11 +23,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::auth::{Caller, hash_token, principal_for_hash, refused_authentication};
+use crate::auth::{Caller, hash_token, oidc_caller, principal_for_hash, refused_authentication};
 use crate::bootstrap::random_secret;
 use crate::client_addr::client_addr;
 use crate::http::{HttpError, HttpResult};
-use crate::sessions::{SESSION_COOKIE, SESSION_TTL, SIGNIN_COOKIE, Session, same_secret};
+use crate::sessions::{OpenedWith, SESSION_COOKIE, SESSION_TTL, SIGNIN_COOKIE, Session, same_secret};
 
 const SIGNIN: &str = "/ui/signin";
 const HOME: &str = "/ui/jit";
@@ -118,11 +120,17 @@ pub(super) async fn script() -> Response {
         .into_response()
 }
 
-/// The sign-in form, with a fresh double-submit CSRF token.
-pub(super) async fn signin_form() -> HttpResult<Response> {
+/// The sign-in page with a fresh double-submit CSRF token for its form, a button per OIDC issuer that
+/// offers sign-in, and `error` if the last attempt failed.
+fn signin_page(state: &AppState, error: Option<&str>, status: StatusCode) -> HttpResult<Response> {
     let csrf = random_secret();
-    let page = rendered(ajar_web::signin_page(&csrf, None))?;
-    Ok(html(StatusCode::OK, page, vec![set_cookie(SIGNIN_COOKIE, &csrf, SIGNIN, SIGNIN_FORM_SECONDS)]))
+    let labels = state.oidc.as_deref().map(|oidc| oidc.sign_in.labels()).unwrap_or_default();
+    let page = rendered(ajar_web::signin_page(&csrf, error, &labels))?;
+    Ok(html(status, page, vec![set_cookie(SIGNIN_COOKIE, &csrf, SIGNIN, SIGNIN_FORM_SECONDS)]))
+}
+
+pub(super) async fn signin_form(State(state): State<AppState>) -> HttpResult<Response> {
+    signin_page(&state, None, StatusCode::OK)
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -141,19 +149,12 @@ pub(super) async fn signin(
 ) -> HttpResult<Response> {
     let addr = client_addr(peer.ip(), &headers, &state.trusted_proxies);
     let now = Instant::now();
-    let again = |error: &str, status: StatusCode| -> HttpResult<Response> {
-        let csrf = random_secret();
-        let page = rendered(ajar_web::signin_page(&csrf, Some(error.to_owned())))?;
-        Ok(html(status, page, vec![set_cookie(SIGNIN_COOKIE, &csrf, SIGNIN, SIGNIN_FORM_SECONDS)]))
-    };
+    let again = |error: &str, status: StatusCode| signin_page(&state, Some(error), status);
     if !cookie(&headers, SIGNIN_COOKIE).is_some_and(|c| !form.csrf.is_empty() && same_secret(&c, &form.csrf)) {
         return again("The sign-in form had expired or did not come from this page; please sign in again.", StatusCode::FORBIDDEN);
     }
     if let Err(wait) = state.throttle.check(addr, now) {
-        return again(
-            &format!("Too many failed sign-ins from your address; try again in {} s.", wait.as_secs() + 1),
-            StatusCode::TOO_MANY_REQUESTS,
-        );
+        return again(&too_many_failures(wait), StatusCode::TOO_MANY_REQUESTS);
     }
     let hash = hash_token(form.token.trim());
     if principal_for_hash(&state, hash).await?.is_none() {
@@ -161,8 +162,13 @@ pub(super) async fn signin(
         refused_authentication(&state, addr, now, SIGNIN, "InvalidAuthenticationToken", details).await;
         return again("That token is unknown, expired or revoked.", StatusCode::UNAUTHORIZED);
     }
-    let (session, _) = state.sessions.open(hash, now);
+    let (session, _) = state.sessions.open(OpenedWith::ApiToken(hash), now, None);
     Ok(redirect(HOME, vec![set_cookie(SESSION_COOKIE, &session, "/", SESSION_TTL.as_secs()), set_cookie(SIGNIN_COOKIE, "", SIGNIN, 0)]))
+}
+
+/// What the sign-in page says while the caller's address is blocked for failed sign-ins.
+fn too_many_failures(wait: std::time::Duration) -> String {
+    format!("Too many failed sign-ins from your address; try again in {} s.", wait.as_secs() + 1)
 }
 
 /// The signed-in caller, or where to send the browser instead.
@@ -170,14 +176,26 @@ async fn signed_in(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> H
     let to_signin = || Ok(Err(redirect(SIGNIN, vec![set_cookie(SESSION_COOKIE, "", "/", 0)])));
     let Some(id) = cookie(headers, SESSION_COOKIE) else { return to_signin() };
     let Some(session) = state.sessions.get(&id, Instant::now()) else { return to_signin() };
-    // The token it was opened with must still be good: revoking it ends the session.
-    let Some(principal) = principal_for_hash(state, session.token_hash).await? else {
-        state.sessions.close(&id);
-        return to_signin();
-    };
     let addr = client_addr(peer.ip(), headers, &state.trusted_proxies);
-    let principal_ids = vec![principal.id.clone()];
-    Ok(Ok((Caller { principal, principal_ids, addr }, session)))
+    // Who the session is, found again as for a fresh request: a revoked token, or an OIDC identity that is
+    // now another principal (its linked principal was deleted, or it was linked since), ends it.
+    let caller = match &session.opened_with {
+        OpenedWith::ApiToken(hash) => principal_for_hash(state, *hash).await?.map(|principal| {
+            let principal_ids = vec![principal.id.clone()];
+            Caller { principal, principal_ids, addr }
+        }),
+        OpenedWith::Oidc { identity, principal_id } => match state.oidc.as_deref() {
+            Some(oidc) => Some(oidc_caller(state, oidc, identity, addr).await?).filter(|caller| caller.principal.id == *principal_id),
+            None => None,
+        },
+    };
+    match caller {
+        Some(caller) => Ok(Ok((caller, session))),
+        None => {
+            state.sessions.close(&id);
+            to_signin()
+        }
+    }
 }
 
 /// A handler argument: the signed-in caller and its session; without one, the browser is sent to sign in.

@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::common::{API, Server};
 
 mod configure;
+mod oidc_signin;
 mod request;
 
 /// A signed-in browser session, for the dashboard's tests: requests carry its cookie, follow no
