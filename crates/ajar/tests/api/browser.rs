@@ -240,6 +240,26 @@ async fn dashboard_in_chromium() {
             {"submitForm": "/ui/request", "fields": {"vm": s.vm_id("web1"), "port.0": "22", "source.0": "myip", "duration.0": "PT1H"}, "status": 403},
             {"expectText": "CSRF token"},
             {"screenshot": "csrf-refused"},
+            // Enable JIT with the defaults on a Not configured machine, chosen on its tab.
+            {"goto": "/ui/jit?tab=notconfigured"},
+            {"check": "input[aria-label='Select app1']"},
+            {"click": "button:has-text('Enable JIT on selected machines')"},
+            {"expectText": "5986"},
+            {"screenshot": "configure-defaults"},
+            {"click": "button:has-text('Save')"},
+            {"expectText": "JIT enabled on app1"},
+            {"screenshot": "configure-done"},
+            // Customise: a port added to web1's configuration.
+            {"goto": format!("/ui/configure?vm={web1}")},
+            {"click": "button:has-text('Add a port')"},
+            {"fill": "#number-1", "value": "8443"},
+            {"select": "#protocol-1", "value": "UDP"},
+            {"fill": "#sources-1", "value": "10.0.0.0/24"},
+            {"fill": "#max-1", "value": "PT1H"},
+            {"screenshot": "configure-custom"},
+            {"click": "button:has-text('Save')"},
+            {"expectText": "8443"},
+            {"screenshot": "configure-custom-done"},
             {"viewport": {"width": 420, "height": 800}},
             {"goto": "/ui/jit"},
             {"expectText": "web1"},
@@ -276,4 +296,14 @@ async fn dashboard_in_chromium() {
     // What the browser did is what the server recorded.
     let policy = s.get(&format!("{}?{}", s.policy_path("default"), crate::common::API)).await;
     assert_eq!(policy["properties"]["requests"][0]["justification"], "patch the web tier", "{policy}");
+    let web1_ports = &policy["properties"]["virtualMachines"][0]["ports"];
+    assert!(
+        web1_ports.as_array().unwrap().iter().any(|p| p["number"] == 8443
+            && p["protocol"] == "UDP"
+            && p["allowedSourceAddressPrefix"] == "10.0.0.0/24"
+            && p["maxRequestAccessDuration"] == "PT1H"),
+        "{policy}"
+    );
+    let status = s.get(&format!("/ajar/v1/subscriptions/{}/jitStatus?state=Configured", s.sub)).await;
+    assert!(status["value"].as_array().unwrap().iter().any(|v| v["id"].as_str().unwrap().ends_with("/app1")), "{status}");
 }
