@@ -11,9 +11,10 @@ mod sqlite;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use ajar_domain::access::{RoleAssignment, RoleDefinition};
+use ajar_domain::access::{RoleAssignment, RoleDefinition, Scope as AccessScope};
 use ajar_domain::activity::{ActivityEntry, ActivityQuery, Audit, Outcome};
 use ajar_domain::agent::DesiredState;
+use ajar_domain::history::GrantHistory;
 use ajar_domain::ids::{Location, PolicyName, ResourceGroup, Scope};
 use ajar_domain::initiate::{AccessRequest, Caller, InitiateDraft};
 use ajar_domain::inventory::Vm;
@@ -271,6 +272,16 @@ pub trait Store: Send + Sync + 'static {
     async fn vm_statuses(&self, scope: &Scope, page: PageRequest) -> StoreResult<Page<VmJitStatus>>;
     /// One machine's JIT status, if it is in the inventory.
     async fn vm_status(&self, id: &VmId) -> StoreResult<Option<VmJitStatus>>;
+
+    /// The grants open at some time in `[from, to)` on machines inside `within` (`None`: on any), newest
+    /// start first: at most `limit`, with `cut` set when there were more.
+    async fn grants_between(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        within: Option<Vec<AccessScope>>,
+        limit: usize,
+    ) -> StoreResult<GrantHistory>;
 
     /// Records an operation that failed before reaching the store (refused
     /// authentication, unreadable input).

@@ -8,10 +8,16 @@ use time::OffsetDateTime;
 
 use ajar_domain::status::VmJitStatus;
 
+mod activity;
+mod chart;
 mod jit;
+mod timeline;
 mod vm;
 
+pub use activity::{ActivityFilter, ActivityPage, CSV_LIMIT, FilterErrors, PAGE_SIZE, Paging, SEARCH_STRETCH, Stretch};
+pub use chart::{DayChart, day_chart};
 pub use jit::{Allowed, Filter, JitPage, Row, Tab, TabLink, jit_page};
+pub use timeline::{TIMELINE_LIMIT, TimelineForm, TimelinePage, Window, WindowErrors};
 pub use vm::{PortView, VmPage, connect_hint, durations_up_to};
 
 /// The stylesheet, served at `/ui/static/style.css`.

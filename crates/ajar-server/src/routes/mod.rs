@@ -377,7 +377,10 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/signout", post(dashboard::signout))
         .route("/ui/jit", get(dashboard::jit))
         .route("/ui/vm", get(dashboard::vm))
-        .route("/ui/vm/request", post(dashboard::request));
+        .route("/ui/vm/request", post(dashboard::request))
+        .route("/ui/activity", get(dashboard::activity))
+        .route("/ui/activity.csv", get(dashboard::activity_csv))
+        .route("/ui/timeline", get(dashboard::timeline));
     let app = Router::new()
         .route("/healthz", get(healthz))
         .merge(ui)

@@ -2,10 +2,14 @@
 //! tokens on every form, and pages rendered by `ajar-web`. It shows only what the signed-in principal's
 //! roles allow, checked as the API checks them.
 
+mod activity;
 mod jit_page;
+mod timeline;
 mod vm_page;
 
+pub(super) use activity::{activity, activity_csv};
 pub(super) use jit_page::jit;
+pub(super) use timeline::timeline;
 pub(super) use vm_page::{request, vm};
 
 use std::net::SocketAddr;

@@ -8,6 +8,8 @@ use serde_json::json;
 
 use crate::common::{API, Server};
 
+mod activity;
+
 /// A signed-in browser session, for the dashboard's tests: requests carry its cookie, follow no
 /// redirects, and trust only the server's CA.
 pub struct Ui<'a> {
