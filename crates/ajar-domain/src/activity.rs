@@ -4,6 +4,8 @@ use std::net::IpAddr;
 
 use time::OffsetDateTime;
 
+use crate::access::Scope;
+
 /// Azure's action strings, used as operation names in the activity log and,
 /// later, as permissions.
 pub mod actions {
@@ -110,13 +112,47 @@ pub struct ActivityEntry {
     pub details: Vec<(String, String)>,
 }
 
+/// How an entry ended, as a filter of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultKind {
+    Succeeded,
+    Failed,
+}
+
+impl ResultKind {
+    pub const ALL: [ResultKind; 2] = [ResultKind::Succeeded, ResultKind::Failed];
+
+    /// As [`Outcome::as_str`] writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultKind::Succeeded => "Succeeded",
+            ResultKind::Failed => "Failed",
+        }
+    }
+
+    /// `Succeeded` or `Failed`, in any case.
+    pub fn parse(s: &str) -> Option<ResultKind> {
+        ResultKind::ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActivityQuery {
     /// Entries about this resource (a VM's key also finds the policy changes and
     /// requests that named it).
     pub resource_key: Option<String>,
     pub caller: Option<String>,
+    /// Entries of this operation (an action string, exactly).
+    pub operation: Option<String>,
+    pub result: Option<ResultKind>,
     pub since: Option<OffsetDateTime>,
     pub until: Option<OffsetDateTime>,
+    /// Entries older than this sequence number: the page after the entry that has it.
+    pub before: Option<i64>,
+    /// Entries newer than this sequence number: with `before`, a stretch of the log to search.
+    pub after: Option<i64>,
+    /// Only entries whose resource ID is one of these scopes or inside one; `None`: wherever.
+    /// An empty list selects nothing.
+    pub within: Option<Vec<Scope>>,
     pub limit: Option<usize>,
 }

@@ -1,6 +1,6 @@
 //! JIT status per machine: what the portal's three tabs show.
 
-use time::{Duration, OffsetDateTime};
+use time::{Date, Duration, OffsetDateTime, UtcOffset};
 
 use crate::agent::DesiredState;
 use crate::ids::PolicyId;
@@ -63,11 +63,20 @@ pub fn jit_state(vm: &Vm, configured: bool) -> JitState {
     }
 }
 
-/// The window of "approved requests in the last 7 days".
-pub const RECENT_WINDOW: Duration = Duration::days(7);
+/// How many days "approved requests in the last 7 days" covers: today (UTC) and the six before it.
+pub const RECENT_DAYS: usize = 7;
 
+/// The start of the window of "approved requests in the last 7 days": midnight UTC six days before
+/// today, so the window is made of whole days that a chart can show one by one.
 pub fn recent_window_start(now: OffsetDateTime) -> OffsetDateTime {
-    now - RECENT_WINDOW
+    let today = now.to_offset(UtcOffset::UTC).date().midnight().assume_utc();
+    today - Duration::days(RECENT_DAYS as i64 - 1)
+}
+
+/// The days of the window, oldest first, each with a count of zero.
+pub fn recent_days(now: OffsetDateTime) -> [(Date, u32); RECENT_DAYS] {
+    let first = recent_window_start(now).date();
+    std::array::from_fn(|i| (first + Duration::days(i as i64), 0))
 }
 
 /// Everything the status view shows about one machine.
@@ -77,11 +86,30 @@ pub struct VmJitStatus {
     pub state: JitState,
     pub policy: Option<PolicyId>,
     pub ports: Vec<PortRule>,
+    /// The sum of `requests_by_day`.
     pub requests_last_7_days: u32,
+    /// Approved requests per day (UTC) of the last [`RECENT_DAYS`], oldest first; the last is today.
+    pub requests_by_day: [(Date, u32); RECENT_DAYS],
     pub last_access: Option<OffsetDateTime>,
     pub last_user: Option<String>,
     /// Grants open now, with who asked for them.
     pub live: Vec<(String, Grant)>,
     /// What the machine's agent must enforce now.
     pub desired: DesiredState,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::{date, datetime};
+
+    #[test]
+    fn the_recent_window_is_whole_utc_days_ending_today() {
+        let now = datetime!(2026-03-10 00:30 +02:00);
+        assert_eq!(recent_window_start(now), datetime!(2026-03-03 00:00 UTC), "22:30 UTC on the 9th: the 9th is today");
+        let days = recent_days(now);
+        assert_eq!(days[0], (date!(2026 - 03 - 03), 0));
+        assert_eq!(days[RECENT_DAYS - 1], (date!(2026 - 03 - 09), 0));
+        assert!(days.windows(2).all(|w| w[1].0 == w[0].0.next_day().unwrap()));
+    }
 }

@@ -11,9 +11,10 @@ mod sqlite;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use ajar_domain::access::{RoleAssignment, RoleDefinition};
+use ajar_domain::access::{RoleAssignment, RoleDefinition, Scope as AccessScope};
 use ajar_domain::activity::{ActivityEntry, ActivityQuery, Audit, Outcome};
 use ajar_domain::agent::DesiredState;
+use ajar_domain::history::GrantHistory;
 use ajar_domain::ids::{Location, PolicyName, ResourceGroup, Scope};
 use ajar_domain::initiate::{AccessRequest, Caller, InitiateDraft};
 use ajar_domain::inventory::Vm;
@@ -276,6 +277,16 @@ pub trait Store: Send + Sync + 'static {
     /// Every machine in `scope` with its JIT state, without the rest of its status: cheap enough to
     /// count and page thousands.
     async fn jit_states(&self, scope: &Scope) -> StoreResult<Vec<(Vm, JitState)>>;
+
+    /// The grants open at some time in `[from, to)` on machines inside `within` (`None`: on any), newest
+    /// start first: at most `limit`, with `cut` set when there were more.
+    async fn grants_between(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        within: Option<Vec<AccessScope>>,
+        limit: usize,
+    ) -> StoreResult<GrantHistory>;
 
     /// Records an operation that failed before reaching the store (refused
     /// authentication, unreadable input).

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use ajar_domain::inventory::Vm;
 use ajar_domain::status::{JitState, VmJitStatus};
 
-use crate::{OpenGrant, RenderError, encode, open_grants, vm_href, when};
+use crate::{DayChart, OpenGrant, RenderError, day_chart, encode, open_grants, vm_href, when};
 
 /// The three tabs of the JIT page, as Azure's portal has them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +110,8 @@ pub struct Row {
     pub location: String,
     pub os: String,
     pub requests_7_days: u32,
+    /// The same, day by day.
+    pub chart: DayChart,
     pub last_access: String,
     pub connection: String,
     pub last_user: String,
@@ -178,6 +180,7 @@ fn row(s: &VmJitStatus, allowed: Allowed, now: OffsetDateTime) -> Row {
         location: s.vm.location.to_string(),
         os: s.vm.os.as_str().to_owned(),
         requests_7_days: s.requests_last_7_days,
+        chart: day_chart(&s.requests_by_day),
         last_access: s.last_access.map(|t| when(t, now)).unwrap_or_else(|| "never".to_owned()),
         connection: format!("{address} : {}", ports.join(", ")),
         last_user: s.last_user.clone().unwrap_or_default(),

@@ -8,19 +8,25 @@ use time::{OffsetDateTime, UtcOffset};
 
 use ajar_domain::status::VmJitStatus;
 
+mod activity;
+mod chart;
 mod configure;
 mod jit;
 mod request;
 mod signin;
+mod timeline;
 mod vm;
 
+pub use activity::{ActivityFilter, ActivityPage, CSV_LIMIT, FilterErrors, PAGE_SIZE, Paging, SEARCH_STRETCH, Stretch};
+pub use chart::{DayChart, day_chart};
 pub use configure::{ConfigurePage, DonePage, MachineView, Mode, Note, RemovePage, RuleField, RuleRow, configure_href, describe_rule};
-pub use jit::{Allowed, Filter, JitListing, JitPage, Listed, PAGE_SIZE, Pager, Row, Tab, TabLink};
+pub use jit::{Allowed, Filter, JitListing, JitPage, Listed, Pager, Row, Tab, TabLink};
 pub use request::{
     Choice, Field, FieldErrors, MachineInput, MachineState, OpenedMachine, RequestForm, RequestPage, RequestPageInput, TargetField,
     field_of_target, opened_machine, request_page,
 };
 pub use signin::{signed_in_page, signin_page};
+pub use timeline::{TIMELINE_LIMIT, TimelineForm, TimelinePage, Window, WindowErrors};
 pub use vm::{PortView, VmPage, connect_hint, durations_up_to};
 
 /// The stylesheet, served at `/ui/static/style.css`.

@@ -116,6 +116,23 @@ impl AccessIndex {
         self.grants(principals).any(|g| (g.scope.contains(scope) || scope.contains(&g.scope)) && g.role.allows(action))
     }
 
+    /// The scopes at which the caller holds `action`, none inside another: it may do `action` at a
+    /// scope exactly when one of these contains it (what [`AccessIndex::check`] decides), so a query
+    /// can select what the caller may read instead of reading everything and dropping the rest.
+    /// The root alone when it holds `action` everywhere; empty when nowhere.
+    pub fn scopes_allowing(&self, principals: &[&str], action: &str) -> Vec<Scope> {
+        let mut held: Vec<Scope> = self.grants(principals).filter(|g| g.role.allows(action)).map(|g| g.scope.clone()).collect();
+        // Shortest keys first: an enclosing scope comes before what it contains.
+        held.sort_by_key(|s| s.key().len());
+        let mut outermost: Vec<Scope> = Vec::with_capacity(held.len());
+        for scope in held {
+            if !outermost.iter().any(|o| o.contains(&scope)) {
+                outermost.push(scope);
+            }
+        }
+        outermost
+    }
+
     /// The escalation guard: the caller needs `roleAssignments/write` at
     /// `scope`, and every catalog action the role allows, at `scope` too. The
     /// first missing action, in catalog order, is named.
@@ -292,6 +309,45 @@ mod tests {
         ];
         for (principal, action, scope, expected) in table {
             assert_eq!(idx.may_any_below(&[principal], action, &sc(scope)), *expected, "{principal} {action} below {scope}");
+        }
+    }
+
+    #[test]
+    fn scopes_allowing_agree_with_check() {
+        let idx = index(&[
+            assign("alice", READER_ID, &rg(SUB, "rg1")),
+            assign("alice", READER_ID, &vm(SUB, "rg1", "x")),
+            assign("alice", JIT_REQUESTER_ID, &rg(SUB, "rg2")),
+            assign("group:ops", READER_ID, &sub(SUB2)),
+            assign("owner", OWNER_ID, "/"),
+        ]);
+        let keys = |principals: &[&str], action: &str| -> Vec<String> {
+            idx.scopes_allowing(principals, action).iter().map(|s| s.key().to_owned()).collect()
+        };
+        assert_eq!(keys(&["alice"], a::ACTIVITY_READ), [rg(SUB, "rg1").to_lowercase()], "the machine's scope is inside the group's");
+        assert_eq!(keys(&["alice", "group:ops"], a::ACTIVITY_READ), [sub(SUB2), rg(SUB, "rg1").to_lowercase()]);
+        assert_eq!(keys(&["owner", "alice"], a::ACTIVITY_READ), ["/"]);
+        assert!(keys(&["nobody"], a::ACTIVITY_READ).is_empty());
+        let principals: &[&str] = &["alice", "group:ops"];
+        for action in [a::ACTIVITY_READ, a::JIT_INITIATE, a::VM_WRITE] {
+            let held = idx.scopes_allowing(principals, action);
+            for scope in [
+                "/".to_owned(),
+                sub(SUB),
+                sub(SUB2),
+                rg(SUB, "rg1"),
+                rg(SUB, "RG2"),
+                vm(SUB, "rg1", "y"),
+                policy(SUB, "rg2"),
+                vm(SUB2, "a", "b"),
+            ] {
+                let scope = sc(&scope);
+                assert_eq!(
+                    held.iter().any(|h| h.contains(&scope)),
+                    idx.check(principals, action, &scope).is_allowed(),
+                    "{action} at {scope}"
+                );
+            }
         }
     }
 

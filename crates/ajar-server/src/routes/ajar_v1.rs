@@ -15,7 +15,7 @@ use ajar_api::ajar_v1::{
 use ajar_api::jit::policy_out;
 use ajar_domain::VmId;
 use ajar_domain::access::Scope as AccessScope;
-use ajar_domain::activity::{ActivityQuery, Audit, actions};
+use ajar_domain::activity::{ActivityEntry, ActivityQuery, Audit, ResultKind, actions};
 use ajar_store::PolicyView;
 use time::OffsetDateTime;
 
@@ -126,13 +126,39 @@ fn time_param(query: &Query, name: &str) -> HttpResult<Option<OffsetDateTime>> {
         .transpose()
 }
 
-pub(super) async fn activity(State(state): State<AppState>, Extension(caller): Extension<Caller>, query: Query) -> HttpResult<Response> {
-    // Everything with the permission at the root; otherwise the entries about resources inside the
-    // scopes it holds the permission at.
-    let everything = state.may(&caller, actions::ACTIVITY_READ, &AccessScope::root()).await?;
-    if !everything && !state.may_below(&caller, actions::ACTIVITY_READ, &AccessScope::root()).await? {
-        state.authorize_read(&caller, actions::ACTIVITY_READ, &AccessScope::root()).await?;
+/// Where the caller holds `action`: `None` for everywhere (it holds it at the root), else the outermost
+/// scopes it holds it at, perhaps none.
+pub(crate) async fn readable_within(state: &AppState, caller: &Caller, action: &str) -> HttpResult<Option<Vec<AccessScope>>> {
+    let scopes = state.access.index().await?.scopes_allowing(&caller.ids(), action);
+    Ok(if scopes.iter().any(AccessScope::is_root) { None } else { Some(scopes) })
+}
+
+/// Which activity entries the caller may read, for [`ActivityQuery::within`]: with
+/// `Ajar/activityLog/read` at the root, all (`None`); otherwise those about resources inside the scopes
+/// it holds the permission at. A caller holding it nowhere is refused, and the refusal is on record.
+pub(crate) async fn activity_within(state: &AppState, caller: &Caller) -> HttpResult<Option<Vec<AccessScope>>> {
+    let within = readable_within(state, caller, actions::ACTIVITY_READ).await?;
+    if within.as_ref().is_some_and(Vec::is_empty) {
+        state.authorize_read(caller, actions::ACTIVITY_READ, &AccessScope::root()).await?;
     }
+    Ok(within)
+}
+
+/// "Download as CSV": the entries as the CSV export, to be saved as a file.
+pub(crate) fn activity_csv(entries: &[ActivityEntry]) -> HttpResult<Response> {
+    let bytes = to_csv(entries).map_err(|e| {
+        tracing::error!(error = %e, "writing the activity CSV");
+        HttpError(ApiError::internal())
+    })?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"ajar-activity.csv\"")],
+        bytes,
+    )
+        .into_response())
+}
+
+pub(super) async fn activity(State(state): State<AppState>, Extension(caller): Extension<Caller>, query: Query) -> HttpResult<Response> {
+    let within = activity_within(&state, &caller).await?;
     let resource_key = match query.get("vm") {
         Some(vm) => Some(vm.parse::<VmId>().map_err(|e| HttpError(ApiError::bad_request("InvalidResourceId", "vm", e.to_string())))?.key()),
         None => None,
@@ -144,37 +170,30 @@ pub(super) async fn activity(State(state): State<AppState>, Extension(caller): E
             })?,
             None => DEFAULT_ACTIVITY_LIMIT,
         };
+    let result = match query.get("result") {
+        Some(r) => Some(ResultKind::parse(r).ok_or_else(|| {
+            HttpError(ApiError::bad_request("InvalidRequestContent", "result", format!("result '{r}' is not Succeeded or Failed")))
+        })?),
+        None => None,
+    };
+    let format = query.get("format").unwrap_or("json");
+    if !["json", "csv"].contains(&format) {
+        return Err(HttpError(ApiError::bad_request("InvalidRequestContent", "format", format!("format '{format}' is not json or csv"))));
+    }
     let q = ActivityQuery {
         resource_key,
         caller: query.get("caller").map(str::to_owned),
+        operation: query.get("operation").map(str::to_owned),
+        result,
         since: time_param(&query, "since")?,
         until: time_param(&query, "until")?,
         limit: Some(limit),
+        within,
+        ..ActivityQuery::default()
     };
-    let mut entries = state.store.activity(q).await?;
-    if !everything {
-        let index = state.access.index().await?;
-        let ids = caller.ids();
-        entries.retain(|e| {
-            e.resource_id.parse::<AccessScope>().is_ok_and(|scope| index.check(&ids, actions::ACTIVITY_READ, &scope).is_allowed())
-        });
-    }
-    match query.get("format").unwrap_or("json") {
-        "json" => Ok(Json(ActivityList { value: entries.iter().map(activity_out).collect() }).into_response()),
-        "csv" => {
-            let bytes = to_csv(&entries).map_err(|e| {
-                tracing::error!(error = %e, "writing the activity CSV");
-                HttpError(ApiError::internal())
-            })?;
-            Ok((
-                [
-                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                    (header::CONTENT_DISPOSITION, "attachment; filename=\"ajar-activity.csv\""),
-                ],
-                bytes,
-            )
-                .into_response())
-        }
-        other => Err(HttpError(ApiError::bad_request("InvalidRequestContent", "format", format!("format '{other}' is not json or csv")))),
+    let entries = state.store.activity(q).await?;
+    match format {
+        "csv" => activity_csv(&entries),
+        _ => Ok(Json(ActivityList { value: entries.iter().map(activity_out).collect() }).into_response()),
     }
 }

@@ -382,7 +382,10 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/vm", get(dashboard::vm))
         .route("/ui/request", get(dashboard::request_form).post(dashboard::request))
         .route("/ui/configure", get(dashboard::configure).post(dashboard::configure_post))
-        .route("/ui/configure/remove", post(dashboard::configure_remove));
+        .route("/ui/configure/remove", post(dashboard::configure_remove))
+        .route("/ui/activity", get(dashboard::activity))
+        .route("/ui/activity.csv", get(dashboard::activity_csv))
+        .route("/ui/timeline", get(dashboard::timeline));
     // Every dashboard answer carries its server time.
     let ui = ui.layer(middleware::from_fn(dashboard::server_timing));
     let app = Router::new()

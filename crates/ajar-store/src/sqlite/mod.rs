@@ -18,14 +18,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
-use ajar_domain::access::{RoleAssignment, RoleDefinition};
+use ajar_domain::access::{RoleAssignment, RoleDefinition, Scope as AccessScope};
 use ajar_domain::activity::{ActivityEntry, ActivityQuery, Audit, Outcome};
 use ajar_domain::agent::DesiredState;
+use ajar_domain::history::GrantHistory;
 use ajar_domain::ids::{PolicyName, Scope};
 use ajar_domain::initiate::{AccessRequest, Caller, InitiateDraft};
 use ajar_domain::inventory::Vm;
@@ -299,6 +301,11 @@ fn open_connection(path: &Path, writable: bool) -> StoreResult<Connection> {
     .map_err(|e| backend("configuring the connection", e))?;
     // Room for every statement the store prepares, so none is parsed twice.
     conn.set_prepared_statement_cache_capacity(128);
+    // SQLite's lower() folds ASCII only; ARM names may hold any letter, and the domain's keys fold them all.
+    conn.create_scalar_function("arm_key", 1, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
+        Ok(ctx.get_raw(0).as_str_or_null()?.map(str::to_lowercase))
+    })
+    .map_err(|e| backend("registering arm_key", e))?;
     if writable {
         // WAL: readers never block the writer. synchronous=NORMAL: a commit
         // does not fsync; the syncer thread fsyncs the write-ahead log before
@@ -556,6 +563,16 @@ impl Store for SqliteStore {
     async fn jit_states(&self, scope: &Scope) -> StoreResult<Vec<(Vm, JitState)>> {
         let scope = scope.clone();
         self.read(move |c, _| ops::jit_states(c, &scope)).await
+    }
+
+    async fn grants_between(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        within: Option<Vec<AccessScope>>,
+        limit: usize,
+    ) -> StoreResult<GrantHistory> {
+        self.read(move |c, _| ops::grants_between(c, from, to, within.as_deref(), limit)).await
     }
 
     async fn record(&self, audit: Audit, outcome: Outcome) -> StoreResult<()> {

@@ -4,18 +4,21 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params};
-use time::OffsetDateTime;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use time::{Date, OffsetDateTime};
 
+use ajar_domain::access::Scope as AccessScope;
 use ajar_domain::activity::{ActivityEntry, ActivityQuery, Audit, Outcome};
 use ajar_domain::agent::{self, ConnectionCut, DesiredState};
+use ajar_domain::history::{GrantHistory, GrantSpan};
 use ajar_domain::ids::{PolicyName, Scope};
 use ajar_domain::initiate::{
     AccessRequest, Caller, Grant, GrantStatus, InitiateDraft, RequestVm, StatusReason, grant_still_allowed, plan_initiate,
 };
 use ajar_domain::inventory::{AgentInfo, EnforcementPoint, Vm};
 use ajar_domain::policy::{Limits, Policy, PortRule, VmPolicy, default_ports, validate_policy, vm_target};
-use ajar_domain::status::{JitState, VmJitStatus, jit_state, recent_window_start};
+use ajar_domain::status::{JitState, RECENT_DAYS, VmJitStatus, jit_state, recent_days, recent_window_start};
 use ajar_domain::{AccessDuration, ErrorCode, PolicyId, Problem, SubscriptionId, VmId};
 
 use super::codec::{decode_addresses, decode_protocol, decode_sources, encode_addresses, encode_sources, from_ns, to_ns};
@@ -556,11 +559,11 @@ fn revoke_disallowed(c: &Connection, uid: &str, policy: Option<&Policy>, now: Of
     }
     let mut update = c
         .prepare_cached(
-            "UPDATE grants SET status = 'Revoked', reason = 'UserRequested' WHERE request_seq = ?1 AND vm_key = ?2 AND number = ?3",
+            "UPDATE grants SET status = 'Revoked', reason = 'UserRequested', revoked_ns = ?4 WHERE request_seq = ?1 AND vm_key = ?2 AND number = ?3",
         )
         .map_err(db("revoking grants"))?;
     for (seq, vm_key, number) in &doomed {
-        update.execute(params![seq, vm_key, number]).map_err(db("revoking grants"))?;
+        update.execute(params![seq, vm_key, number, to_ns(now)]).map_err(db("revoking grants"))?;
     }
     Ok(doomed.len() as u64)
 }
@@ -670,7 +673,7 @@ pub(crate) fn initiate(
     let seq = c.last_insert_rowid();
     let mut supersede = c
         .prepare_cached(
-            "UPDATE grants SET status = 'Revoked', reason = 'NewerRequestInitiated'
+            "UPDATE grants SET status = 'Revoked', reason = 'NewerRequestInitiated', revoked_ns = ?3
              WHERE vm_key = ?1 AND number = ?2 AND status = 'Initiated' AND end_ns > ?3 AND request_seq != ?4",
         )
         .map_err(db("superseding grants"))?;
@@ -705,6 +708,11 @@ pub(crate) fn initiate(
                 .map_err(db("storing grants"))?;
         }
     }
+    let longest = request.vms.iter().flat_map(|v| &v.grants).map(|g| to_ns(g.end) - now_ns).max().unwrap_or(0);
+    c.prepare_cached("UPDATE grant_bounds SET longest_ns = ?1 WHERE longest_ns < ?1")
+        .map_err(db("recording the longest grant"))?
+        .execute([longest])
+        .map_err(db("recording the longest grant"))?;
     Ok((request, superseded))
 }
 
@@ -869,7 +877,7 @@ pub(crate) fn revoke(c: &Connection, policy: &PolicyId, vm: &VmId, ports: &[u16]
     }
     let mut update = c
         .prepare_cached(
-            "UPDATE grants SET status = 'Revoked', reason = 'UserRequested'
+            "UPDATE grants SET status = 'Revoked', reason = 'UserRequested', revoked_ns = ?3
              WHERE vm_key = ?1 AND number = ?2 AND status = 'Initiated' AND end_ns > ?3
                AND request_seq IN (SELECT seq FROM access_requests WHERE policy_uid = ?4)",
         )
@@ -879,6 +887,59 @@ pub(crate) fn revoke(c: &Connection, policy: &PolicyId, vm: &VmId, ports: &[u16]
         revoked += update.execute(params![vm.key(), port, to_ns(now), stored.uid]).map_err(db("revoking grants"))? as u64;
     }
     Ok(revoked)
+}
+
+// ---------------------------------------------------------------- history
+
+/// The grants open at some time in `[from, to)`, on machines inside `within`, newest start first: at
+/// most `limit`, and whether there were more.
+pub(crate) fn grants_between(
+    c: &Connection,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+    within: Option<&[AccessScope]>,
+    limit: usize,
+) -> StoreResult<GrantHistory> {
+    let err = db("reading grants over time");
+    // A grant open at `from` started at most the longest grant ever given before it: that bounds the
+    // scan of requests by start time.
+    let longest: i64 = c.prepare_cached("SELECT longest_ns FROM grant_bounds").map_err(&err)?.query_row([], |r| r.get(0)).map_err(&err)?;
+    let (inside, scope_params) = within_sql("g.vm_key", within, 5);
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT r.id, r.requestor, r.justification, r.start_ns, g.vm_id,
+                    g.number, g.protocol, g.sources, g.sources_is_list, g.end_ns, g.status, g.reason, g.mapped_port, g.revoked_ns
+             FROM access_requests r JOIN grants g ON g.request_seq = r.seq
+             WHERE r.start_ns >= ?1 AND r.start_ns < ?2
+               AND CASE WHEN g.revoked_ns < g.end_ns THEN g.revoked_ns ELSE g.end_ns END > ?3
+               AND {inside}
+             ORDER BY r.start_ns DESC, r.seq DESC, g.vm_ord, g.port_ord
+             LIMIT ?4"
+        ))
+        .map_err(&err)?;
+    let (start, end) = (to_ns(from), to_ns(to));
+    let asked = i64::try_from(limit).unwrap_or(i64::MAX - 1).saturating_add(1);
+    let fixed = [Value::Integer(start.saturating_sub(longest)), Value::Integer(end), Value::Integer(start), Value::Integer(asked)];
+    let mut rows = stmt.query(params_from_iter(fixed.into_iter().chain(scope_params))).map_err(&err)?;
+    let mut history = GrantHistory::default();
+    while let Some(r) = rows.next().map_err(&err)? {
+        if history.spans.len() == limit {
+            history.cut = true;
+            break;
+        }
+        let vm_id: String = r.get(4).map_err(&err)?;
+        let revoked: Option<i64> = r.get(13).map_err(&err)?;
+        history.spans.push(GrantSpan {
+            request_id: r.get(0).map_err(&err)?,
+            requestor: r.get(1).map_err(&err)?,
+            justification: r.get(2).map_err(&err)?,
+            start: from_ns(r.get(3).map_err(&err)?)?,
+            vm: vm_id.parse().map_err(|e| backend("stored VM id", e))?,
+            grant: grant_from_row(r, 5)?,
+            revoked: revoked.map(from_ns).transpose()?,
+        });
+    }
+    Ok(history)
 }
 
 // ---------------------------------------------------------------- status
@@ -921,6 +982,27 @@ pub(crate) fn vm_status(c: &Connection, id: &VmId, now: OffsetDateTime) -> Store
     get_vm(c, &id.key())?.map(|vm| status_of(c, vm, now)).transpose()
 }
 
+/// The machine's approved requests on each of the recent days, counted by the day (UTC) they started.
+fn requests_by_day(c: &Connection, vm_key: &str, now: OffsetDateTime) -> StoreResult<[(Date, u32); RECENT_DAYS]> {
+    const DAY_NS: i64 = 86_400_000_000_000;
+    let err = db("counting requests");
+    let mut days = recent_days(now);
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT (r.start_ns - ?2) / ?3, count(DISTINCT g.request_seq) FROM grants g JOIN access_requests r ON r.seq = g.request_seq
+             WHERE g.vm_key = ?1 AND r.start_ns >= ?2 GROUP BY 1",
+        )
+        .map_err(&err)?;
+    let mut rows = stmt.query(params![vm_key, to_ns(recent_window_start(now)), DAY_NS]).map_err(&err)?;
+    while let Some(r) = rows.next().map_err(&err)? {
+        let (day, count): (i64, u32) = (r.get(0).map_err(&err)?, r.get(1).map_err(&err)?);
+        // A request stamped after `now` (a clock that stepped back) counts as today's.
+        let at = usize::try_from(day).unwrap_or(0).min(RECENT_DAYS - 1);
+        days[at].1 += count;
+    }
+    Ok(days)
+}
+
 fn status_of(c: &Connection, vm: Vm, now: OffsetDateTime) -> StoreResult<VmJitStatus> {
     let key = vm.id.key();
     let policy = match policy_of_vm(c, &key)? {
@@ -928,14 +1010,7 @@ fn status_of(c: &Connection, vm: Vm, now: OffsetDateTime) -> StoreResult<VmJitSt
         None => None,
     };
     let ports = policy.as_ref().and_then(|p| p.vm(&vm.id)).map(|v| v.ports.clone()).unwrap_or_default();
-    let requests_last_7_days: u32 = c
-        .prepare_cached(
-            "SELECT count(DISTINCT g.request_seq) FROM grants g JOIN access_requests r ON r.seq = g.request_seq
-             WHERE g.vm_key = ?1 AND r.start_ns >= ?2",
-        )
-        .map_err(db("counting requests"))?
-        .query_row(params![key, to_ns(recent_window_start(now))], |r| r.get(0))
-        .map_err(db("counting requests"))?;
+    let requests_by_day = requests_by_day(c, &key, now)?;
     let last: Option<(i64, String)> = c
         .prepare_cached(
             "SELECT r.start_ns, r.requestor FROM grants g JOIN access_requests r ON r.seq = g.request_seq
@@ -968,7 +1043,8 @@ fn status_of(c: &Connection, vm: Vm, now: OffsetDateTime) -> StoreResult<VmJitSt
         state,
         policy: policy.map(|p| p.id),
         ports,
-        requests_last_7_days,
+        requests_last_7_days: requests_by_day.iter().map(|(_, n)| n).sum(),
+        requests_by_day,
         last_access: last.as_ref().map(|(ns, _)| from_ns(*ns)).transpose()?,
         last_user: last.map(|(_, user)| user),
         live,
@@ -1084,20 +1160,58 @@ pub(crate) fn append_activity(
     Ok(())
 }
 
+/// A condition that `key` (an SQL expression giving a lower-cased resource key) is one of `within`'s
+/// scopes or inside one, over placeholders numbered from `first`, and their values. `None`, or a list
+/// holding the root, is everywhere. Each scope is a range test (`key/` from `scope/` up to `scope0`, '0'
+/// following '/'), cheaper than any table of scopes would be.
+fn within_sql(key: &str, within: Option<&[AccessScope]>, first: usize) -> (String, Vec<Value>) {
+    let Some(scopes) = within.filter(|scopes| !scopes.iter().any(AccessScope::is_root)) else { return ("1".to_owned(), Vec::new()) };
+    if scopes.is_empty() {
+        return ("0".to_owned(), Vec::new());
+    }
+    let mut values = Vec::with_capacity(scopes.len() * 2);
+    let terms: Vec<String> = scopes
+        .iter()
+        .enumerate()
+        .map(|(i, scope)| {
+            values.push(Value::Text(format!("{}/", scope.key())));
+            values.push(Value::Text(format!("{}0", scope.key())));
+            let (low, high) = (first + 2 * i, first + 2 * i + 1);
+            format!("({key} || '/' >= ?{low} AND {key} || '/' < ?{high})")
+        })
+        .collect();
+    (format!("({})", terms.join(" OR ")), values)
+}
+
 pub(crate) fn activity(c: &Connection, q: &ActivityQuery) -> StoreResult<Vec<ActivityEntry>> {
+    let (inside, scope_params) = within_sql("arm_key(resource_id)", q.within.as_deref(), 10);
     let mut stmt = c
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT seq, time_ns, subscription, resource_group, resource_id, operation, caller, caller_addr, result, error_code, details
              FROM activity
              WHERE (?1 IS NULL OR seq IN (SELECT seq FROM activity_subjects WHERE key = ?1))
                AND (?2 IS NULL OR caller = ?2) AND (?3 IS NULL OR time_ns >= ?3) AND (?4 IS NULL OR time_ns < ?4)
-             ORDER BY seq DESC LIMIT ?5",
-        )
+               AND (?5 IS NULL OR operation = ?5) AND (?6 IS NULL OR result = ?6)
+               AND seq < coalesce(?7, 9223372036854775807) AND seq > coalesce(?8, -1)
+               AND {inside}
+             ORDER BY seq DESC LIMIT ?9"
+        ))
         .map_err(db("reading the activity log"))?;
     let limit = q.limit.map(|l| l as i64).unwrap_or(-1);
-    let mut rows = stmt
-        .query(params![q.resource_key, q.caller, q.since.map(to_ns), q.until.map(to_ns), limit])
-        .map_err(db("reading the activity log"))?;
+    let text = |v: &Option<String>| v.clone().map_or(Value::Null, Value::Text);
+    let number = |v: Option<i64>| v.map_or(Value::Null, Value::Integer);
+    let fixed = [
+        text(&q.resource_key),
+        text(&q.caller),
+        number(q.since.map(to_ns)),
+        number(q.until.map(to_ns)),
+        text(&q.operation),
+        q.result.map_or(Value::Null, |r| Value::Text(r.as_str().to_owned())),
+        number(q.before),
+        number(q.after),
+        Value::Integer(limit),
+    ];
+    let mut rows = stmt.query(params_from_iter(fixed.into_iter().chain(scope_params))).map_err(db("reading the activity log"))?;
     let mut out = Vec::new();
     let err = db("reading the activity log");
     while let Some(r) = rows.next().map_err(&err)? {

@@ -189,6 +189,21 @@ const MIGRATIONS: &[&str] = &[
            p.id, '8e3af657-a8ff-443c-a75c-2fe8c4bcb635', '/', '/', CAST((julianday('now') - 2440587.5) * 86400000000000 AS INTEGER), 'migration'
     FROM principals p WHERE EXISTS (SELECT 1 FROM tokens t WHERE t.principal_id = p.id AND t.purpose = 'api');
     "#,
+    // 5: grants over time, for the timeline. When a grant was revoked before its end (superseded
+    // grants get the start of the request that superseded them; other early revocations kept no time);
+    // requests by start time; and the longest grant ever given, which bounds how far before a window
+    // a grant still open in it can have started.
+    r#"
+    ALTER TABLE grants ADD COLUMN revoked_ns INTEGER;
+    UPDATE grants SET revoked_ns = (
+        SELECT min(r2.start_ns) FROM grants g2 JOIN access_requests r2 ON r2.seq = g2.request_seq
+        WHERE g2.vm_key = grants.vm_key AND g2.number = grants.number AND g2.request_seq > grants.request_seq
+    ) WHERE status = 'Revoked' AND reason = 'NewerRequestInitiated';
+    CREATE INDEX access_requests_start ON access_requests(start_ns);
+    CREATE TABLE grant_bounds (id INTEGER PRIMARY KEY CHECK (id = 1), longest_ns INTEGER NOT NULL);
+    INSERT INTO grant_bounds (id, longest_ns)
+    SELECT 1, coalesce(max(g.end_ns - r.start_ns), 0) FROM grants g JOIN access_requests r ON r.seq = g.request_seq;
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {

@@ -2,16 +2,20 @@
 //! issuer, a session cookie, CSRF tokens on every form, and pages rendered by `ajar-web`. It shows only
 //! what the signed-in principal's roles allow, checked as the API checks them.
 
+mod activity;
 mod configure;
 mod jit_page;
 mod oidc_signin;
 mod request;
+mod timeline;
 mod vm_page;
 
+pub(super) use activity::{activity, activity_csv};
 pub(super) use configure::{configure, configure_post, remove as configure_remove};
 pub(super) use jit_page::jit;
 pub(super) use oidc_signin::{callback as oidc_callback, start as oidc_start};
 pub(super) use request::{request, request_form};
+pub(super) use timeline::timeline;
 pub(super) use vm_page::vm;
 
 use std::net::SocketAddr;

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::common::{API, Server};
 
+mod activity;
 mod configure;
 mod oidc_signin;
 mod request;
