@@ -260,6 +260,19 @@ async fn dashboard_in_chromium() {
             {"click": "button:has-text('Save')"},
             {"expectText": "8443"},
             {"screenshot": "configure-custom-done"},
+            // The machine's activity log from its row's menu, and its CSV.
+            {"goto": "/ui/jit"},
+            {"click": "tr:has-text('web1') a:has-text('Activity log')"},
+            {"expectText": "Request JIT access"},
+            {"expectText": "Create or update JIT policy"},
+            {"screenshot": "activity-web1"},
+            {"download": "a:has-text('Download as CSV')", "saveAs": "activity-web1.csv"},
+            {"click": "nav.main-nav a:has-text('Activity log')"},
+            {"expectText": "Enrol agent"},
+            {"screenshot": "activity"},
+            {"click": "nav.main-nav a:has-text('Timeline')"},
+            {"expectText": "web1:22"},
+            {"screenshot": "timeline"},
             {"viewport": {"width": 420, "height": 800}},
             {"goto": "/ui/jit"},
             {"expectText": "web1"},
@@ -303,6 +316,19 @@ async fn dashboard_in_chromium() {
             && p["allowedSourceAddressPrefix"] == "10.0.0.0/24"
             && p["maxRequestAccessDuration"] == "PT1H"),
         "{policy}"
+    );
+    // The CSV the browser downloaded is the API's export for the same machine, with the request in it.
+    let downloaded = fs::read(out.join("activity-web1.csv")).unwrap();
+    let (st, api_csv, _) = s.send(reqwest::Method::GET, &format!("/ajar/v1/activity?format=csv&vm={web1}"), Some(&s.token), None, "").await;
+    assert_eq!(st, reqwest::StatusCode::OK);
+    let rows = |bytes: &[u8]| -> Vec<Vec<String>> {
+        csv::Reader::from_reader(bytes).records().map(|r| r.unwrap().iter().map(str::to_owned).collect()).collect()
+    };
+    let browser_rows = rows(&downloaded);
+    assert_eq!(browser_rows, rows(api_csv.as_str().unwrap().as_bytes()), "the dashboard's CSV is the API's");
+    assert!(
+        browser_rows.iter().any(|r| r[4].ends_with("initiate/action") && r[5] == "admin" && r[9] == "patch the web tier"),
+        "{browser_rows:?}"
     );
     let status = s.get(&format!("/ajar/v1/subscriptions/{}/jitStatus?state=Configured", s.sub)).await;
     assert!(status["value"].as_array().unwrap().iter().any(|v| v["id"].as_str().unwrap().ends_with("/app1")), "{status}");
