@@ -3,7 +3,8 @@
 //! Starts `ajar serve`, seeds `--vms` machines through the API (half Configured with a policy each, a
 //! quarter Not configured through agent enrolment, the rest Unsupported) and `--grants` live grants, signs
 //! in to the dashboard with the admin token, then GETs each page `--samples` times in turn (after
-//! `--warmup` rounds) and reads the server's own `Server-Timing: app;dur=…` from each answer. Prints a
+//! `--warmup` rounds): the JIT page's tabs, a machine's page, the request and configure forms, the
+//! activity log and the timeline. It reads the server's own `Server-Timing: app;dur=…` from each answer. Prints a
 //! Markdown table: median and p99 of the server time and of the time the client saw.
 
 use std::path::PathBuf;
@@ -153,13 +154,20 @@ pub async fn run(args: DashboardArgs) -> Result<()> {
     server.check_alive()?;
 
     let session = sign_in(&client, &server.url, &boot.admin_token).await?;
-    let vm = percent_encoding::utf8_percent_encode(&api.vm_id(0), percent_encoding::NON_ALPHANUMERIC).to_string();
+    let encode = |id: &str| percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let vm = encode(&api.vm_id(0));
     let pages = [
         ("JIT page, Configured tab".to_owned(), "/ui/jit?tab=configured".to_owned()),
         ("JIT page, Not configured tab".to_owned(), "/ui/jit?tab=notconfigured".to_owned()),
         ("JIT page, Unsupported tab".to_owned(), "/ui/jit?tab=unsupported".to_owned()),
         ("JIT page, filtered by name".to_owned(), "/ui/jit?tab=configured&name=vm42".to_owned()),
         ("a machine's page".to_owned(), format!("/ui/vm?id={vm}")),
+        ("request access for 2 machines".to_owned(), format!("/ui/request?vm={vm}&vm={}", encode(&api.vm_id(1)))),
+        ("edit a configuration".to_owned(), format!("/ui/configure?vm={vm}")),
+        ("activity log, overall".to_owned(), "/ui/activity".to_owned()),
+        ("activity log, one machine".to_owned(), format!("/ui/activity?vm={vm}")),
+        ("timeline, a day".to_owned(), "/ui/timeline?range=day".to_owned()),
+        ("timeline, a week".to_owned(), "/ui/timeline?range=week".to_owned()),
     ];
     let mut rows = Vec::new();
     for (name, path) in &pages {
