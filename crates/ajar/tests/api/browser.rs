@@ -168,24 +168,6 @@ async fn a_certificate_from_another_ca_is_refused() {
     assert!(output.contains("step 1 (goto \"/healthz\") failed") && output.contains("ERR_CERT_AUTHORITY_INVALID"), "{output}");
 }
 
-/// Makes a Reader (at the subscription) with a token; returns the token.
-async fn reader(s: &Server) -> String {
-    let (st, v) = s.call(reqwest::Method::POST, "/ajar/v1/principals", Some(json!({"name": "auditor", "kind": "user"}))).await;
-    assert_eq!(st, reqwest::StatusCode::CREATED, "{v}");
-    let id = v["id"].as_str().unwrap().to_owned();
-    let (_, v) = s.call(reqwest::Method::POST, &format!("/ajar/v1/principals/{id}/tokens"), Some(json!({"name": "browser"}))).await;
-    let token = v["token"].as_str().unwrap().to_owned();
-    let assignment = format!(
-        "/subscriptions/{}/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01",
-        s.sub,
-        uuid::Uuid::new_v4()
-    );
-    let body = json!({"properties": {"roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7", "principalId": id}});
-    let (st, v) = s.call(reqwest::Method::PUT, &assignment, Some(body)).await;
-    assert_eq!(st, reqwest::StatusCode::CREATED, "{v}");
-    token
-}
-
 /// The dashboard in Chromium: sign in, the three tabs with the right machines, Connect on a machine's
 /// page with a justification and the live grant, a form post without the CSRF token refused, a narrow
 /// window, and a Reader who finds no way to change anything.
@@ -201,7 +183,7 @@ async fn dashboard_in_chromium() {
     assert_eq!(st, reqwest::StatusCode::CREATED, "{v}");
     let (st, v) = s.call(reqwest::Method::POST, "/ajar/v1/jit/enable", Some(json!({"virtualMachines": [s.vm_id("web1")]}))).await;
     assert_eq!(st, reqwest::StatusCode::OK, "{v}");
-    let reader_token = reader(&s).await;
+    let (_, reader_token) = s.principal_with_role("auditor", crate::common::READER, &format!("/subscriptions/{}", s.sub)).await;
     let web1 = s.vm_id("web1");
     let out = screenshot_dir("dashboard_in_chromium");
     drive(

@@ -218,6 +218,28 @@ impl Server {
         (st, v)
     }
 
+    /// A new user `name` holding the built-in or custom role `role` (its GUID) at `scope` (`/subscriptions/…`,
+    /// optionally with `/resourceGroups/…`): its principal ID and an API token.
+    pub async fn principal_with_role(&self, name: &str, role: &str, scope: &str) -> (String, String) {
+        let (st, v) = self.call(Method::POST, "/ajar/v1/principals", Some(json!({"name": name, "kind": "user"}))).await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        let id = v["id"].as_str().unwrap().to_owned();
+        let (st, v) = self.call(Method::POST, &format!("/ajar/v1/principals/{id}/tokens"), Some(json!({"name": "web"}))).await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        let token = v["token"].as_str().unwrap().to_owned();
+        let assignment =
+            format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01", uuid::Uuid::new_v4());
+        let body = json!({"properties": {"roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{role}"), "principalId": id}});
+        let (st, v) = self.call(Method::PUT, &assignment, Some(body)).await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        (id, token)
+    }
+
+    /// The scope of the default resource group.
+    pub fn rg_scope(&self) -> String {
+        format!("/subscriptions/{}/resourceGroups/{}", self.sub, self.rg)
+    }
+
     pub fn join_token(&self) -> String {
         let boot: Value = serde_json::from_slice(&std::fs::read(self.data_dir().join("bootstrap.json")).unwrap()).unwrap();
         boot["joinToken"].as_str().unwrap().to_owned()
@@ -260,6 +282,9 @@ pub async fn with_policy(args: &[&str]) -> Server {
     assert_eq!(status, StatusCode::OK, "{v}");
     s
 }
+
+/// The built-in Reader role.
+pub const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
 
 pub fn standard_policy(s: &Server) -> Value {
     json!({"kind": "Basic", "properties": {"virtualMachines": [{"id": s.vm_id("vm1"), "ports": [

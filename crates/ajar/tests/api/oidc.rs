@@ -9,11 +9,10 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{API, Server};
+use crate::common::{API, READER, Server};
 
 const ISS: &str = "https://login.example.test/tenant";
 const AUD: &str = "api://ajar";
-const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
 
 /// A signing key made for the test, and its public half as a JWK.
 pub struct Key {

@@ -20,7 +20,7 @@ use ajar_store::PolicyView;
 use ajar_web::{ConfigurePage, DonePage, MachineView, Mode, Note, RemovePage, RuleField, RuleRow};
 
 use super::vm_page::{visible_status, vm_param};
-use super::{FormFields, SignedIn, html, message, refuse_without_csrf, rendered};
+use super::{FormFields, PostedForm, SignedIn, html, message, rendered};
 use crate::auth::Caller;
 use crate::http::{HttpError, HttpResult, Query};
 use crate::routes::AppState;
@@ -250,13 +250,8 @@ fn no_machines() -> HttpResult<Response> {
 /// `POST /ui/configure`: "Add a port" shows the form again with one more row; "Save" applies it.
 pub(in crate::routes) async fn configure_post(
     State(state): State<AppState>,
-    SignedIn { caller, session }: SignedIn,
-    body: axum::body::Bytes,
+    PostedForm { caller, session, fields }: PostedForm,
 ) -> HttpResult<Response> {
-    let fields = FormFields::parse(&body);
-    if let Some(refused) = refuse_without_csrf(&session, &fields)? {
-        return Ok(refused);
-    }
     let ids = fields.all("vm");
     if ids.is_empty() {
         return no_machines();
@@ -434,13 +429,8 @@ async fn ended_grants(state: &AppState, before: &VmJitStatus) -> HttpResult<usiz
 /// policy (deleting the policy with its last machine), as the API's PUT or DELETE of the policy does.
 pub(in crate::routes) async fn remove(
     State(state): State<AppState>,
-    SignedIn { caller, session }: SignedIn,
-    body: axum::body::Bytes,
+    PostedForm { caller, session, fields }: PostedForm,
 ) -> HttpResult<Response> {
-    let fields = FormFields::parse(&body);
-    if let Some(refused) = refuse_without_csrf(&session, &fields)? {
-        return Ok(refused);
-    }
     let Some(vm) = vm_param(Some(&fields.get("vm"))) else {
         return message(StatusCode::BAD_REQUEST, "Not a machine", "The form names no virtual machine.");
     };

@@ -223,21 +223,7 @@ impl axum::extract::FromRequestParts<AppState> for SignedIn {
     }
 }
 
-#[derive(Debug, serde::Deserialize)]
-pub(super) struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
-pub(super) async fn signout(
-    State(state): State<AppState>,
-    SignedIn { session, .. }: SignedIn,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> HttpResult<Response> {
-    if !same_secret(&session.csrf, &form.csrf) {
-        return Err(HttpError(ajar_api::ApiError::new(403, "InvalidCsrfToken", "the form did not carry this session's CSRF token")));
-    }
+pub(super) async fn signout(State(state): State<AppState>, headers: HeaderMap, _: PostedForm) -> HttpResult<Response> {
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
         state.sessions.close(&id);
     }
@@ -267,11 +253,34 @@ impl FormFields {
     }
 }
 
-/// The page that refuses a state-changing form without this session's CSRF token, or `None` if it
-/// carries it.
-pub(super) fn refuse_without_csrf(session: &Session, fields: &FormFields) -> HttpResult<Option<Response>> {
-    if same_secret(&session.csrf, &fields.get("csrf")) {
-        return Ok(None);
+/// A handler argument for a state-changing form: the signed-in caller, its session and the posted
+/// fields, once the form has carried the session's CSRF token. Without a session the browser is sent to
+/// sign in; without the token the form is refused (403) before the handler runs.
+pub(super) struct PostedForm {
+    pub(super) caller: Caller,
+    pub(super) session: Session,
+    pub(super) fields: FormFields,
+}
+
+impl axum::extract::FromRequest<AppState> for PostedForm {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let SignedIn { caller, session } =
+            <SignedIn as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await?;
+        let body = axum::body::Bytes::from_request(axum::extract::Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let fields = FormFields::parse(&body);
+        if !same_secret(&session.csrf, &fields.get("csrf")) {
+            let refused = message(
+                StatusCode::FORBIDDEN,
+                "Refused",
+                "The form did not carry this session's CSRF token; reload the page and try again.",
+            );
+            return Err(refused.unwrap_or_else(IntoResponse::into_response));
+        }
+        Ok(PostedForm { caller, session, fields })
     }
-    message(StatusCode::FORBIDDEN, "Refused", "The form did not carry this session's CSRF token; reload the page and try again.").map(Some)
 }

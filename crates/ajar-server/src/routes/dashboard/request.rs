@@ -17,7 +17,7 @@ use ajar_domain::{AccessDuration, PolicyId, SourcePrefix, Sources};
 use ajar_web::{Choice, Field, FieldErrors, MachineInput, MachineState, OpenedMachine, RequestPageInput, TargetField};
 
 use super::vm_page::vm_param;
-use super::{FormFields, SignedIn, html, message, refuse_without_csrf, rendered};
+use super::{FormFields, PostedForm, SignedIn, html, message, rendered};
 use crate::auth::Caller;
 use crate::http::{HttpError, HttpResult, Query};
 use crate::routes::{AppState, audit, jit};
@@ -295,13 +295,8 @@ async fn record_refused_form(state: &AppState, caller: &Caller, part: &PolicyPar
 /// `POST /ui/request`: "Open ports". Nothing is opened unless every machine named may be opened as asked.
 pub(in crate::routes) async fn request(
     State(state): State<AppState>,
-    SignedIn { caller, session }: SignedIn,
-    body: axum::body::Bytes,
+    PostedForm { caller, session, fields }: PostedForm,
 ) -> HttpResult<Response> {
-    let fields = FormFields::parse(&body);
-    if let Some(refused) = refuse_without_csrf(&session, &fields)? {
-        return Ok(refused);
-    }
     let given = match named(fields.all("vm"))? {
         Ok(g) => g,
         Err(page) => return Ok(page),

@@ -7,9 +7,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::Ui;
-use crate::common::{API, Server, with_policy};
+use crate::common::{API, READER, Server, with_policy};
 
-const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
 const JIT_REQUESTER: &str = "df903be8-ea06-4b3a-a014-28c820417985";
 const INITIATE: &str = "Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action";
 
@@ -76,21 +75,7 @@ async fn api_csv(s: &Server, token: &str, query: &str) -> Vec<Vec<String>> {
 
 /// A new principal holding `role` on resource group `rg`: its token.
 async fn principal_with_role(s: &Server, name: &str, role: &str, rg: &str) -> String {
-    let (st, v) = s.call(Method::POST, "/ajar/v1/principals", Some(json!({"name": name, "kind": "user"}))).await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    let id = v["id"].as_str().unwrap().to_owned();
-    let (st, v) = s.call(Method::POST, &format!("/ajar/v1/principals/{id}/tokens"), Some(json!({"name": "web"}))).await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    let token = v["token"].as_str().unwrap().to_owned();
-    let assignment = format!(
-        "/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01",
-        s.sub,
-        uuid::Uuid::new_v4()
-    );
-    let body = json!({"properties": {"roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{role}"), "principalId": id}});
-    let (st, v) = s.call(Method::PUT, &assignment, Some(body)).await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    token
+    s.principal_with_role(name, role, &format!("/subscriptions/{}/resourceGroups/{rg}", s.sub)).await.1
 }
 
 async fn add_vm_in(s: &Server, rg: &str, name: &str) {

@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::Ui;
-use crate::common::{API, Server};
+use crate::common::{API, READER, Server};
 
 /// Enrols a host agent for `name` (Linux, nftables usable): the machine is then Not configured.
 async fn enrol(s: &Server, name: &str) {
@@ -401,20 +401,7 @@ async fn a_reader_is_offered_nothing_to_configure_and_is_refused() {
     let s = Server::start(&[]).await;
     enrol(&s, "web1").await;
     two_machine_policy(&s).await;
-    let (st, v) = s.call(Method::POST, "/ajar/v1/principals", Some(json!({"name": "auditor", "kind": "user"}))).await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    let id = v["id"].as_str().unwrap().to_owned();
-    let (_, v) = s.call(Method::POST, &format!("/ajar/v1/principals/{id}/tokens"), Some(json!({"name": "web"}))).await;
-    let token = v["token"].as_str().unwrap().to_owned();
-    let assignment = format!(
-        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01",
-        s.sub,
-        s.rg,
-        uuid::Uuid::new_v4()
-    );
-    let reader = "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7";
-    let (st, v) = s.call(Method::PUT, &assignment, Some(json!({"properties": {"roleDefinitionId": reader, "principalId": id}}))).await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (_, token) = s.principal_with_role("auditor", READER, &s.rg_scope()).await;
 
     // What an Owner is offered, a Reader is not.
     let owner = Ui::sign_in(&s, &s.token).await;

@@ -6,7 +6,7 @@ use reqwest::header::{LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode, redirect};
 use serde_json::json;
 
-use crate::common::{API, Server};
+use crate::common::{API, READER, Server};
 
 mod activity;
 mod configure;
@@ -218,20 +218,7 @@ async fn the_dashboard_shows_only_what_the_principal_may_read() {
         let (st, v) = s.call(Method::PUT, &path, Some(body)).await;
         assert!(st.is_success(), "{v}");
     }
-    let (st, v) = s.call(Method::POST, "/ajar/v1/principals", Some(json!({"name": "auditor", "kind": "user"}))).await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    let id = v["id"].as_str().unwrap().to_owned();
-    let (_, v) = s.call(Method::POST, &format!("/ajar/v1/principals/{id}/tokens"), Some(json!({"name": "web"}))).await;
-    let token = v["token"].as_str().unwrap().to_owned();
-    let token_id = v["id"].as_str().unwrap().to_owned();
-    let assignment = format!(
-        "/subscriptions/{}/resourceGroups/default/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01",
-        s.sub,
-        uuid::Uuid::new_v4()
-    );
-    let body = json!({"properties": {"roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7", "principalId": id}});
-    let (st, v) = s.call(Method::PUT, &assignment, Some(body)).await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (principal, token) = s.principal_with_role("auditor", READER, &s.rg_scope()).await;
 
     let ui = Ui::sign_in(&s, &token).await;
     let (_, html) = ui.get("/ui/jit?tab=unsupported").await;
@@ -258,6 +245,7 @@ async fn the_dashboard_shows_only_what_the_principal_may_read() {
     let hidden = format!("/subscriptions/{}/resourceGroups/other/providers/Microsoft.Compute/virtualMachines/hidden1", s.sub);
     assert_eq!(ui.get(&format!("/ui/vm?id={hidden}")).await.0, StatusCode::NOT_FOUND);
     // Revoking the token ends its session.
+    let token_id = s.get(&format!("/ajar/v1/principals/{principal}/tokens")).await["value"][0]["id"].as_str().unwrap().to_owned();
     let (st, _) = s.call(Method::DELETE, &format!("/ajar/v1/tokens/{token_id}"), None).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(ui.get_response("/ui/jit").await.status(), StatusCode::SEE_OTHER);

@@ -27,13 +27,12 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use url::Url;
 
-use crate::common::Server;
+use crate::common::{READER, Server};
 use crate::oidc::Key;
 
 const CLIENT_ID: &str = "ajar-dashboard";
 const CLIENT_SECRET: &str = "dashboard-secret";
 const REDIRECT_URI: &str = "https://localhost/ui/signin/oidc/callback";
-const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
 const CONTRIBUTOR: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
 /// How long the identity provider's ID tokens last.
 const ID_TOKEN_SECONDS: u64 = 600;

@@ -2,11 +2,11 @@
 //! hints and countdowns, a whole request refused for one bad machine with the error next to its field,
 //! CSRF, a Reader refused, and the countdown script.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::{Ui, hidden_csrf};
-use crate::common::{API, Server};
+use crate::common::{API, READER, Server};
 
 /// web1 (10.0.0.4) in policy "p1": 22/TCP up to PT1H, 3389/* up to PT3H; db1 (10.0.0.5) in policy "p2":
 /// 22/TCP up to PT2H; cache1 (10.0.0.6) in no policy. Every port allows any source.
@@ -225,21 +225,7 @@ async fn one_bad_machine_refuses_the_whole_request() {
 #[tokio::test]
 async fn a_reader_gets_no_form_and_is_refused() {
     let s = two_policies().await;
-    let (st, v) = s.call(Method::POST, "/ajar/v1/principals", Some(json!({"name": "auditor", "kind": "user"}))).await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    let id = v["id"].as_str().unwrap().to_owned();
-    let (_, v) = s.call(Method::POST, &format!("/ajar/v1/principals/{id}/tokens"), Some(json!({"name": "web"}))).await;
-    let token = v["token"].as_str().unwrap().to_owned();
-    let assignment = format!(
-        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01",
-        s.sub,
-        s.rg,
-        uuid::Uuid::new_v4()
-    );
-    // Reader.
-    let body = json!({"properties": {"roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7", "principalId": id}});
-    let (st, v) = s.call(Method::PUT, &assignment, Some(body)).await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (_, token) = s.principal_with_role("auditor", READER, &s.rg_scope()).await;
     let ui = Ui::sign_in(&s, &token).await;
 
     let (st, html) = ui.get(&format!("/ui/request?vm={}", s.vm_id("web1"))).await;
