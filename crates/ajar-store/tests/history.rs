@@ -11,14 +11,14 @@ use ajar_domain::access::Scope;
 use ajar_domain::activity::{ActivityEntry, ActivityQuery, Audit, Outcome, ResultKind, actions as a};
 use ajar_domain::history::{GrantHistory, SpanState};
 use ajar_domain::initiate::{Caller, EndSpec, InitiateDraft, PortAsk, VmAsk};
-use ajar_domain::inventory::{EnforcementPoint, OsType, Vm};
-use ajar_domain::policy::{Limits, Policy, VmPolicy, default_ports};
+use ajar_domain::inventory::OsType;
+use ajar_domain::policy::default_ports;
 use ajar_domain::status::RECENT_DAYS;
 use ajar_domain::{AccessDuration, PolicyId, VmId};
 use ajar_store::{SqliteStore, Store};
 
 mod common;
-use common::SUB;
+use common::{SUB, vm_id};
 
 fn audit(operation: &'static str, resource: &str, subjects: Vec<String>) -> Audit {
     Audit {
@@ -33,16 +33,6 @@ fn audit(operation: &'static str, resource: &str, subjects: Vec<String>) -> Audi
     }
 }
 
-fn vm_id(rg: &str, name: &str) -> VmId {
-    format!("/subscriptions/{SUB}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}").parse().unwrap()
-}
-
-fn policy_id(rg: &str) -> PolicyId {
-    format!("/subscriptions/{SUB}/resourceGroups/{rg}/providers/Microsoft.Security/locations/local/jitNetworkAccessPolicies/default")
-        .parse()
-        .unwrap()
-}
-
 fn scope(s: &str) -> Scope {
     s.parse().unwrap()
 }
@@ -51,28 +41,12 @@ fn caller() -> Caller {
     Caller { principal_id: "p".into(), name: "alice".into(), addr: "10.0.0.1".parse().unwrap() }
 }
 
-/// A machine in resource group `rg`, in a policy of that group with the Linux defaults (22, 3 hours).
+/// A machine in resource group `rg`, in a policy of that group with the Linux and Windows defaults (22,
+/// 3389; 3 hours).
 async fn add_machine(store: &SqliteStore, rg: &str, name: &str) -> (PolicyId, VmId) {
-    let vm = vm_id(rg, name);
-    let inventory = Vm {
-        id: vm.clone(),
-        location: "local".parse().unwrap(),
-        os: OsType::Linux,
-        private_addresses: vec![],
-        enforcement: EnforcementPoint::None,
-    };
-    store.put_vm(inventory, audit(a::VM_WRITE, &vm.to_string(), Vec::new())).await.unwrap();
-    let id = policy_id(rg);
     let mut ports = default_ports(OsType::Linux);
     ports.extend(default_ports(OsType::Windows));
-    let policy = Policy {
-        id: id.clone(),
-        kind: None,
-        vms: vec![VmPolicy { vm: vm.clone(), ports, public_ip: None }],
-        cut_connections_on_revoke: false,
-    };
-    store.put_policy(policy, Limits::default(), audit(a::JIT_WRITE, &id.to_string(), vec![vm.key()])).await.unwrap();
-    (id, vm)
+    common::add_machine(store, rg, name, ports).await
 }
 
 async fn open(store: &SqliteStore, policy: &PolicyId, vm: &VmId, port: u16, seconds: i64) -> Result<(), ajar_store::StoreError> {
@@ -167,7 +141,7 @@ async fn the_activity_log_is_filtered_and_paged_in_the_query() {
         .await
         .unwrap();
     assert_eq!(ops(&combined), [(a::JIT_INITIATE, "Failed")]);
-    assert!(store.activity(ActivityQuery { resource_key: Some(vm2.key()), ..ActivityQuery::default() }).await.unwrap().len() == 2);
+    assert_eq!(store.activity(ActivityQuery { resource_key: Some(vm2.key()), ..ActivityQuery::default() }).await.unwrap().len(), 2);
 }
 
 fn lanes(history: &GrantHistory) -> Vec<(String, u16)> {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use ajar_domain::activity::{ActivityQuery, Audit, Outcome};
 use ajar_domain::initiate::{Caller, EndSpec, InitiateDraft, PortAsk, VmAsk};
-use ajar_domain::inventory::{EnforcementPoint, OsType, Vm};
-use ajar_domain::policy::{Limits, Policy, VmPolicy, default_ports};
+use ajar_domain::inventory::OsType;
+use ajar_domain::policy::default_ports;
 use ajar_domain::{AccessDuration, PolicyId, VmId};
 use ajar_store::{SqliteStore, Store, StoreError};
 
@@ -29,26 +29,7 @@ fn audit(op: &'static str, resource: String) -> Audit {
 
 async fn store_with_policy(dir: &std::path::Path) -> (Arc<SqliteStore>, PolicyId, VmId) {
     let store = common::bootstrapped(dir).await;
-    let vm: VmId = format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1").parse().unwrap();
-    let inventory = Vm {
-        id: vm.clone(),
-        location: "local".parse().unwrap(),
-        os: OsType::Linux,
-        private_addresses: vec![],
-        enforcement: EnforcementPoint::None,
-    };
-    store.put_vm(inventory, audit("vm/write", vm.to_string())).await.unwrap();
-    let id: PolicyId =
-        format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Security/locations/local/jitNetworkAccessPolicies/default")
-            .parse()
-            .unwrap();
-    let policy = Policy {
-        id: id.clone(),
-        kind: None,
-        vms: vec![VmPolicy { vm: vm.clone(), ports: default_ports(OsType::Linux), public_ip: None }],
-        cut_connections_on_revoke: false,
-    };
-    store.put_policy(policy, Limits::default(), audit("jit/write", id.to_string())).await.unwrap();
+    let (id, vm) = common::add_machine(&store, "rg", "vm1", default_ports(OsType::Linux)).await;
     (store, id, vm)
 }
 

@@ -784,30 +784,42 @@ pub(crate) fn agent_report(c: &Connection, agent_id: &str, report: &AgentReport,
     Ok(())
 }
 
-/// The live grants of a machine, with their request IDs.
-fn live_grants(c: &Connection, vm_key: &str, now: OffsetDateTime) -> StoreResult<Vec<(String, Grant)>> {
+/// The live grants of a machine, each with its request's ID and requestor.
+fn live_grants(c: &Connection, vm_key: &str, now: OffsetDateTime) -> StoreResult<Vec<(String, String, Grant)>> {
+    let err = db("reading live grants");
     let mut stmt = c
         .prepare_cached(
-            "SELECT r.id, g.number, g.protocol, g.sources, g.sources_is_list, g.end_ns, g.status, g.reason, g.mapped_port
+            "SELECT r.id, r.requestor, g.number, g.protocol, g.sources, g.sources_is_list, g.end_ns, g.status, g.reason, g.mapped_port
              FROM grants g JOIN access_requests r ON r.seq = g.request_seq
              WHERE g.vm_key = ?1 AND g.status = 'Initiated' AND g.end_ns > ?2 ORDER BY g.number, r.seq",
         )
-        .map_err(db("reading live grants"))?;
-    let mut rows = stmt.query(params![vm_key, to_ns(now)]).map_err(db("reading live grants"))?;
+        .map_err(&err)?;
+    let mut rows = stmt.query(params![vm_key, to_ns(now)]).map_err(&err)?;
     let mut live = Vec::new();
-    while let Some(r) = rows.next().map_err(db("reading live grants"))? {
-        live.push((r.get(0).map_err(db("reading live grants"))?, grant_from_row(r, 1)?));
+    while let Some(r) = rows.next().map_err(&err)? {
+        live.push((r.get(0).map_err(&err)?, r.get(1).map_err(&err)?, grant_from_row(r, 2)?));
     }
     Ok(live)
 }
 
+/// The policy the machine is in, if any.
+fn policy_holding(c: &Connection, vm_key: &str) -> StoreResult<Option<Policy>> {
+    let policy_key: Option<String> = c
+        .prepare_cached("SELECT policy_key FROM policy_vms WHERE vm_key = ?1")
+        .map_err(db("finding a VM's policy"))?
+        .query_row([vm_key], |r| r.get(0))
+        .optional()
+        .map_err(db("finding a VM's policy"))?;
+    Ok(match policy_key {
+        Some(key) => load_policy(c, &key)?.map(|s| s.policy),
+        None => None,
+    })
+}
+
 pub(crate) fn desired_state(c: &Connection, vm: &VmId, now: OffsetDateTime) -> StoreResult<DesiredState> {
     let key = vm.key();
-    let policy = match policy_of_vm(c, &key)? {
-        Some(id) => load_policy(c, &id.to_lowercase())?.map(|s| s.policy),
-        None => None,
-    };
-    let grants = live_grants(c, &key, now)?;
+    let policy = policy_holding(c, &key)?;
+    let grants: Vec<(String, Grant)> = live_grants(c, &key, now)?.into_iter().map(|(request, _, grant)| (request, grant)).collect();
     let cuts = recent_cuts(c, &key, now)?;
     Ok(agent::desired_state(vm, policy.as_ref(), &grants, cuts, now))
 }
@@ -968,10 +980,12 @@ pub(crate) fn jit_states(c: &Connection, scope: &Scope) -> StoreResult<Vec<(Vm, 
             scope.location.as_ref().map(|l| l.key())
         ])
         .map_err(db("listing JIT states"))?;
+    // The column after VM_COLUMNS.
+    let configured_at = VM_COLUMNS.split(',').count();
     let mut items = Vec::new();
     while let Some(r) = rows.next().map_err(db("listing JIT states"))? {
         let (_, vm) = vm_from_row(r)?;
-        let configured: bool = r.get(VM_COLUMNS.split(',').count()).map_err(db("listing JIT states"))?;
+        let configured: bool = r.get(configured_at).map_err(db("listing JIT states"))?;
         let state = jit_state(&vm, configured);
         items.push((vm, state));
     }
@@ -1005,10 +1019,7 @@ fn requests_by_day(c: &Connection, vm_key: &str, now: OffsetDateTime) -> StoreRe
 
 fn status_of(c: &Connection, vm: Vm, now: OffsetDateTime) -> StoreResult<VmJitStatus> {
     let key = vm.id.key();
-    let policy = match policy_of_vm(c, &key)? {
-        Some(id) => load_policy(c, &id.to_lowercase())?.map(|s| s.policy),
-        None => None,
-    };
+    let policy = policy_holding(c, &key)?;
     let ports = policy.as_ref().and_then(|p| p.vm(&vm.id)).map(|v| v.ports.clone()).unwrap_or_default();
     let requests_by_day = requests_by_day(c, &key, now)?;
     let last: Option<(i64, String)> = c
@@ -1022,20 +1033,8 @@ fn status_of(c: &Connection, vm: Vm, now: OffsetDateTime) -> StoreResult<VmJitSt
         .map_err(db("finding the last access"))?;
     // One read of the live grants serves both what is shown (who asked) and what the agent must enforce
     // (which request).
-    let mut live_stmt = c
-        .prepare_cached(
-            "SELECT r.id, r.requestor, g.number, g.protocol, g.sources, g.sources_is_list, g.end_ns, g.status, g.reason, g.mapped_port
-             FROM grants g JOIN access_requests r ON r.seq = g.request_seq
-             WHERE g.vm_key = ?1 AND g.status = 'Initiated' AND g.end_ns > ?2 ORDER BY g.number, r.seq",
-        )
-        .map_err(db("reading live grants"))?;
-    let mut rows = live_stmt.query(params![key, to_ns(now)]).map_err(db("reading live grants"))?;
-    let (mut by_request, mut live) = (Vec::new(), Vec::new());
-    while let Some(r) = rows.next().map_err(db("reading live grants"))? {
-        let grant = grant_from_row(r, 2)?;
-        by_request.push((r.get::<_, String>(0).map_err(db("reading live grants"))?, grant.clone()));
-        live.push((r.get::<_, String>(1).map_err(db("reading live grants"))?, grant));
-    }
+    let (by_request, live): (Vec<_>, Vec<_>) =
+        live_grants(c, &key, now)?.into_iter().map(|(request, requestor, grant)| ((request, grant.clone()), (requestor, grant))).unzip();
     let state = jit_state(&vm, policy.is_some());
     let desired = agent::desired_state(&vm.id, policy.as_ref(), &by_request, recent_cuts(c, &key, now)?, now);
     Ok(VmJitStatus {
