@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use hdrhistogram::Histogram;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::{
@@ -103,9 +103,6 @@ pub async fn run(args: DashboardArgs) -> Result<()> {
     let data_dir = dir.path().join("data");
     let mut server = Server::start(&args.server_bin, &data_dir)?;
     let boot = read_bootstrap(&data_dir.join("bootstrap.json"))?;
-    let boot_json: Value = serde_json::from_slice(&std::fs::read(data_dir.join("bootstrap.json")).context("reading bootstrap.json")?)
-        .context("parsing bootstrap.json")?;
-    let join_token = boot_json["joinToken"].as_str().ok_or_else(|| anyhow!("bootstrap.json has no joinToken"))?.to_owned();
     let ca = std::fs::read(&boot.ca).with_context(|| format!("reading the CA {}", boot.ca.display()))?;
     let client = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
@@ -130,7 +127,7 @@ pub async fn run(args: DashboardArgs) -> Result<()> {
     let unsupported = args.vms - configured - not_configured;
     eprintln!("seeding {configured} Configured, {not_configured} Not configured and {unsupported} Unsupported machines ...");
     seed(&api, configured).await?;
-    enroll(&api, &join_token, not_configured).await?;
+    enroll(&api, &boot.join_token, not_configured).await?;
     for i in (configured..configured + unsupported).collect::<Vec<_>>().chunks(SEED_CONCURRENCY) {
         let mut set = JoinSet::new();
         for &i in i {

@@ -279,6 +279,7 @@ struct Bootstrap {
     resource_group: String,
     location: String,
     admin_token: String,
+    join_token: String,
 }
 
 fn read_bootstrap(path: &Path) -> Result<Bootstrap> {
@@ -294,6 +295,7 @@ fn read_bootstrap(path: &Path) -> Result<Bootstrap> {
         resource_group: field("resourceGroup")?,
         location: field("location")?,
         admin_token: field("adminToken")?,
+        join_token: field("joinToken")?,
     })
 }
 

@@ -98,9 +98,7 @@ impl World {
         let (rg_in, rg_out) = (s.rg.clone(), "other".to_owned());
         for rg in [&rg_in, &rg_out] {
             for vm in ["vm", "vm2"] {
-                let body = json!({"location": s.loc, "properties": {"storageProfile": {"osDisk": {"osType": "Linux"}}, "networkProfile": {"privateIPAddresses": ["10.0.0.4"]}}});
-                let (st, v) = s.call(Method::PUT, &format!("{}?{API}", vm_path(&s, rg, vm)), Some(body)).await;
-                assert!(st.is_success(), "{v}");
+                s.add_vm_in(rg, vm, "Linux", &s.loc, "10.0.0.4").await;
             }
             let (st, v) =
                 s.call(Method::PUT, &format!("{}?{API}", policy_path(&s, rg, "p")), Some(policy_body(&[vm_path(&s, rg, "vm")]))).await;
@@ -152,31 +150,17 @@ impl World {
     }
 
     async fn principal_with_token(&mut self, name: &str) -> (String, String) {
-        let (st, v) = self.s.call(Method::POST, "/ajar/v1/principals", Some(json!({"name": name, "kind": "user"}))).await;
-        assert_eq!(st, StatusCode::CREATED, "{v}");
-        let id = v["id"].as_str().unwrap().to_owned();
-        let (st, v) = self.s.call(Method::POST, &format!("/ajar/v1/principals/{id}/tokens"), Some(json!({"name": "matrix"}))).await;
-        assert_eq!(st, StatusCode::CREATED, "{v}");
-        let token = v["token"].as_str().unwrap().to_owned();
+        let (id, token) = self.s.principal(name).await;
         self.secrets.push(token.clone());
         (id, token)
     }
 
     async fn assign(&self, principal: &str, role: &str, scope: &str) {
-        let scope = if scope == "/" { "" } else { scope };
-        let path = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{}?{AUTHZ_API}", uuid::Uuid::new_v4());
-        let body = json!({"properties": {"roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{role}"), "principalId": principal}});
-        let (st, v) = self.s.call(Method::PUT, &path, Some(body)).await;
-        assert_eq!(st, StatusCode::CREATED, "{path}: {v}");
+        self.s.assign_role(principal, role, if scope == "/" { "" } else { scope }).await;
     }
 
     async fn agent_token(&self) -> String {
-        let boot: Value = serde_json::from_slice(&std::fs::read(self.s.data_dir().join("bootstrap.json")).unwrap()).unwrap();
-        let join = boot["joinToken"].as_str().unwrap();
-        let body =
-            json!({"name": "agentvm", "osType": "Linux", "addresses": ["10.0.0.9"], "version": "0.1.0", "nftables": {"usable": true}});
-        let (st, v, _) =
-            self.s.send(Method::POST, "/ajar/v1/agents/enroll", Some(join), Some(body.to_string().into_bytes()), "application/json").await;
+        let (st, v) = self.s.enroll_agent("agentvm", true).await;
         assert!(st.is_success(), "{v}");
         v["token"].as_str().unwrap().to_owned()
     }

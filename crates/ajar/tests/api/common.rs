@@ -195,7 +195,12 @@ impl Server {
     }
 
     pub async fn add_vm(&self, name: &str, os: &str, location: &str, address: &str) {
-        let path = format!("{}?{API}", self.vm_id(name));
+        self.add_vm_in(&self.rg, name, os, location, address).await;
+    }
+
+    /// As [`Server::add_vm`], in resource group `rg`.
+    pub async fn add_vm_in(&self, rg: &str, name: &str, os: &str, location: &str, address: &str) {
+        let path = format!("/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}?{API}", self.sub);
         let body = json!({"location": location, "properties": {"storageProfile": {"osDisk": {"osType": os}}, "networkProfile": {"privateIPAddresses": [address]}}});
         let (s, v) = self.call(Method::PUT, &path, Some(body)).await;
         assert!(s == StatusCode::CREATED || s == StatusCode::OK, "add vm {name}: {s} {v}");
@@ -221,18 +226,27 @@ impl Server {
     /// A new user `name` holding the built-in or custom role `role` (its GUID) at `scope` (`/subscriptions/…`,
     /// optionally with `/resourceGroups/…`): its principal ID and an API token.
     pub async fn principal_with_role(&self, name: &str, role: &str, scope: &str) -> (String, String) {
+        let (id, token) = self.principal(name).await;
+        self.assign_role(&id, role, scope).await;
+        (id, token)
+    }
+
+    /// A new user `name` with no role: its principal ID and an API token.
+    pub async fn principal(&self, name: &str) -> (String, String) {
         let (st, v) = self.call(Method::POST, "/ajar/v1/principals", Some(json!({"name": name, "kind": "user"}))).await;
         assert_eq!(st, StatusCode::CREATED, "{v}");
         let id = v["id"].as_str().unwrap().to_owned();
         let (st, v) = self.call(Method::POST, &format!("/ajar/v1/principals/{id}/tokens"), Some(json!({"name": "web"}))).await;
         assert_eq!(st, StatusCode::CREATED, "{v}");
-        let token = v["token"].as_str().unwrap().to_owned();
-        let assignment =
-            format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01", uuid::Uuid::new_v4());
-        let body = json!({"properties": {"roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{role}"), "principalId": id}});
-        let (st, v) = self.call(Method::PUT, &assignment, Some(body)).await;
-        assert_eq!(st, StatusCode::CREATED, "{v}");
-        (id, token)
+        (id, v["token"].as_str().unwrap().to_owned())
+    }
+
+    /// Assigns role `role` (its GUID) to `principal` at `scope` (empty for the root scope `/`).
+    pub async fn assign_role(&self, principal: &str, role: &str, scope: &str) {
+        let path = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01", uuid::Uuid::new_v4());
+        let body = json!({"properties": {"roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{role}"), "principalId": principal}});
+        let (st, v) = self.call(Method::PUT, &path, Some(body)).await;
+        assert_eq!(st, StatusCode::CREATED, "{path}: {v}");
     }
 
     /// The scope of the default resource group.

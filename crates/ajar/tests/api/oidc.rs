@@ -74,14 +74,7 @@ async fn oidc_tokens_sign_in_carry_group_roles_and_follow_key_rotation() {
     let token = first.sign(&claims(json!({})));
     let (st, _, _) = s.send(Method::GET, &policies, Some(&token), None, "").await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let assignment = format!(
-        "/subscriptions/{}/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01",
-        s.sub,
-        uuid::Uuid::new_v4()
-    );
-    let body = json!({"properties": {"roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{READER}"), "principalId": "group:corp/auditors"}});
-    let (st, v) = s.call(Method::PUT, &assignment, Some(body)).await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
+    s.assign_role("group:corp/auditors", READER, &format!("/subscriptions/{}", s.sub)).await;
     let (st, v, _) = s.send(Method::GET, &policies, Some(&token), None, "").await;
     assert_eq!(st, StatusCode::OK, "{v}");
 

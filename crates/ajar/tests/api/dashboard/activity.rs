@@ -6,8 +6,8 @@ use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::Ui;
-use crate::common::{API, READER, Server, with_policy};
+use super::{Ui, unescape};
+use crate::common::{READER, Server, with_policy};
 
 const JIT_REQUESTER: &str = "df903be8-ea06-4b3a-a014-28c820417985";
 const INITIATE: &str = "Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action";
@@ -16,11 +16,6 @@ fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
-}
-
-/// HTML's escapes of `&`, `'` and `"` undone, to compare with plain text.
-fn unescape(html: &str) -> String {
-    html.replace("&#38;", "&").replace("&#39;", "'").replace("&#34;", "\"").replace("&amp;", "&")
 }
 
 /// The text between `start` and the next `end` after it.
@@ -76,13 +71,6 @@ async fn api_csv(s: &Server, token: &str, query: &str) -> Vec<Vec<String>> {
 /// A new principal holding `role` on resource group `rg`: its token.
 async fn principal_with_role(s: &Server, name: &str, role: &str, rg: &str) -> String {
     s.principal_with_role(name, role, &format!("/subscriptions/{}/resourceGroups/{rg}", s.sub)).await.1
-}
-
-async fn add_vm_in(s: &Server, rg: &str, name: &str) {
-    let path = format!("/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}?{API}", s.sub);
-    let body = json!({"location": s.loc, "properties": {"storageProfile": {"osDisk": {"osType": "Linux"}}, "networkProfile": {"privateIPAddresses": ["10.0.0.9"]}}});
-    let (st, v) = s.call(Method::PUT, &path, Some(body)).await;
-    assert!(st.is_success(), "{v}");
 }
 
 fn rdp(s: &Server, justification: &str) -> Value {
@@ -183,8 +171,8 @@ async fn the_activity_log_newest_first_filtered_paged_and_as_csv() {
 #[tokio::test]
 async fn a_principal_sees_only_the_activity_it_may_read() {
     let s = Server::start(&[]).await;
-    add_vm_in(&s, "default", "web1").await;
-    add_vm_in(&s, "other", "hidden1").await;
+    s.add_vm_in("default", "web1", "Linux", &s.loc, "10.0.0.9").await;
+    s.add_vm_in("other", "hidden1", "Linux", &s.loc, "10.0.0.9").await;
     let auditor = principal_with_role(&s, "auditor", READER, "default").await;
     let requester = principal_with_role(&s, "requester", JIT_REQUESTER, "default").await;
 

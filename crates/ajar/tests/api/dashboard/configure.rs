@@ -5,16 +5,12 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::Ui;
+use super::{Ui, unescape};
 use crate::common::{API, READER, Server};
 
 /// Enrols a host agent for `name` (Linux, nftables usable): the machine is then Not configured.
 async fn enrol(s: &Server, name: &str) {
-    let boot: Value = serde_json::from_slice(&std::fs::read(s.data_dir().join("bootstrap.json")).unwrap()).unwrap();
-    let join = boot["joinToken"].as_str().unwrap();
-    let body = json!({"name": name, "osType": "Linux", "addresses": ["10.0.0.9"], "version": "0.1.0", "nftables": {"usable": true}});
-    let (st, v, _) =
-        s.send(Method::POST, "/ajar/v1/agents/enroll", Some(join), Some(body.to_string().into_bytes()), "application/json").await;
+    let (st, v) = s.enroll_agent(name, true).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
 }
 
@@ -42,16 +38,6 @@ async fn ports_of(s: &Server, policy: &str, vm: &str) -> Option<Vec<String>> {
         format!("{}/{} from {from} max {}", p["number"], p["protocol"].as_str().unwrap(), p["maxRequestAccessDuration"].as_str().unwrap())
     });
     Some(ports.collect())
-}
-
-fn unescape(v: &str) -> String {
-    v.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&#x27;", "'")
-        .replace("&#x2f;", "/")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
 }
 
 fn attr(tag: &str, name: &str) -> Option<String> {

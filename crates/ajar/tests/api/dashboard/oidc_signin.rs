@@ -20,13 +20,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use reqwest::header::{LOCATION, SET_COOKIE};
+use reqwest::header::LOCATION;
 use reqwest::{Method, StatusCode, redirect};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use url::Url;
 
+use super::{cookie_value, set_cookie};
 use crate::common::{READER, Server};
 use crate::oidc::Key;
 
@@ -244,14 +245,6 @@ struct Started {
     binding: String,
 }
 
-fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
-    resp.headers().get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).find(|c| c.starts_with(&format!("{name}=")))
-}
-
-fn cookie_value(set_cookie: &str) -> String {
-    set_cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_owned()
-}
-
 fn max_age(set_cookie: &str) -> u64 {
     set_cookie.split(';').find_map(|a| a.trim().strip_prefix("Max-Age=")).unwrap().parse().unwrap()
 }
@@ -320,18 +313,6 @@ async fn server_with(idp: &Idp) -> Server {
     s
 }
 
-async fn assign(s: &Server, role: &str, principal: &str) {
-    let path = format!(
-        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01",
-        s.sub,
-        s.rg,
-        uuid::Uuid::new_v4()
-    );
-    let body = json!({"properties": {"roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{role}"), "principalId": principal}});
-    let (st, v) = s.call(Method::PUT, &path, Some(body)).await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-}
-
 /// Completes a sign-in as the provider's current plan: the session cookie's `Set-Cookie` and the page.
 async fn sign_in(browser: &Browser<'_>) -> (String, String) {
     let started = browser.start("corp").await;
@@ -387,7 +368,7 @@ async fn oidc_sign_in_opens_a_session_with_the_callers_roles() {
     // The full flow as bob, whose group may read: the provider checked the code verifier against the
     // challenge, and the session is no longer than the ID token.
     idp.plan(user("bob", "Bob", &["auditors"]));
-    assign(&s, READER, "group:corp/auditors").await;
+    s.assign_role("group:corp/auditors", READER, &s.rg_scope()).await;
     let (session, page) = sign_in(&browser).await;
     assert_eq!(idp.token_requests(), [Ok(())]);
     assert_eq!(idp.last_authorize()["code_challenge_method"], "S256");
@@ -413,7 +394,7 @@ async fn oidc_sign_in_opens_a_session_with_the_callers_roles() {
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let alice_id = v["id"].as_str().unwrap().to_owned();
-    assign(&s, CONTRIBUTOR, &alice_id).await;
+    s.assign_role(&alice_id, CONTRIBUTOR, &s.rg_scope()).await;
     idp.plan(user("alice", "Alice", &[]));
     let (session, _) = sign_in(&browser).await;
     let alice = cookie_value(&session);
