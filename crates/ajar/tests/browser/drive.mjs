@@ -26,7 +26,8 @@
 //       {"submitForm": "/ui/request", "fields": {"vm": "…"}, "status": 403},  // posts a form from the
 //                                            //   page, as another site's page would try to
 //       {"viewport": {"width": 420, "height": 800}},
-//       {"screenshot": "healthz"}            // writes outDir/healthz.png (full page)
+//       {"screenshot": "healthz"},           // writes outDir/healthz.png (full page)
+//       {"screenshot": "doc", "fullPage": false}  // … of the window only (for a page too long to capture whole)
 //     ]
 //   }
 //
@@ -111,6 +112,9 @@ function readScenario(arg) {
       if (!Number.isInteger(v?.width) || !Number.isInteger(v?.height)) throw new ScenarioError(`step ${i + 1}: viewport takes {width, height}`);
     } else if (typeof step[kind] !== 'string') {
       throw new ScenarioError(`step ${i + 1}: "${kind}" takes a string`);
+    }
+    if ('fullPage' in step && (kind !== 'screenshot' || typeof step.fullPage !== 'boolean')) {
+      throw new ScenarioError(`step ${i + 1}: "fullPage" is a boolean of a screenshot step`);
     }
     for (const need of STEP_NEEDS[kind] ?? []) {
       if (!(need in step)) throw new ScenarioError(`step ${i + 1}: "${kind}" needs "${need}"`);
@@ -252,7 +256,7 @@ async function runSteps(page, scenario, blocked) {
         console.log(`ok   ${label}`);
       } else {
         const path = join(scenario.outDir, `${step.screenshot}.png`);
-        await page.screenshot({ path, fullPage: true, timeout: STEP_TIMEOUT_MS });
+        await page.screenshot({ path, fullPage: step.fullPage ?? true, timeout: STEP_TIMEOUT_MS });
         console.log(`ok   ${label}: ${path}`);
       }
       if (blocked.length > 0) throw new Error(`the page requested other origins (blocked): ${blocked.join(', ')}`);
