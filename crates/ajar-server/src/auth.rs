@@ -56,39 +56,53 @@ pub struct OidcAuth {
     pub sign_in: crate::oidc::signin::SignIn,
 }
 
-/// How long a token's principal is remembered without asking the store again. Any write to principals,
-/// tokens or roles (a revoked token among them) moves the store's access version, which empties the cache
-/// at once; the time bound covers only tokens that expire meanwhile.
+/// How long a token's principal (or an OIDC identity's linked principal) is remembered without asking the
+/// store again. Any write to principals, tokens or roles (a revoked token or a new OIDC link among them)
+/// moves the store's access version, which empties the cache at once; the time bound covers only tokens
+/// that expire meanwhile.
 const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
 /// Entries kept before the cache starts over, so random tokens cannot grow it.
 const TOKEN_CACHE_MAX: usize = 10_000;
 
-/// Valid tokens seen recently, by hash, with when each was looked up.
-type Seen = HashMap<[u8; 32], (Principal, Instant)>;
+/// Lookups seen recently, by key, with what they found and when.
+type Seen = HashMap<[u8; 32], (Option<Principal>, Instant)>;
 
-/// Valid tokens seen recently, by hash, for one access version: spares the store a read per request.
+/// Store lookups of the caller's principal seen recently, for one access version: spares the store a read
+/// per request. Keyed by an API token's hash (only valid tokens are kept, so random tokens cannot fill it)
+/// or by [`oidc_key`] (also "no linked principal", since only verified identities get here).
 #[derive(Default)]
 pub struct TokenCache {
     entries: Mutex<(u64, Seen)>,
 }
 
 impl TokenCache {
-    fn get(&self, hash: &[u8; 32], version: u64) -> Option<Principal> {
+    fn get(&self, key: &[u8; 32], version: u64) -> Option<Option<Principal>> {
         let entries = self.entries.lock().ok()?;
         if entries.0 != version {
             return None;
         }
-        entries.1.get(hash).filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL).map(|(p, _)| p.clone())
+        entries.1.get(key).filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL).map(|(p, _)| p.clone())
     }
 
-    fn put(&self, hash: [u8; 32], principal: Principal, version: u64) {
+    fn put(&self, key: [u8; 32], found: Option<Principal>, version: u64) {
         if let Ok(mut entries) = self.entries.lock() {
             if entries.0 != version || entries.1.len() >= TOKEN_CACHE_MAX {
                 *entries = (version, HashMap::new());
             }
-            entries.1.insert(hash, (principal, Instant::now()));
+            entries.1.insert(key, (found, Instant::now()));
         }
     }
+}
+
+/// The cache key of an OIDC identity: apart from every token hash (a hash of other bytes), and the
+/// issuer's length keeps issuer and subject from running into each other.
+fn oidc_key(issuer: &str, subject: &str) -> [u8; 32] {
+    let mut digest = Sha256::new();
+    digest.update(b"oidc\0");
+    digest.update((issuer.len() as u64).to_be_bytes());
+    digest.update(issuer.as_bytes());
+    digest.update(subject.as_bytes());
+    digest.finalize().into()
 }
 
 async fn principal_for(state: &AppState, token: &str) -> Result<Option<Principal>, ajar_store::StoreError> {
@@ -99,13 +113,26 @@ async fn principal_for(state: &AppState, token: &str) -> Result<Option<Principal
 pub(crate) async fn principal_for_hash(state: &AppState, hash: [u8; 32]) -> Result<Option<Principal>, ajar_store::StoreError> {
     // Read before the lookup: a write that lands in between leaves a stale version, never a stale entry.
     let version = state.store.access_version();
-    if let Some(p) = state.tokens.get(&hash, version) {
+    if let Some(Some(p)) = state.tokens.get(&hash, version) {
         return Ok(Some(p));
     }
     let found = state.store.principal_for_token(hash, TokenPurpose::Api).await?;
-    if let Some(p) = &found {
-        state.tokens.put(hash, p.clone(), version);
+    if found.is_some() {
+        state.tokens.put(hash, found.clone(), version);
     }
+    Ok(found)
+}
+
+/// The principal linked to an OIDC identity, if any (through the cache, as for API tokens: linking is a
+/// write that moves the access version).
+async fn principal_for_oidc(state: &AppState, issuer: &str, subject: &str) -> Result<Option<Principal>, ajar_store::StoreError> {
+    let key = oidc_key(issuer, subject);
+    let version = state.store.access_version();
+    if let Some(found) = state.tokens.get(&key, version) {
+        return Ok(found);
+    }
+    let found = state.store.principal_for_oidc(issuer, subject).await?;
+    state.tokens.put(key, found.clone(), version);
     Ok(found)
 }
 
@@ -118,7 +145,7 @@ pub(crate) async fn oidc_caller(
     addr: IpAddr,
 ) -> Result<Caller, ajar_store::StoreError> {
     let label = oidc.labels.get(&identity.issuer).cloned().unwrap_or_else(|| crate::oidc::config_file::DEFAULT_LABEL.to_owned());
-    let principal = match state.store.principal_for_oidc(&identity.issuer, &identity.subject).await? {
+    let principal = match principal_for_oidc(state, &identity.issuer, &identity.subject).await? {
         Some(p) => p,
         None => Principal { id: oidc_user_id(&label, &identity.subject), name: identity.display_name.clone(), kind: PrincipalKind::User },
     };
@@ -277,5 +304,33 @@ pub async fn authenticate_agent(
             .await;
             unauthenticated(CODE, "the agent token is missing, unknown or no longer enrolled")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(id: &str) -> Principal {
+        Principal { id: id.to_owned(), name: id.to_owned(), kind: PrincipalKind::User }
+    }
+
+    #[test]
+    fn the_cache_holds_one_access_version_and_remembers_absent_links() {
+        let cache = TokenCache::default();
+        let (token, alice) = (hash_token("t"), oidc_key("https://idp.example.test", "alice"));
+        cache.put(token, Some(principal("p1")), 7);
+        cache.put(alice, None, 7);
+        assert_eq!(cache.get(&token, 7).flatten().map(|p| p.id), Some("p1".to_owned()));
+        assert_eq!(cache.get(&alice, 7).map(|p| p.is_none()), Some(true), "no linked principal is remembered too");
+        assert!(cache.get(&token, 8).is_none() && cache.get(&alice, 8).is_none(), "another version misses");
+        cache.put(alice, Some(principal("p2")), 8);
+        assert!(cache.get(&token, 8).is_none(), "a write emptied the rest");
+    }
+
+    #[test]
+    fn oidc_keys_keep_issuer_and_subject_apart() {
+        assert_ne!(oidc_key("https://a", "bc"), oidc_key("https://ab", "c"));
+        assert_ne!(oidc_key("https://a", "b"), hash_token("https://ab"));
     }
 }

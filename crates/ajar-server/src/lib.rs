@@ -51,7 +51,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
     if !config.oidc.is_empty() {
         let labels = config.oidc.iter().map(|n| (n.config.issuer.clone(), n.label.clone())).collect();
         let verifier = oidc::OidcVerifier::new(config.oidc.iter().map(|n| n.config.clone()).collect()).await.context("setting up OIDC")?;
-        let sign_in = oidc::signin::SignIn::new(&config.oidc).context("setting up OIDC sign-in")?;
+        let sign_in = oidc::signin::SignIn::new(&config.oidc, &verifier).context("setting up OIDC sign-in")?;
         state = state.with_oidc(auth::OidcAuth { verifier, labels, sign_in });
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -207,6 +207,8 @@ impl fmt::Debug for OidcVerifier {
 struct Issuer {
     config: IssuerConfig,
     source: Source,
+    /// The client for the issuer's JWKS URL and token endpoint, if it has either.
+    http: Option<reqwest::Client>,
     keys: RwLock<Arc<KeySet>>,
     /// When the keys were last loaded again after start (successfully or
     /// not). Held across the load, so concurrent verifications needing a
@@ -242,12 +244,20 @@ impl OidcVerifier {
             if by_name.contains_key(&config.issuer) {
                 return Err(config_err("configured more than once".to_owned()));
             }
-            let source = match &config.keys {
-                KeySource::Url(url) => Source::Url {
-                    url: url.clone(),
-                    client: http_client(config.ca_file.as_deref(), &mut system_roots, FETCH_TIMEOUT, true).map_err(config_err)?,
-                },
-                KeySource::File(path) => Source::File(path.clone()),
+            // One client per issuer, for its JWKS URL and its sign-in's token endpoint alike. Plain http
+            // is allowed only for a token endpoint on loopback (the configuration checks that); the JWKS
+            // URL is https, checked above.
+            let fetches = matches!(config.keys, KeySource::Url(_)) || config.sign_in.is_some();
+            let https_only = config.sign_in.as_ref().is_none_or(|s| s.token_endpoint.scheme() == "https");
+            let http = if fetches {
+                Some(http_client(config.ca_file.as_deref(), &mut system_roots, https_only).map_err(config_err)?)
+            } else {
+                None
+            };
+            let source = match (&config.keys, &http) {
+                (KeySource::Url(url), Some(client)) => Source::Url { url: url.clone(), client: client.clone() },
+                (KeySource::Url(_), None) => return Err(config_err("no HTTPS client for the JWKS URL".to_owned())),
+                (KeySource::File(path), _) => Source::File(path.clone()),
             };
             let keys = source.load().await.map_err(|reason| OidcError::Keys {
                 issuer: config.issuer.clone(),
@@ -257,6 +267,7 @@ impl OidcVerifier {
             tracing::info!(issuer = %config.issuer, keys = keys.len(), from = %config.keys, "loaded OIDC signing keys");
             let issuer = Issuer {
                 source,
+                http,
                 keys: RwLock::new(Arc::new(KeySet { keys, loaded_at: Instant::now() })),
                 last_reload: tokio::sync::Mutex::new(None),
                 min_reload_interval: MIN_RELOAD_INTERVAL,
@@ -266,6 +277,12 @@ impl OidcVerifier {
             by_name.insert(issuer.config.issuer.clone(), issuer);
         }
         Ok(OidcVerifier { issuers: by_name })
+    }
+
+    /// The HTTP client of a configured issuer with a JWKS URL or a sign-in (cheap to clone: it shares
+    /// its connection pool).
+    pub(crate) fn http_client(&self, issuer: &str) -> Option<reqwest::Client> {
+        self.issuers.get(issuer).and_then(|i| i.http.clone())
     }
 
     /// Whether `token` has the shape of a JWS compact serialization (three
@@ -352,14 +369,15 @@ fn check_config(config: &IssuerConfig) -> Result<(), String> {
     }
 }
 
-/// A client for an issuer's JWKS URL or token endpoint, trusting its CA file
+/// A client for an issuer's JWKS URL and token endpoint, trusting its CA file
 /// or else the system's root certificates (loaded once for all issuers), and
 /// following no redirect. `https_only`: refuse plain http (allowed only for a
 /// sign-in endpoint on a loopback address, which the configuration checks).
+/// No timeout of its own: each use is bounded as a whole ([`FETCH_TIMEOUT`],
+/// [`signin::TOKEN_TIMEOUT`]).
 fn http_client(
     ca_file: Option<&Path>,
     system_roots: &mut Option<Vec<CertificateDer<'static>>>,
-    timeout: Duration,
     https_only: bool,
 ) -> Result<reqwest::Client, String> {
     let roots = match ca_file {
@@ -381,8 +399,6 @@ fn http_client(
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .https_only(https_only)
-        .connect_timeout(timeout)
-        .timeout(timeout)
         // A JWKS or token endpoint is served where the issuer's discovery
         // document says; a redirect elsewhere is more likely a mistake or an
         // attack (and would carry the code or the client secret along).

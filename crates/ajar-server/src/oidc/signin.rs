@@ -20,7 +20,7 @@ use url::Url;
 
 use super::config_file::NamedIssuer;
 use super::jwks::{read_bounded, transport_message};
-use super::{OidcError, http_client};
+use super::{OidcError, OidcVerifier};
 use crate::bootstrap::random_secret;
 
 /// How long a started sign-in may take to come back.
@@ -156,16 +156,16 @@ pub fn known_error(code: &str) -> &'static str {
 }
 
 impl SignIn {
-    /// The sign-ins of these issuers (those with a `signIn` block), each with a client trusting the
-    /// issuer's CA file.
-    pub fn new(issuers: &[NamedIssuer]) -> Result<SignIn, OidcError> {
-        let mut system_roots = None;
+    /// The sign-ins of these issuers (those with a `signIn` block), each through the issuer's HTTP client
+    /// in `verifier` (which was given the same issuers).
+    pub fn new(issuers: &[NamedIssuer], verifier: &OidcVerifier) -> Result<SignIn, OidcError> {
         let mut out = Vec::new();
         for named in issuers {
             let Some(config) = &named.config.sign_in else { continue };
-            let https_only = config.token_endpoint.scheme() == "https";
-            let http = http_client(named.config.ca_file.as_deref(), &mut system_roots, TOKEN_TIMEOUT, https_only)
-                .map_err(|reason| OidcError::Config { issuer: named.config.issuer.clone(), reason })?;
+            let http = verifier.http_client(&named.config.issuer).ok_or_else(|| OidcError::Config {
+                issuer: named.config.issuer.clone(),
+                reason: "it is not among the verifier's issuers".to_owned(),
+            })?;
             out.push(SignInIssuer { label: named.label.clone(), issuer: named.config.issuer.clone(), config: config.clone(), http });
         }
         Ok(SignIn { issuers: out, pending: Mutex::default() })
@@ -278,20 +278,28 @@ impl SignIn {
 mod tests {
     use super::*;
 
-    fn sign_in() -> SignIn {
-        let json = r#"{"issuers":[{"name":"corp","issuer":"https://idp.example.test","audience":"ajar","jwksFile":"/k",
+    async fn sign_in() -> SignIn {
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        // A point need not be on the curve to be loaded; nothing is verified here.
+        let x = URL_SAFE_NO_PAD.encode([1; 32]);
+        let y = URL_SAFE_NO_PAD.encode([2; 32]);
+        std::fs::write(&jwks, format!(r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{x}","y":"{y}"}}]}}"#)).unwrap();
+        let json = r#"{"issuers":[{"name":"corp","issuer":"https://idp.example.test","audience":"ajar","jwksFile":"JWKS",
             "signIn":{"clientId":"dash","authorizationEndpoint":"https://idp.example.test/authorize?tenant=t",
                       "tokenEndpoint":"https://idp.example.test/token","redirectUri":"https://ajar.example.test/ui/signin/oidc/callback"}}]}"#;
-        SignIn::new(&super::super::config_file::parse(json.as_bytes()).unwrap()).unwrap()
+        let issuers = super::super::config_file::parse(json.replace("JWKS", jwks.to_str().unwrap()).as_bytes()).unwrap();
+        let verifier = OidcVerifier::new(issuers.iter().map(|n| n.config.clone()).collect()).await.unwrap();
+        SignIn::new(&issuers, &verifier).unwrap()
     }
 
     fn query(url: &Url) -> HashMap<String, String> {
         url.query_pairs().into_owned().collect()
     }
 
-    #[test]
-    fn a_start_asks_for_a_code_with_a_pkce_challenge() {
-        let sign_in = sign_in();
+    #[tokio::test]
+    async fn a_start_asks_for_a_code_with_a_pkce_challenge() {
+        let sign_in = sign_in().await;
         assert_eq!(sign_in.labels(), ["corp"]);
         let now = Instant::now();
         assert!(sign_in.start("other", "browser", now).is_none());
@@ -316,9 +324,9 @@ mod tests {
         assert_ne!(q["state"], q["nonce"]);
     }
 
-    #[test]
-    fn a_state_is_taken_once_by_its_browser_before_it_expires() {
-        let sign_in = sign_in();
+    #[tokio::test]
+    async fn a_state_is_taken_once_by_its_browser_before_it_expires() {
+        let sign_in = sign_in().await;
         let now = Instant::now();
         let state = |url: Url| query(&url)["state"].clone();
         let first = state(sign_in.start("corp", "browser", now).unwrap());
@@ -332,9 +340,9 @@ mod tests {
         assert_eq!(sign_in.take(&late, Some("browser"), now).err(), Some(StateRefused::Unknown), "an expired state is gone");
     }
 
-    #[test]
-    fn started_sign_ins_are_bounded() {
-        let sign_in = sign_in();
+    #[tokio::test]
+    async fn started_sign_ins_are_bounded() {
+        let sign_in = sign_in().await;
         let now = Instant::now();
         let oldest = query(&sign_in.start("corp", "b", now).unwrap())["state"].clone();
         for i in 1..=MAX_PENDING {
@@ -351,9 +359,9 @@ mod tests {
         assert_eq!(known_error("<b>call us</b>"), "an unlisted error");
     }
 
-    #[test]
-    fn the_client_secret_stays_out_of_debug_output() {
-        let mut config = sign_in().issuers[0].config.clone();
+    #[tokio::test]
+    async fn the_client_secret_stays_out_of_debug_output() {
+        let mut config = sign_in().await.issuers[0].config.clone();
         config.client_secret = Some("s3cret-value".to_owned());
         let shown = format!("{config:?}");
         assert!(!shown.contains("s3cret-value") && shown.contains("(set)"), "{shown}");

@@ -19,7 +19,7 @@ use ajar_domain::activity::{ActivityEntry, ActivityQuery, Audit, ResultKind, act
 use ajar_store::PolicyView;
 use time::OffsetDateTime;
 
-use super::{AppState, ScopeParams};
+use super::{AppState, ScopeParams, caller_audit};
 use crate::auth::Caller;
 use crate::http::{ArmPath, HttpError, HttpResult, JsonBody, Query, next_link};
 
@@ -78,14 +78,8 @@ pub(super) async fn enable(
 /// The activity record of enabling JIT on `vms`.
 fn enable_audit(caller: &Caller, vms: &[VmId]) -> Audit {
     let mut audit = Audit {
-        operation: actions::JIT_WRITE,
-        subscription: None,
-        resource_group: None,
-        resource_id: "/ajar/v1/jit/enable".to_owned(),
-        caller: caller.principal.name.clone(),
-        caller_addr: Some(caller.addr),
         subjects: vms.iter().map(VmId::key).collect(),
-        details: Vec::new(),
+        ..caller_audit(caller, actions::JIT_WRITE, "/ajar/v1/jit/enable".to_owned())
     };
     if let Some(first) = vms.first() {
         audit.subscription = Some(first.subscription.to_string());
@@ -139,7 +133,7 @@ pub(crate) async fn readable_within(state: &AppState, caller: &Caller, action: &
 pub(crate) async fn activity_within(state: &AppState, caller: &Caller) -> HttpResult<Option<Vec<AccessScope>>> {
     let within = readable_within(state, caller, actions::ACTIVITY_READ).await?;
     if within.as_ref().is_some_and(Vec::is_empty) {
-        state.authorize_read(caller, actions::ACTIVITY_READ, &AccessScope::root()).await?;
+        return Err(state.refuse_read(caller, actions::ACTIVITY_READ, &AccessScope::root()).await);
     }
     Ok(within)
 }

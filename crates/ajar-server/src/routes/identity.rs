@@ -25,23 +25,15 @@ use ajar_domain::access::{GrantDenied, RoleAssignment, RoleDefinition, RoleKind,
 use ajar_domain::activity::{Audit, actions};
 use ajar_store::{AssignmentFilter, NewPrincipal, NewToken, PrincipalInfo, TokenInfo, TokenPurpose};
 
-use super::{AppState, created_or_ok};
+use super::{AppState, created_or_ok, scope_audit};
 use crate::auth::{Caller, hash_token};
 use crate::bootstrap::new_token;
 use crate::http::{ArmPath, HttpError, HttpResult, JsonBody, Query};
 
+/// Filed under the subscription and resource group `resource_id` is in, when it is an ARM path.
 fn identity_audit(caller: &Caller, operation: &'static str, resource_id: String) -> Audit {
     let scope = resource_id.parse::<AccessScope>().ok();
-    Audit {
-        operation,
-        subscription: scope.as_ref().and_then(|s| s.subscription()).map(ToString::to_string),
-        resource_group: scope.as_ref().and_then(|s| s.resource_group()).map(ToString::to_string),
-        resource_id,
-        caller: caller.principal.name.clone(),
-        caller_addr: Some(caller.addr),
-        subjects: Vec::new(),
-        details: Vec::new(),
-    }
+    scope_audit(caller, operation, resource_id, scope.as_ref())
 }
 
 fn principal_view(p: &PrincipalInfo) -> PrincipalOut {

@@ -103,26 +103,31 @@ impl AppState {
         if self.may(caller, action, scope).await? {
             return Ok(());
         }
+        Err(self.refuse_action(caller, action, scope, audit.clone()).await)
+    }
+
+    /// A 403 naming `action` and `scope`, logged with both.
+    async fn refuse_action(&self, caller: &Caller, action: &str, scope: &AccessScope, audit: Audit) -> HttpError {
         let scope = scope.to_string();
         let error = ajar_api::authorization::authorization_failed(&caller.principal.name, &caller.principal.id, action, &scope);
-        let audit = audit.clone().detail("deniedAction", action.to_owned()).detail("deniedScope", scope);
-        Err(self.refuse(audit, error).await)
+        let audit = audit.detail("deniedAction", action.to_owned()).detail("deniedScope", scope);
+        self.refuse(audit, error).await
     }
 
     /// [`AppState::authorize_action`] for an operation that writes nothing (a read), logged as `action`
     /// on `scope` when refused.
     pub(crate) async fn authorize_read(&self, caller: &Caller, action: &'static str, scope: &AccessScope) -> HttpResult<()> {
-        let audit = Audit {
-            operation: action,
-            subscription: scope.subscription().map(ToString::to_string),
-            resource_group: scope.resource_group().map(ToString::to_string),
-            resource_id: scope.to_string(),
-            caller: caller.principal.name.clone(),
-            caller_addr: Some(caller.addr),
-            subjects: Vec::new(),
-            details: Vec::new(),
-        };
-        self.authorize_action(caller, action, scope, &audit).await
+        if self.may(caller, action, scope).await? {
+            return Ok(());
+        }
+        Err(self.refuse_read(caller, action, scope).await)
+    }
+
+    /// The refusal of a read the caller is already known not to hold `action` for at `scope`: a 403, on
+    /// record, as [`AppState::authorize_read`] answers it.
+    pub(crate) async fn refuse_read(&self, caller: &Caller, action: &'static str, scope: &AccessScope) -> HttpError {
+        let audit = scope_audit(caller, action, scope.to_string(), Some(scope));
+        self.refuse_action(caller, action, scope, audit).await
     }
 
     /// Logs a failed attempt that never reached the store, and returns its error.
@@ -144,9 +149,28 @@ pub(crate) fn audit(
     resource_group: Option<&ResourceGroup>,
 ) -> Audit {
     Audit {
-        operation,
         subscription: Some(subscription.to_string()),
         resource_group: resource_group.map(ToString::to_string),
+        ..caller_audit(caller, operation, resource_id)
+    }
+}
+
+/// The record of `caller` doing `operation` on `resource_id`, filed under the subscription and resource
+/// group of `within`, if any.
+pub(crate) fn scope_audit(caller: &Caller, operation: &'static str, resource_id: String, within: Option<&AccessScope>) -> Audit {
+    Audit {
+        subscription: within.and_then(AccessScope::subscription).map(ToString::to_string),
+        resource_group: within.and_then(AccessScope::resource_group).map(ToString::to_string),
+        ..caller_audit(caller, operation, resource_id)
+    }
+}
+
+/// The record of `caller` doing `operation` on `resource_id`, filed under no subscription.
+pub(crate) fn caller_audit(caller: &Caller, operation: &'static str, resource_id: String) -> Audit {
+    Audit {
+        operation,
+        subscription: None,
+        resource_group: None,
         resource_id,
         caller: caller.principal.name.clone(),
         caller_addr: Some(caller.addr),
@@ -229,7 +253,7 @@ impl AppState {
             None => AccessScope::subscription_scope(&scope.subscription),
         };
         if !self.may_below(caller, action, &access_scope).await? {
-            self.authorize_read(caller, action, &access_scope).await?;
+            return Err(self.refuse_read(caller, action, &access_scope).await);
         }
         Ok((scope, PageRequest { after: skip_token(query)?, size: self.page_size }))
     }
