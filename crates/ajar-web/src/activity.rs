@@ -8,7 +8,7 @@ use time::{Date, Duration, Time};
 use ajar_domain::VmId;
 use ajar_domain::activity::{ActivityEntry, ActivityQuery, Outcome, ResultKind, actions as a};
 
-use crate::{RenderError, encode, vm_href};
+use crate::{RenderError, query_string, vm_href};
 
 /// Entries on one page.
 pub const PAGE_SIZE: usize = 100;
@@ -159,31 +159,18 @@ impl ActivityFilter {
         })
     }
 
-    /// The fields as a query string, empty ones left out.
-    pub fn query_string(&self) -> String {
-        [
+    /// The address of `path` with these fields, empty ones left out, and `before` (where a page starts).
+    fn href(&self, path: &str, before: Option<i64>) -> String {
+        let before = before.map(|seq| seq.to_string()).unwrap_or_default();
+        let query = query_string(&[
             ("vm", &self.vm),
             ("caller", &self.caller),
             ("operation", &self.operation),
             ("result", &self.result),
             ("since", &self.since),
             ("until", &self.until),
-        ]
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| format!("{k}={}", encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-    }
-
-    fn href(&self, path: &str, before: Option<i64>) -> String {
-        let mut query = self.query_string();
-        if let Some(seq) = before {
-            if !query.is_empty() {
-                query.push('&');
-            }
-            query.push_str(&format!("before={seq}"));
-        }
+            ("before", &before),
+        ]);
         if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") }
     }
 }
@@ -367,6 +354,7 @@ impl ActivityPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encode;
     use time::macros::datetime;
 
     const VM: &str =

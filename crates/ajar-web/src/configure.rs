@@ -8,7 +8,7 @@ use ajar_domain::inventory::Vm;
 use ajar_domain::policy::{PortRule, RECOMMENDED_PORTS, recommended_rule};
 use ajar_domain::status::VmJitStatus;
 
-use crate::{RenderError, encode, open_grants, vm_href};
+use crate::{RenderError, encode, open_grants, sources_text, vm_href};
 
 /// The protocols a port rule may name, as (form value, label): Azure's TCP, UDP and `*`.
 pub const PROTOCOLS: [(&str, &str); 3] = [("TCP", "TCP"), ("UDP", "UDP"), ("*", "Any (TCP and UDP)")];
@@ -49,7 +49,7 @@ impl RuleRow {
             keep: true,
             number: rule.number.to_string(),
             protocol: rule.protocol.as_str().to_owned(),
-            sources: rule.sources.prefixes().iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            sources: sources_text(&rule.sources),
             max: rule.max_duration.to_string(),
             ..RuleRow::default()
         }
@@ -236,8 +236,7 @@ impl DonePage {
 
 /// One port rule in a line: "22/TCP from * for at most PT3H".
 pub fn describe_rule(rule: &PortRule) -> String {
-    let from: Vec<String> = rule.sources.prefixes().iter().map(ToString::to_string).collect();
-    format!("{}/{} from {} for at most {}", rule.number, rule.protocol, from.join(", "), rule.max_duration)
+    format!("{}/{} from {} for at most {}", rule.number, rule.protocol, sources_text(&rule.sources), rule.max_duration)
 }
 
 /// The configure page's address for these machines.

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use ajar_domain::inventory::Vm;
 use ajar_domain::status::{JitState, VmJitStatus};
 
-use crate::{DayChart, OpenGrant, RenderError, day_chart, encode, open_grants, vm_href, when};
+use crate::{DayChart, OpenGrant, RenderError, address, day_chart, encode, open_grants, query_string, vm_href, when};
 
 /// The three tabs of the JIT page, as Azure's portal has them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,19 +67,18 @@ impl Filter {
             && (self.name.is_empty() || vm.id.name.as_str().to_ascii_lowercase().contains(&self.name.to_ascii_lowercase()))
     }
 
-    fn query(&self) -> String {
-        let mut q = String::new();
-        for (k, v) in [
+    /// The address of page `page` of `tab` (the first when `None`), keeping the filter.
+    fn href(&self, tab: Tab, page: Option<usize>) -> String {
+        let page = page.map(|p| p.to_string()).unwrap_or_default();
+        let query = query_string(&[
+            ("tab", tab.key()),
             ("subscription", &self.subscription),
             ("resourceGroup", &self.resource_group),
             ("location", &self.location),
             ("name", &self.name),
-        ] {
-            if !v.is_empty() {
-                q.push_str(&format!("&{k}={}", encode(v)));
-            }
-        }
-        q
+            ("page", &page),
+        ]);
+        format!("/ui/jit?{query}")
     }
 }
 
@@ -169,7 +168,6 @@ impl Pager {
 
 fn row(s: &VmJitStatus, allowed: Allowed, now: OffsetDateTime) -> Row {
     let ports: Vec<String> = s.ports.iter().map(|p| format!("{}/{}", p.number, p.protocol)).collect();
-    let address = s.vm.private_addresses.first().map(ToString::to_string).unwrap_or_else(|| "no address".to_owned());
     Row {
         id: s.vm.id.to_string(),
         id_query: encode(&s.vm.id.to_string()),
@@ -182,7 +180,7 @@ fn row(s: &VmJitStatus, allowed: Allowed, now: OffsetDateTime) -> Row {
         requests_7_days: s.requests_last_7_days,
         chart: day_chart(&s.requests_by_day),
         last_access: s.last_access.map(|t| when(t, now)).unwrap_or_else(|| "never".to_owned()),
-        connection: format!("{address} : {}", ports.join(", ")),
+        connection: format!("{} : {}", address(&s.vm), ports.join(", ")),
         last_user: s.last_user.clone().unwrap_or_default(),
         open_now: open_grants(s, now),
         reason: match &s.state {
@@ -218,13 +216,13 @@ impl<'a> JitListing<'a> {
             .into_iter()
             .map(|t| TabLink {
                 label: t.label(),
-                href: format!("/ui/jit?tab={}{}", t.key(), filter.query()),
+                href: filter.href(t, None),
                 count: shown.iter().filter(|l| Tab::of(&l.state) == t).count(),
                 current: t == tab,
             })
             .collect();
         let in_tab: Vec<&Listed> = shown.into_iter().filter(|l| Tab::of(&l.state) == tab).collect();
-        let pager = Pager::new(page, in_tab.len(), |p| format!("/ui/jit?tab={}{}&page={p}", tab.key(), filter.query()));
+        let pager = Pager::new(page, in_tab.len(), |p| filter.href(tab, Some(p)));
         let page = in_tab.into_iter().skip(pager.first.saturating_sub(1)).take(PAGE_SIZE).collect();
         JitListing { tab, filter, tabs, pager, page }
     }
@@ -266,5 +264,18 @@ impl<'a> JitListing<'a> {
             pager: self.pager,
         };
         Ok(page.render()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tab_and_page_addresses_keep_the_filter() {
+        let filter = Filter { resource_group: "rg 1".into(), name: "web&db".into(), ..Filter::default() };
+        assert_eq!(filter.href(Tab::NotConfigured, None), "/ui/jit?tab=notconfigured&resourceGroup=rg%201&name=web%26db");
+        assert_eq!(filter.href(Tab::Configured, Some(3)), "/ui/jit?tab=configured&resourceGroup=rg%201&name=web%26db&page=3");
+        assert_eq!(Filter::default().href(Tab::Unsupported, Some(2)), "/ui/jit?tab=unsupported&page=2");
     }
 }

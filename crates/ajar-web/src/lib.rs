@@ -6,6 +6,8 @@
 use askama::Template;
 use time::{OffsetDateTime, UtcOffset};
 
+use ajar_domain::Sources;
+use ajar_domain::inventory::Vm;
 use ajar_domain::status::VmJitStatus;
 
 mod activity;
@@ -46,10 +48,31 @@ pub(crate) fn encode(v: &str) -> String {
     percent_encoding::utf8_percent_encode(v, QUERY_VALUE).to_string()
 }
 
+/// An address's query from `name=value` pairs, in order, values encoded, empty ones left out.
+pub(crate) fn query_string(pairs: &[(&str, &str)]) -> String {
+    pairs.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| format!("{k}={}", encode(v))).collect::<Vec<_>>().join("&")
+}
+
+/// A time to the minute: "2026-01-01 14:05 UTC".
+pub(crate) fn stamp(t: OffsetDateTime) -> String {
+    format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
+}
+
+/// [`stamp`], with how long ago when that is under an hour.
 pub(crate) fn when(t: OffsetDateTime, now: OffsetDateTime) -> String {
     let ago = now - t;
-    let text = format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute());
+    let text = stamp(t);
     if ago.whole_minutes() < 60 { format!("{text} ({} min ago)", ago.whole_minutes().max(0)) } else { text }
+}
+
+/// Allowed sources in a line: "10.0.0.0/24, 2001:db8::/32".
+pub(crate) fn sources_text(sources: &Sources) -> String {
+    sources.prefixes().iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// The machine's first private address, which the pages offer to connect to.
+pub(crate) fn address(vm: &Vm) -> String {
+    vm.private_addresses.first().map(ToString::to_string).unwrap_or_else(|| "no address".to_owned())
 }
 
 /// A live grant as the pages show it, its end ready for a countdown.

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use ajar_domain::initiate::{MAX_JUSTIFICATION, RequestVm};
 use ajar_domain::status::VmJitStatus;
 
-use crate::{GrantEnd, RenderError, connect_hint, durations_up_to, encode, vm_href};
+use crate::{GrantEnd, RenderError, address, configure_href, connect_hint, durations_up_to, sources_text, vm_href};
 
 /// A field of one machine's part of the form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,8 +210,7 @@ fn in_words(seconds: i64) -> String {
 }
 
 fn detail(s: &VmJitStatus) -> String {
-    let address = s.vm.private_addresses.first().map(ToString::to_string).unwrap_or_else(|| "no address".to_owned());
-    format!("resource group {} · {} · {address}", s.vm.id.resource_group, s.vm.location)
+    format!("resource group {} · {} · {}", s.vm.id.resource_group, s.vm.location, address(&s.vm))
 }
 
 /// A machine's part of the form: every configured port (checked as chosen; a fresh form checks a lone
@@ -260,40 +259,28 @@ pub(crate) fn machine_section(index: usize, s: &VmJitStatus, choice: Option<&Cho
 }
 
 fn refused_section(index: usize, state: &MachineState<'_>, errors: FieldErrors) -> MachineSection {
-    let (status, note, enable_href) = match state {
+    let seen = |s: &VmJitStatus| (s.vm.id.to_string(), s.vm.id.name.to_string(), vm_href(&s.vm.id.to_string()), detail(s));
+    let ((vm_id, name, href, detail), note, enable_href) = match state {
+        // Named only as it was given: no link, no details.
         MachineState::NotVisible(given) => {
-            return MachineSection {
-                index,
-                vm_id: (*given).to_owned(),
-                name: (*given).to_owned(),
-                href: String::new(),
-                detail: String::new(),
-                note: Some("There is no such machine that you may see.".to_owned()),
-                enable_href: None,
-                ports: Vec::new(),
-                my_ip: String::new(),
-                range_chosen: false,
-                range: String::new(),
-                durations: Vec::new(),
-                errors,
-            };
+            (((*given).to_owned(), (*given).to_owned(), String::new(), String::new()), "There is no such machine that you may see.", None)
         }
         MachineState::Forbidden(s) => {
-            (s, "You may not request access to this machine (your roles do not include the JIT initiate action on it).", None)
+            (seen(s), "You may not request access to this machine (your roles do not include the JIT initiate action on it).", None)
         }
         MachineState::NotConfigured { status, may_configure } => (
-            status,
+            seen(status),
             "JIT is not configured on this machine: its ports are not managed, so there is nothing to request.",
-            may_configure.then(|| format!("/ui/configure?vm={}", encode(&status.vm.id.to_string()))),
+            may_configure.then(|| configure_href(&[status.vm.id.to_string()])),
         ),
-        MachineState::Requestable(s) => (s, "", None),
+        MachineState::Requestable(s) => (seen(s), "", None),
     };
     MachineSection {
         index,
-        vm_id: status.vm.id.to_string(),
-        name: status.vm.id.name.to_string(),
-        href: vm_href(&status.vm.id.to_string()),
-        detail: detail(status),
+        vm_id,
+        name,
+        href,
+        detail,
         note: Some(note.to_owned()),
         enable_href,
         ports: Vec::new(),
@@ -399,7 +386,7 @@ pub fn opened_machine(granted: &RequestVm, address: &str, now: OffsetDateTime) -
             .map(|g| OpenedPort {
                 number: g.number,
                 protocol: g.protocol.to_string(),
-                sources: g.sources.prefixes().iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                sources: sources_text(&g.sources),
                 end: GrantEnd::new(g.end, now),
                 connect: connect_hint(address, g.number),
             })

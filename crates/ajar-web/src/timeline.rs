@@ -10,7 +10,7 @@ use time::{Date, Duration, OffsetDateTime, Time};
 
 use ajar_domain::history::{GrantHistory, GrantSpan, SpanState};
 
-use crate::{RenderError, vm_href};
+use crate::{RenderError, sources_text, stamp, vm_href};
 
 /// Most grants one timeline shows: the newest of its window.
 pub const TIMELINE_LIMIT: usize = 2000;
@@ -117,10 +117,6 @@ impl TimelineForm {
     }
 }
 
-fn stamp(t: OffsetDateTime) -> String {
-    format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
-}
-
 fn clock(t: OffsetDateTime) -> String {
     format!("{:02}:{:02}", t.hour(), t.minute())
 }
@@ -196,10 +192,6 @@ pub struct GrantRow {
     pub end: String,
     pub state: String,
     pub justification: String,
-}
-
-fn sources(span: &GrantSpan) -> String {
-    span.grant.sources.prefixes().iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// How the grant ended, or that it has not, in words.
@@ -283,7 +275,7 @@ fn drawing(window: &Window, spans: &[GrantSpan], now: OffsetDateTime) -> Timelin
                     let (start, until) = (span.start, span.until(now));
                     let x = scale.x(start);
                     let width = (scale.x(until) - x).max(2);
-                    let (who, from) = (span.requestor.clone(), sources(span));
+                    let (who, from) = (span.requestor.clone(), sources_text(&span.grant.sources));
                     let long = format!("{who} from {from}");
                     let text = if fits(&long, width) {
                         long.clone()
@@ -416,7 +408,7 @@ impl TimelinePage {
                 resource_group: s.vm.resource_group.to_string(),
                 port: format!("{}/{}", s.grant.number, s.grant.protocol),
                 who: s.requestor.clone(),
-                from: sources(s),
+                from: sources_text(&s.grant.sources),
                 start: stamp(s.start),
                 end: match s.state_at(now) {
                     SpanState::Live => "now".to_owned(),

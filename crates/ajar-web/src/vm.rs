@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use ajar_domain::status::{JitState, VmJitStatus};
 
 use crate::request::{RequestForm, single_machine_form};
-use crate::{OpenGrant, RenderError, open_grants};
+use crate::{OpenGrant, RenderError, address, open_grants, sources_text};
 
 pub struct PortView {
     pub number: u16,
@@ -78,7 +78,7 @@ impl VmPage {
             resource_group: s.vm.id.resource_group.to_string(),
             location: s.vm.location.to_string(),
             os: s.vm.os.as_str().to_owned(),
-            address: s.vm.private_addresses.first().map(ToString::to_string).unwrap_or_else(|| "no address".to_owned()),
+            address: address(&s.vm),
             state: match &s.state {
                 JitState::Configured => "JIT configured".to_owned(),
                 JitState::NotConfigured => "JIT not configured".to_owned(),
@@ -90,7 +90,7 @@ impl VmPage {
                 .map(|p| PortView {
                     number: p.number,
                     protocol: p.protocol.to_string(),
-                    sources: p.sources.prefixes().iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                    sources: sources_text(&p.sources),
                     max: p.max_duration.to_string(),
                 })
                 .collect(),

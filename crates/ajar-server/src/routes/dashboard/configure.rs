@@ -19,7 +19,7 @@ use ajar_domain::{PolicyId, PolicyName, Problem, VmId};
 use ajar_store::PolicyView;
 use ajar_web::{ConfigurePage, DonePage, MachineView, Mode, Note, RemovePage, RuleField, RuleRow};
 
-use super::vm_page::{visible_status, vm_param};
+use super::vm_page::{visible, visible_or_not_found, vm_param};
 use super::{FormFields, PostedForm, SignedIn, html, message, rendered};
 use crate::auth::Caller;
 use crate::http::{HttpError, HttpResult, Query};
@@ -54,28 +54,33 @@ pub(super) struct Rights {
 
 /// The caller's rights over the machine's configuration, and the machine's policy as stored, if any.
 pub(super) async fn rights(state: &AppState, caller: &Caller, status: &VmJitStatus) -> HttpResult<(Rights, Option<PolicyView>)> {
-    let vm_scope = AccessScope::from(&status.vm.id);
     match (&status.state, &status.policy) {
         (JitState::Configured, Some(id)) => {
             let Some(view) = state.store.get_policy(id).await? else { return Ok((Rights::default(), None)) };
-            // A write of the policy touches every machine in it (see `jit::authorize_policy_write`).
-            let mut machines = true;
-            for vm in &view.policy.vms {
-                machines = machines && state.may(caller, actions::VM_WRITE, &AccessScope::from(&vm.vm)).await?;
-            }
-            let policy_scope = AccessScope::from(id);
-            let write = machines && state.may(caller, actions::JIT_WRITE, &policy_scope).await?;
-            // The last machine leaves by deleting the policy.
-            let remove =
-                if view.policy.vms.len() > 1 { write } else { machines && state.may(caller, actions::JIT_DELETE, &policy_scope).await? };
-            Ok((Rights { configure: write, remove }, Some(view)))
+            Ok((policy_rights(state, caller, &view.policy).await?, Some(view)))
         }
-        (JitState::NotConfigured, _) => {
-            let enable = state.may(caller, actions::JIT_WRITE, &vm_scope).await? && state.may(caller, actions::VM_WRITE, &vm_scope).await?;
-            Ok((Rights { configure: enable, remove: false }, None))
-        }
+        (JitState::NotConfigured, _) => Ok((Rights { configure: may_enable(state, caller, &status.vm.id).await?, remove: false }, None)),
         _ => Ok((Rights::default(), None)),
     }
+}
+
+/// The caller's rights over a machine of `policy`: a write of the policy touches every machine in it (see
+/// `jit::authorize_policy_write`), and the last machine leaves by deleting the policy.
+async fn policy_rights(state: &AppState, caller: &Caller, policy: &Policy) -> HttpResult<Rights> {
+    let mut machines = true;
+    for vm in &policy.vms {
+        machines = machines && state.may(caller, actions::VM_WRITE, &AccessScope::from(&vm.vm)).await?;
+    }
+    let policy_scope = AccessScope::from(&policy.id);
+    let write = machines && state.may(caller, actions::JIT_WRITE, &policy_scope).await?;
+    let remove = if policy.vms.len() > 1 { write } else { machines && state.may(caller, actions::JIT_DELETE, &policy_scope).await? };
+    Ok(Rights { configure: write, remove })
+}
+
+/// Whether the caller may enable JIT on the machine: JIT policy write and virtual machine write on it.
+pub(super) async fn may_enable(state: &AppState, caller: &Caller, vm: &VmId) -> HttpResult<bool> {
+    let scope = AccessScope::from(vm);
+    Ok(state.may(caller, actions::JIT_WRITE, &scope).await? && state.may(caller, actions::VM_WRITE, &scope).await?)
 }
 
 /// Why a selected machine is not on the form.
@@ -104,14 +109,14 @@ async fn select(state: &AppState, caller: &Caller, raw_ids: &[String]) -> HttpRe
     for raw in raw_ids {
         let skip =
             |text: &str, why: Skip| Selected::Skipped(Note { name: raw.clone(), href: None, text: text.to_owned(), link: None }, why);
-        let Some(vm) = vm_param(Some(raw)) else {
+        let Some(vm) = vm_param(raw) else {
             selected.push(skip("this is not a virtual machine's ID.", Skip::NotFound));
             continue;
         };
         if !seen.insert(vm.key()) {
             continue;
         }
-        let Ok((status, _)) = visible_status(state, caller, &vm).await? else {
+        let Some(status) = visible(state, caller, &vm).await? else {
             selected.push(skip("there is no such machine that you may see.", Skip::NotFound));
             continue;
         };
@@ -206,22 +211,46 @@ impl Plan {
     }
 }
 
-fn form_page(state: &AppState, caller: &Caller, session: &Session, plan: Plan, rows: Vec<RuleRow>, error: Option<String>) -> ConfigurePage {
-    ConfigurePage {
-        user: caller.principal.name.clone(),
-        csrf: session.csrf.clone(),
-        mode: plan.mode,
-        machines: plan.machines.iter().map(|s| MachineView::of(&s.vm)).collect(),
-        notes: plan.notes,
-        rows,
-        error,
-        limits: format!("{} to {}", state.limits.min_max_duration, state.limits.max_max_duration),
-        can_remove: plan.edit.as_ref().is_some_and(|(_, can_remove)| *can_remove),
-    }
+/// The signed-in caller at the form, and the server's limits: what every answer of the form needs.
+struct Ctx<'a> {
+    state: &'a AppState,
+    caller: &'a Caller,
+    session: &'a Session,
 }
 
-fn show(status: StatusCode, page: &ConfigurePage) -> HttpResult<Response> {
-    Ok(html(status, rendered(page.render_page())?, Vec::new()))
+impl Ctx<'_> {
+    /// The form for `plan` with `rows`, and `error` above it.
+    fn form(&self, status: StatusCode, plan: Plan, rows: Vec<RuleRow>, error: Option<String>) -> HttpResult<Response> {
+        let limits = &self.state.limits;
+        let page = ConfigurePage {
+            user: self.caller.principal.name.clone(),
+            csrf: self.session.csrf.clone(),
+            mode: plan.mode,
+            machines: plan.machines.iter().map(|s| MachineView::of(&s.vm)).collect(),
+            notes: plan.notes,
+            rows,
+            error,
+            limits: format!("{} to {}", limits.min_max_duration, limits.max_max_duration),
+            can_remove: plan.edit.as_ref().is_some_and(|(_, can_remove)| *can_remove),
+        };
+        Ok(html(status, rendered(page.render_page())?, Vec::new()))
+    }
+
+    /// What a save or a removal did.
+    fn done(&self, title: String, lines: Vec<(MachineView, Vec<String>)>, note: Option<String>) -> HttpResult<Response> {
+        let page = DonePage { user: self.caller.principal.name.clone(), csrf: self.session.csrf.clone(), title, lines, note };
+        Ok(html(StatusCode::OK, rendered(page.render_page())?, Vec::new()))
+    }
+
+    /// A refusal from the store (the machine was configured meanwhile, a limit): on the form, as typed.
+    fn failed(&self, plan: Plan, rows: Vec<RuleRow>, HttpError(e): HttpError) -> HttpResult<Response> {
+        if e.status == 403 {
+            return refused(HttpError(e));
+        }
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let error = format!("{}: {} Nothing was changed.", e.body.code, e.body.message);
+        self.form(status, plan, rows, Some(error))
+    }
 }
 
 /// `GET /ui/configure?vm=ID&vm=ID…`: the form.
@@ -230,13 +259,13 @@ pub(in crate::routes) async fn configure(
     SignedIn { caller, session }: SignedIn,
     query: Query,
 ) -> HttpResult<Response> {
-    let ids: Vec<String> = query.0.iter().filter(|(k, _)| k == "vm").map(|(_, v)| v.trim().to_owned()).collect();
+    let ids = FormFields::from(query).all("vm");
     if ids.is_empty() {
         return no_machines();
     }
     let plan = Plan::of(select(&state, &caller, &ids).await?);
     let (status, rows) = (plan.status(), plan.initial_rows());
-    show(status, &form_page(&state, &caller, &session, plan, rows, None))
+    Ctx { state: &state, caller: &caller, session: &session }.form(status, plan, rows, None)
 }
 
 fn no_machines() -> HttpResult<Response> {
@@ -259,37 +288,32 @@ pub(in crate::routes) async fn configure_post(
     let (Some(mode), Some(mut rows)) = (Mode::parse(&fields.get("mode")), rows_from_form(&fields)) else {
         return message(StatusCode::BAD_REQUEST, "Incomplete form", "The form was not sent whole; open it again.");
     };
+    let ctx = Ctx { state: &state, caller: &caller, session: &session };
     if fields.get("action") == "add" {
         rows.push(RuleRow::blank());
         let plan = Plan::of(select(&state, &caller, &ids).await?);
-        let status = plan.status();
-        return show(status, &form_page(&state, &caller, &session, plan, rows, None));
+        return ctx.form(plan.status(), plan, rows, None);
     }
     let mut statuses = Vec::with_capacity(ids.len());
     for raw in &ids {
-        let Some(vm) = vm_param(Some(raw)) else {
+        let Some(vm) = vm_param(raw) else {
             return message(StatusCode::BAD_REQUEST, "Not a machine", "The form names something that is not a virtual machine.");
         };
-        match visible_status(&state, &caller, &vm).await? {
-            Ok((status, _)) if !statuses.iter().any(|s: &VmJitStatus| s.vm.id == vm) => statuses.push(status),
+        match visible_or_not_found(&state, &caller, &vm).await? {
+            Ok(status) if !statuses.iter().any(|s: &VmJitStatus| s.vm.id == vm) => statuses.push(status),
             Ok(_) => {}
             Err(not_found) => return Ok(not_found),
         }
     }
     match mode {
-        Mode::Enable => save_enable(&state, &caller, &session, statuses, rows).await,
-        Mode::Edit => save_edit(&state, &caller, &session, statuses, rows).await,
+        Mode::Enable => save_enable(&ctx, statuses, rows).await,
+        Mode::Edit => save_edit(&ctx, statuses, rows).await,
     }
 }
 
 /// Enables JIT on every machine of the form at once, as the API's enable does: all or none.
-async fn save_enable(
-    state: &AppState,
-    caller: &Caller,
-    session: &Session,
-    statuses: Vec<VmJitStatus>,
-    mut rows: Vec<RuleRow>,
-) -> HttpResult<Response> {
+async fn save_enable(ctx: &Ctx<'_>, statuses: Vec<VmJitStatus>, mut rows: Vec<RuleRow>) -> HttpResult<Response> {
+    let (state, caller) = (ctx.state, ctx.caller);
     let vms: Vec<VmId> = statuses.iter().map(|s| s.vm.id.clone()).collect();
     // Refused as the API refuses, with its record, before anything typed is looked at.
     if let Err(e) = authorize_enable(state, caller, &vms).await {
@@ -306,14 +330,14 @@ async fn save_enable(
     let plan = Plan::only(Mode::Enable, statuses, None);
     if !not_ready.is_empty() {
         let error = format!("{}. Nothing was changed; choose the machines again on Just-in-time VM access.", not_ready.join("; "));
-        return show(StatusCode::CONFLICT, &form_page(state, caller, session, plan, rows, Some(error)));
+        return ctx.form(StatusCode::CONFLICT, plan, rows, Some(error));
     }
     let Some((rules, kept)) = rules_from_rows(&mut rows) else {
-        return show(StatusCode::BAD_REQUEST, &form_page(state, caller, session, plan, rows, Some(FIELDS_WRONG.to_owned())));
+        return ctx.form(StatusCode::BAD_REQUEST, plan, rows, Some(FIELDS_WRONG.to_owned()));
     };
     if rules.is_empty() {
         let error = "Keep at least one port.".to_owned();
-        return show(StatusCode::BAD_REQUEST, &form_page(state, caller, session, plan, rows, Some(error)));
+        return ctx.form(StatusCode::BAD_REQUEST, plan, rows, Some(error));
     }
     let policy_name: PolicyName = match DEFAULT_POLICY.parse() {
         Ok(name) => name,
@@ -338,7 +362,7 @@ async fn save_enable(
         };
         if let Err(problem) = validate_policy(&one, &state.limits, |_| Some(&s.vm)) {
             let error = place_problem(&mut rows, &kept, problem).or_else(|| Some(FIELDS_WRONG.to_owned()));
-            return show(StatusCode::BAD_REQUEST, &form_page(state, caller, session, plan, rows, error));
+            return ctx.form(StatusCode::BAD_REQUEST, plan, rows, error);
         }
     }
     let request = EnableRequest { vms, policy_name, ports: Some(rules) };
@@ -356,21 +380,16 @@ async fn save_enable(
                 [(m, _)] => format!("JIT enabled on {}", m.name),
                 many => format!("JIT enabled on {} machines", many.len()),
             };
-            done(caller, session, title, lines, Some("Their ports stay closed until someone requests access.".to_owned()))
+            ctx.done(title, lines, Some("Their ports stay closed until someone requests access.".to_owned()))
         }
-        Err(e) => failed(state, caller, session, plan, rows, e),
+        Err(e) => ctx.failed(plan, rows, e),
     }
 }
 
 /// Replaces one machine's ports in its policy, as the API's PUT of the policy does, leaving the other
 /// machines of the policy as they are.
-async fn save_edit(
-    state: &AppState,
-    caller: &Caller,
-    session: &Session,
-    statuses: Vec<VmJitStatus>,
-    mut rows: Vec<RuleRow>,
-) -> HttpResult<Response> {
+async fn save_edit(ctx: &Ctx<'_>, statuses: Vec<VmJitStatus>, mut rows: Vec<RuleRow>) -> HttpResult<Response> {
+    let (state, caller) = (ctx.state, ctx.caller);
     let [status] = statuses.as_slice() else {
         return message(StatusCode::BAD_REQUEST, "One machine at a time", "A JIT configuration is edited one machine at a time.");
     };
@@ -389,14 +408,15 @@ async fn save_edit(
     if let Err(e) = authorize_policy_write(state, caller, &view.policy).await {
         return refused(e);
     }
-    let (rights, _) = rights(state, caller, status).await?;
-    let plan = Plan::only(Mode::Edit, statuses.clone(), Some((view.clone(), rights.remove)));
+    // The policy just read (so the machine is configured) decides the rights; no second read.
+    let can_remove = policy_rights(state, caller, &view.policy).await?.remove;
+    let plan = Plan::only(Mode::Edit, statuses.clone(), Some((view.clone(), can_remove)));
     let Some((rules, kept)) = rules_from_rows(&mut rows) else {
-        return show(StatusCode::BAD_REQUEST, &form_page(state, caller, session, plan, rows, Some(FIELDS_WRONG.to_owned())));
+        return ctx.form(StatusCode::BAD_REQUEST, plan, rows, Some(FIELDS_WRONG.to_owned()));
     };
     if rules.is_empty() {
         let error = "Keep at least one port. To stop guarding this machine, use Remove JIT.".to_owned();
-        return show(StatusCode::BAD_REQUEST, &form_page(state, caller, session, plan, rows, Some(error)));
+        return ctx.form(StatusCode::BAD_REQUEST, plan, rows, Some(error));
     }
     let mut policy = view.policy.clone();
     for v in policy.vms.iter_mut().filter(|v| v.vm == status.vm.id) {
@@ -405,16 +425,16 @@ async fn save_edit(
     let this: Vec<VmPolicy> = policy.vms.iter().filter(|v| v.vm == status.vm.id).cloned().collect();
     if let Err(problem) = validate_policy(&Policy { vms: this, ..policy.clone() }, &state.limits, |_| Some(&status.vm)) {
         let error = place_problem(&mut rows, &kept, problem).or_else(|| Some(FIELDS_WRONG.to_owned()));
-        return show(StatusCode::BAD_REQUEST, &form_page(state, caller, session, plan, rows, error));
+        return ctx.form(StatusCode::BAD_REQUEST, plan, rows, error);
     }
     match write_policy(state, caller, policy).await {
         Ok(_) => {
             let ended = ended_grants(state, status).await?;
             let note = (ended > 0).then(|| format!("{ended} open grant(s) that the new configuration no longer allows were ended."));
             let lines = vec![(MachineView::of(&status.vm), describe_rules(&rules))];
-            done(caller, session, format!("JIT configuration of {} saved", status.vm.id.name), lines, note)
+            ctx.done(format!("JIT configuration of {} saved", status.vm.id.name), lines, note)
         }
-        Err(e) => failed(state, caller, session, plan, rows, e),
+        Err(e) => ctx.failed(plan, rows, e),
     }
 }
 
@@ -431,11 +451,11 @@ pub(in crate::routes) async fn remove(
     State(state): State<AppState>,
     PostedForm { caller, session, fields }: PostedForm,
 ) -> HttpResult<Response> {
-    let Some(vm) = vm_param(Some(&fields.get("vm"))) else {
+    let Some(vm) = vm_param(&fields.get("vm")) else {
         return message(StatusCode::BAD_REQUEST, "Not a machine", "The form names no virtual machine.");
     };
-    let status = match visible_status(&state, &caller, &vm).await? {
-        Ok((status, _)) => status,
+    let status = match visible_or_not_found(&state, &caller, &vm).await? {
+        Ok(status) => status,
         Err(not_found) => return Ok(not_found),
     };
     let (rights, view) = rights(&state, &caller, &status).await?;
@@ -464,41 +484,14 @@ pub(in crate::routes) async fn remove(
         "ajar no longer guards its ports{}.",
         if ended > 0 { format!("; {ended} open grant(s) on it were ended") } else { String::new() }
     );
-    done(&caller, &session, format!("JIT removed from {}", vm.name), vec![(MachineView::of(&status.vm), vec![text])], None)
-}
-
-fn done(
-    caller: &Caller,
-    session: &Session,
-    title: String,
-    lines: Vec<(MachineView, Vec<String>)>,
-    note: Option<String>,
-) -> HttpResult<Response> {
-    let page = DonePage { user: caller.principal.name.clone(), csrf: session.csrf.clone(), title, lines, note };
-    Ok(html(StatusCode::OK, rendered(page.render_page())?, Vec::new()))
+    let ctx = Ctx { state: &state, caller: &caller, session: &session };
+    ctx.done(format!("JIT removed from {}", vm.name), vec![(MachineView::of(&status.vm), vec![text])], None)
 }
 
 /// What the shared code refused, on a page of its own: an authorization failure, a machine gone.
 fn refused(HttpError(e): HttpError) -> HttpResult<Response> {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
     message(status, "Refused", &format!("{}: {}", e.body.code, e.body.message))
-}
-
-/// A refusal from the store (the machine was configured meanwhile, a limit): on the form, as typed.
-fn failed(
-    state: &AppState,
-    caller: &Caller,
-    session: &Session,
-    plan: Plan,
-    rows: Vec<RuleRow>,
-    HttpError(e): HttpError,
-) -> HttpResult<Response> {
-    if e.status == 403 {
-        return refused(HttpError(e));
-    }
-    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-    let error = format!("{}: {} Nothing was changed.", e.body.code, e.body.message);
-    show(status, &form_page(state, caller, session, plan, rows, Some(error)))
 }
 
 fn describe_rules(rules: &[PortRule]) -> Vec<String> {

@@ -30,7 +30,7 @@ use super::AppState;
 use crate::auth::{Caller, hash_token, oidc_caller, principal_for_hash, refused_authentication};
 use crate::bootstrap::random_secret;
 use crate::client_addr::client_addr;
-use crate::http::{HttpError, HttpResult};
+use crate::http::{HttpError, HttpResult, Query};
 use crate::sessions::{OpenedWith, SESSION_COOKIE, SESSION_TTL, SIGNIN_COOKIE, Session, same_secret};
 
 const SIGNIN: &str = "/ui/signin";
@@ -66,22 +66,20 @@ pub(super) fn html(status: StatusCode, body: String, cookies: Vec<(header::Heade
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    for (name, value) in cookies {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.append(name, v);
-        }
-    }
-    response
+    with_cookies(response, cookies)
 }
 
-fn redirect(to: &'static str, cookies: Vec<(header::HeaderName, String)>) -> Response {
-    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
+fn with_cookies(mut response: Response, cookies: Vec<(header::HeaderName, String)>) -> Response {
     for (name, value) in cookies {
         if let Ok(v) = HeaderValue::from_str(&value) {
             response.headers_mut().append(name, v);
         }
     }
     response
+}
+
+fn redirect(to: &'static str, cookies: Vec<(header::HeaderName, String)>) -> Response {
+    with_cookies((StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response(), cookies)
 }
 
 pub(super) fn rendered(page: Result<String, ajar_web::RenderError>) -> HttpResult<String> {
@@ -236,6 +234,13 @@ pub(super) fn message(status: StatusCode, title: &str, text: &str) -> HttpResult
 
 /// A posted form's fields, in order; a field may repeat (`vm`, `port`).
 pub(super) struct FormFields(Vec<(String, String)>);
+
+/// A GET form (the JIT page's selection) names its machines in the address as a POST does in its body.
+impl From<Query> for FormFields {
+    fn from(query: Query) -> FormFields {
+        FormFields(query.0)
+    }
+}
 
 impl FormFields {
     pub(super) fn parse(body: &[u8]) -> FormFields {

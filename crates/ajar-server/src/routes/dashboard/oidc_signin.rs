@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::super::AppState;
-use super::{HOME, SIGNIN, cookie, html, rendered, set_cookie, signin_page, too_many_failures};
+use super::{HOME, SIGNIN, cookie, html, rendered, set_cookie, signin_page, too_many_failures, with_cookies};
 use crate::auth::{oidc_caller, refused_authentication};
 use crate::bootstrap::random_secret;
 use crate::client_addr::client_addr;
@@ -65,11 +65,7 @@ pub(in crate::routes) async fn start(
     headers.insert(header::LOCATION, location);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    let (name, value) = browser_cookie(&browser, PENDING_TTL.as_secs());
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.append(name, value);
-    }
-    Ok(response)
+    Ok(with_cookies(response, vec![browser_cookie(&browser, PENDING_TTL.as_secs())]))
 }
 
 /// A failed sign-in: what the person is told, and what the activity log records.

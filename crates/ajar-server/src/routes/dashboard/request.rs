@@ -16,7 +16,8 @@ use ajar_domain::status::VmJitStatus;
 use ajar_domain::{AccessDuration, PolicyId, SourcePrefix, Sources};
 use ajar_web::{Choice, Field, FieldErrors, MachineInput, MachineState, OpenedMachine, RequestPageInput, TargetField};
 
-use super::vm_page::vm_param;
+use super::configure::may_enable;
+use super::vm_page::{visible, vm_param};
 use super::{FormFields, PostedForm, SignedIn, html, message, rendered};
 use crate::auth::Caller;
 use crate::http::{HttpError, HttpResult, Query};
@@ -55,17 +56,13 @@ impl Found {
 /// one that does not exist.
 async fn find(state: &AppState, caller: &Caller, given: &str) -> HttpResult<Found> {
     let not_visible = || Ok(Found::NotVisible(given.to_owned()));
-    let Some(vm) = vm_param(Some(given)) else { return not_visible() };
-    let scope = AccessScope::from(&vm);
-    let Some(status) = state.store.vm_status(&vm).await? else { return not_visible() };
-    if !state.may(caller, actions::JIT_READ, &scope).await? {
-        return not_visible();
-    }
+    let Some(vm) = vm_param(given) else { return not_visible() };
+    let Some(status) = visible(state, caller, &vm).await? else { return not_visible() };
     if status.policy.is_none() || status.ports.is_empty() {
-        let may_configure = state.may(caller, actions::JIT_WRITE, &scope).await? && state.may(caller, actions::VM_WRITE, &scope).await?;
+        let may_configure = may_enable(state, caller, &vm).await?;
         return Ok(Found::NotConfigured { status, may_configure });
     }
-    if !state.may(caller, actions::JIT_INITIATE, &scope).await? {
+    if !state.may(caller, actions::JIT_INITIATE, &AccessScope::from(&vm)).await? {
         return Ok(Found::Forbidden(status));
     }
     Ok(Found::Requestable(status))
@@ -132,10 +129,9 @@ pub(in crate::routes) async fn request_form(
     query: Query,
 ) -> HttpResult<Response> {
     let mut given: Vec<String> = Vec::new();
-    for (k, v) in query.0 {
-        let v = v.trim().to_owned();
+    for v in FormFields::from(query).all("vm") {
         // The JIT page's selection names each machine once; a hand-made address may repeat one.
-        if k == "vm" && !given.contains(&v) {
+        if !given.contains(&v) {
             given.push(v);
         }
     }

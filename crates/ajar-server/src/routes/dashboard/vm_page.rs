@@ -16,16 +16,20 @@ use crate::auth::Caller;
 use crate::http::{HttpResult, Query};
 use crate::routes::AppState;
 
-/// The machine's JIT status if it exists and the caller may read it, and whether the caller may open its
-/// ports; else the page that says there is no such machine (whether it exists or not).
-pub(super) async fn visible_status(state: &AppState, caller: &Caller, vm: &VmId) -> HttpResult<Result<(VmJitStatus, bool), Response>> {
-    let scope = AccessScope::from(vm);
+/// The machine's JIT status, if it exists and the caller may read JIT at it; one the caller may not read
+/// is not told apart from one that does not exist.
+pub(super) async fn visible(state: &AppState, caller: &Caller, vm: &VmId) -> HttpResult<Option<VmJitStatus>> {
     match state.store.vm_status(vm).await? {
-        Some(status) if state.may(caller, actions::JIT_READ, &scope).await? => {
-            let can_request = !status.ports.is_empty() && state.may(caller, actions::JIT_INITIATE, &scope).await?;
-            Ok(Ok((status, can_request)))
-        }
-        _ => Ok(Err(message(StatusCode::NOT_FOUND, "Not found", "There is no such machine that you may see.")?)),
+        Some(status) if state.may(caller, actions::JIT_READ, &AccessScope::from(vm)).await? => Ok(Some(status)),
+        _ => Ok(None),
+    }
+}
+
+/// [`visible`], or else the page that says there is no such machine (whether it exists or not).
+pub(super) async fn visible_or_not_found(state: &AppState, caller: &Caller, vm: &VmId) -> HttpResult<Result<VmJitStatus, Response>> {
+    match visible(state, caller, vm).await? {
+        Some(status) => Ok(Ok(status)),
+        None => Ok(Err(message(StatusCode::NOT_FOUND, "Not found", "There is no such machine that you may see.")?)),
     }
 }
 
@@ -33,8 +37,8 @@ fn vm_page(caller: &Caller, csrf: &str, status: &VmJitStatus, can_request: bool)
     ajar_web::VmPage::from_status(status, &caller.principal.name, csrf, &caller.addr.to_string(), can_request, OffsetDateTime::now_utc())
 }
 
-pub(super) fn vm_param(raw: Option<&str>) -> Option<VmId> {
-    raw.and_then(|id| id.parse::<VmId>().ok())
+pub(super) fn vm_param(raw: &str) -> Option<VmId> {
+    raw.parse().ok()
 }
 
 pub(in crate::routes) async fn vm(
@@ -42,16 +46,16 @@ pub(in crate::routes) async fn vm(
     SignedIn { caller, session }: SignedIn,
     query: Query,
 ) -> HttpResult<Response> {
-    let Some(vm) = vm_param(query.get("id")) else {
+    let Some(vm) = query.get("id").and_then(vm_param) else {
         return message(StatusCode::BAD_REQUEST, "Not a machine", "The address names no virtual machine.");
     };
-    match visible_status(&state, &caller, &vm).await? {
-        Ok((status, can_request)) => {
-            let mut page = vm_page(&caller, &session.csrf, &status, can_request);
-            let (rights, _) = super::configure::rights(&state, &caller, &status).await?;
-            (page.can_configure, page.can_remove) = (rights.configure, rights.remove);
-            Ok(html(StatusCode::OK, rendered(page.render_page())?, Vec::new()))
-        }
-        Err(response) => Ok(response),
-    }
+    let status = match visible_or_not_found(&state, &caller, &vm).await? {
+        Ok(status) => status,
+        Err(not_found) => return Ok(not_found),
+    };
+    let can_request = !status.ports.is_empty() && state.may(&caller, actions::JIT_INITIATE, &AccessScope::from(&vm)).await?;
+    let mut page = vm_page(&caller, &session.csrf, &status, can_request);
+    let (rights, _) = super::configure::rights(&state, &caller, &status).await?;
+    (page.can_configure, page.can_remove) = (rights.configure, rights.remove);
+    Ok(html(StatusCode::OK, rendered(page.render_page())?, Vec::new()))
 }
