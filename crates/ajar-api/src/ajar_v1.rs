@@ -114,7 +114,7 @@ pub fn status_out(s: &VmJitStatus, now: OffsetDateTime) -> VmStatusOut {
             address: s.vm.private_addresses.first().map(ToString::to_string),
             ports: s.ports.iter().map(port_rule_out).collect(),
         },
-        approved_requests_last_7_days: s.requests_last_7_days,
+        approved_requests_last_7_days: s.requests_last_7_days(),
         last_access_time_utc: s.last_access.map(wire_time::format),
         last_user: s.last_user.clone(),
         live_grants: s

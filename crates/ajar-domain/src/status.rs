@@ -86,8 +86,6 @@ pub struct VmJitStatus {
     pub state: JitState,
     pub policy: Option<PolicyId>,
     pub ports: Vec<PortRule>,
-    /// The sum of `requests_by_day`.
-    pub requests_last_7_days: u32,
     /// Approved requests per day (UTC) of the last [`RECENT_DAYS`], oldest first; the last is today.
     pub requests_by_day: [(Date, u32); RECENT_DAYS],
     pub last_access: Option<OffsetDateTime>,
@@ -96,6 +94,13 @@ pub struct VmJitStatus {
     pub live: Vec<(String, Grant)>,
     /// What the machine's agent must enforce now.
     pub desired: DesiredState,
+}
+
+impl VmJitStatus {
+    /// Approved requests of the last [`RECENT_DAYS`]: the sum of `requests_by_day`.
+    pub fn requests_last_7_days(&self) -> u32 {
+        self.requests_by_day.iter().map(|(_, n)| n).sum()
+    }
 }
 
 #[cfg(test)]

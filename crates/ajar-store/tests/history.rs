@@ -211,8 +211,7 @@ async fn approved_requests_are_counted_per_day_and_sum_to_the_week() {
     let status = store.vm_status(&vm1).await.unwrap().unwrap();
     let today = OffsetDateTime::now_utc().date();
     assert_eq!(status.requests_by_day[RECENT_DAYS - 1], (today, 2));
-    assert_eq!(status.requests_by_day.iter().map(|(_, n)| n).sum::<u32>(), status.requests_last_7_days);
-    assert_eq!(status.requests_last_7_days, 2);
+    assert_eq!(status.requests_last_7_days(), 2);
     assert_eq!(status.requests_by_day[0].0, today - Duration::days(RECENT_DAYS as i64 - 1));
 }
 

@@ -177,7 +177,7 @@ fn row(s: &VmJitStatus, allowed: Allowed, now: OffsetDateTime) -> Row {
         resource_group: s.vm.id.resource_group.to_string(),
         location: s.vm.location.to_string(),
         os: s.vm.os.as_str().to_owned(),
-        requests_7_days: s.requests_last_7_days,
+        requests_7_days: s.requests_last_7_days(),
         chart: day_chart(&s.requests_by_day),
         last_access: s.last_access.map(|t| when(t, now)).unwrap_or_else(|| "never".to_owned()),
         connection: format!("{} : {}", address(&s.vm), ports.join(", ")),

@@ -1042,7 +1042,6 @@ fn status_of(c: &Connection, vm: Vm, now: OffsetDateTime) -> StoreResult<VmJitSt
         state,
         policy: policy.map(|p| p.id),
         ports,
-        requests_last_7_days: requests_by_day.iter().map(|(_, n)| n).sum(),
         requests_by_day,
         last_access: last.as_ref().map(|(ns, _)| from_ns(*ns)).transpose()?,
         last_user: last.map(|(_, user)| user),

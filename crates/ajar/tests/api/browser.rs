@@ -268,6 +268,11 @@ async fn dashboard_in_chromium() {
             {"viewport": {"width": 420, "height": 800}},
             {"goto": "/ui/jit"},
             {"expectText": "web1"},
+            // Secondary columns give way; what is open and the row's actions stay (hidden text is not in
+            // the page's visible text).
+            {"expectText": "Open now"},
+            {"expectText": "Edit"},
+            {"expectNoText": "Last user"},
             {"screenshot": "jit-narrow"},
             {"viewport": {"width": 1280, "height": 800}},
             {"click": "button:has-text('Sign out')"},
