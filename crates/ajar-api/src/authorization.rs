@@ -17,8 +17,9 @@ use ajar_domain::SubscriptionId;
 use ajar_domain::access::role::is_guid;
 use ajar_domain::access::scope::ACCEPTED_FORMS;
 use ajar_domain::access::{ActionPattern, CATALOG, RoleAssignment, RoleDefinition, RoleKind, Scope, validate_custom_role};
+use ajar_domain::problem::{Field, Step, Target};
 
-use crate::{ApiError, wire_time};
+use crate::{ApiError, render_target, wire_time};
 
 /// The api-version of `Microsoft.Authorization` that ajar speaks.
 pub const API_VERSION: &str = "2022-04-01";
@@ -544,24 +545,19 @@ fn role_file_draft(id_from_url: &str, body: &[u8], keys: &serde_json::Map<String
 }
 
 /// Where the domain's validation target points in the client's body.
-fn map_target(draft: &Draft, target: &str) -> String {
-    let indexed = |prefix: &str, list: &[(String, String)]| -> Option<String> {
-        let i: usize = target.strip_prefix(prefix)?.strip_suffix(']')?.parse().ok()?;
-        list.get(i).map(|(_, t)| t.clone())
+fn map_target(draft: &Draft, target: &Target) -> String {
+    use Field::{Actions, AssignableScopes, NotActions, Permissions, Properties, RoleName, Type};
+    use Step::{At, Field as F};
+    let mapped = match target.steps() {
+        [F(Properties), F(Permissions), At(0), F(Actions), At(i)] => draft.actions.get(*i).map(|(_, t)| t.clone()),
+        [F(Properties), F(Permissions), At(0), F(NotActions), At(i)] => draft.not_actions.get(*i).map(|(_, t)| t.clone()),
+        [F(Properties), F(RoleName)] => Some(draft.name_target.clone()),
+        [F(Properties), F(Permissions), At(0), F(Actions)] => Some(draft.actions_target.clone()),
+        [F(Properties), F(AssignableScopes)] => Some(draft.scopes_target.clone()),
+        [F(Properties), F(Type)] => Some(draft.type_target.clone()),
+        _ => None,
     };
-    if let Some(t) = indexed("properties.permissions[0].actions[", &draft.actions) {
-        return t;
-    }
-    if let Some(t) = indexed("properties.permissions[0].notActions[", &draft.not_actions) {
-        return t;
-    }
-    match target {
-        "properties.roleName" => draft.name_target.clone(),
-        "properties.permissions[0].actions" => draft.actions_target.clone(),
-        "properties.assignableScopes" => draft.scopes_target.clone(),
-        "properties.type" => draft.type_target.clone(),
-        other => other.to_owned(),
-    }
+    mapped.unwrap_or_else(|| render_target(target))
 }
 
 /// Azure checks each permission block on its own: a block's notActions only
@@ -624,7 +620,7 @@ pub fn role_definition_in(id_from_url: &str, body: &[u8]) -> Result<RoleDefiniti
         assignable_scopes: scopes,
     };
     validate_custom_role(&role).map_err(|p| {
-        let target = p.target.as_deref().map(|t| map_target(&draft, t));
+        let target = p.target.as_ref().map(|t| map_target(&draft, t));
         ApiError::from(p).with_target(target)
     })?;
     check_merge(&draft.blocks)?;

@@ -1,5 +1,6 @@
 //! ARM's error body (`CloudError`) and the HTTP status that goes with it.
 
+use ajar_domain::problem::{Field, Step, Target};
 use ajar_domain::{ErrorCode, Problem};
 use serde::{Deserialize, Serialize};
 
@@ -23,11 +24,69 @@ pub struct CloudErrorBody {
 pub struct ApiError {
     pub status: u16,
     pub body: CloudErrorBody,
+    /// The domain's problem this answer renders, if it renders one: the machine it concerns and its
+    /// field as a path, for callers in the process (the dashboard puts it next to its form field).
+    pub cause: Option<Box<Problem>>,
+}
+
+/// A field's name as the wire spells it.
+fn field_name(field: Field) -> &'static str {
+    match field {
+        Field::Name => "name",
+        Field::Location => "location",
+        Field::Properties => "properties",
+        Field::Type => "type",
+        Field::VirtualMachines => "virtualMachines",
+        Field::Id => "id",
+        Field::Ports => "ports",
+        Field::Number => "number",
+        Field::Protocol => "protocol",
+        Field::AllowedSourceAddressPrefix => "allowedSourceAddressPrefix",
+        Field::AllowedSourceAddressPrefixes => "allowedSourceAddressPrefixes",
+        Field::MaxRequestAccessDuration => "maxRequestAccessDuration",
+        Field::PublicIpAddress => "publicIpAddress",
+        Field::Duration => "duration",
+        Field::EndTimeUtc => "endTimeUtc",
+        Field::Justification => "justification",
+        Field::RoleName => "roleName",
+        Field::Permissions => "permissions",
+        Field::Actions => "actions",
+        Field::NotActions => "notActions",
+        Field::AssignableScopes => "assignableScopes",
+        Field::PrincipalId => "principalId",
+        Field::RoleDefinitionId => "roleDefinitionId",
+        Field::Scope => "scope",
+        Field::Oidc => "oidc",
+        Field::Issuer => "issuer",
+        Field::Subject => "subject",
+        Field::Expires => "expires",
+    }
+}
+
+/// A target as the path of a JSON body's field: `properties.virtualMachines[0].ports[1].number`.
+pub fn render_target(target: &Target) -> String {
+    let mut out = String::new();
+    for step in target.steps() {
+        match step {
+            Step::Field(field) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(field_name(*field));
+            }
+            Step::At(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
 }
 
 impl ApiError {
     pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
-        ApiError { status, body: CloudErrorBody { code: code.to_owned(), message: message.into(), target: None, details: Vec::new() } }
+        ApiError {
+            status,
+            body: CloudErrorBody { code: code.to_owned(), message: message.into(), target: None, details: Vec::new() },
+            cause: None,
+        }
     }
 
     pub fn with_target(mut self, target: Option<String>) -> Self {
@@ -65,6 +124,8 @@ impl From<Problem> for ApiError {
             404
         } else if p.code.is_conflict() {
             409
+        } else if p.code == ErrorCode::PreconditionFailed {
+            412
         } else {
             400
         };
@@ -73,7 +134,8 @@ impl From<Problem> for ApiError {
             ErrorCode::VirtualMachineNotFound if status == 404 => "ResourceNotFound",
             other => other.as_str(),
         };
-        ApiError::new(status, code, p.message).with_target(p.target)
+        let target = p.target.as_ref().map(render_target);
+        ApiError { cause: Some(Box::new(p.clone())), ..ApiError::new(status, code, p.message).with_target(target) }
     }
 }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use ajar_domain::initiate::{AccessRequest, EndSpec, Grant, InitiateDraft, PortAsk, VmAsk};
+use ajar_domain::plans::Precondition;
 use ajar_domain::policy::{Policy, PortRule, Protocol, VmPolicy};
 use ajar_domain::{AccessDuration, PolicyId, SourcePrefix, Sources, VmId};
 
@@ -24,6 +25,9 @@ pub struct JitNetworkAccessPolicy {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub kind: Option<String>,
     pub location: String,
+    /// ajar's extension (ARM's `etag`): the version, as the `ETag` header gives it, for `If-Match`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub etag: Option<String>,
     pub properties: JitNetworkAccessPolicyProperties,
 }
 
@@ -153,13 +157,20 @@ pub fn request_out(request: &AccessRequest, now: OffsetDateTime) -> JitNetworkAc
     }
 }
 
-pub fn policy_out(policy: &Policy, requests: &[AccessRequest], now: OffsetDateTime) -> JitNetworkAccessPolicy {
+/// An entity tag as HTTP writes it (`"…"`), in the `ETag` header and in a policy's `etag`.
+pub fn etag_out(etag: &str) -> String {
+    format!("\"{etag}\"")
+}
+
+/// A policy version (`etag`, as stored) with its history.
+pub fn policy_out(policy: &Policy, etag: &str, requests: &[AccessRequest], now: OffsetDateTime) -> JitNetworkAccessPolicy {
     JitNetworkAccessPolicy {
         id: policy.id.to_string(),
         name: policy.id.name.to_string(),
         resource_type: RESOURCE_TYPE.to_owned(),
         kind: policy.kind.clone(),
         location: policy.id.location.to_string(),
+        etag: Some(etag_out(etag)),
         properties: JitNetworkAccessPolicyProperties {
             virtual_machines: policy
                 .vms
@@ -195,6 +206,9 @@ pub struct PolicyIn {
     pub kind: Option<String>,
     #[serde(default)]
     pub location: Option<String>,
+    /// What a GET answered; ignored (a conditional write says so in `If-Match`).
+    #[serde(default)]
+    pub etag: Option<String>,
     pub properties: PolicyPropertiesIn,
 }
 
@@ -325,6 +339,31 @@ pub fn policy_in(id: &PolicyId, body: &[u8]) -> Result<Policy, ApiError> {
         vms.push(VmPolicy { vm: vm_id, ports, public_ip: vm.public_ip_address.clone() });
     }
     Ok(Policy { id: id.clone(), kind: input.kind, vms, cut_connections_on_revoke: input.properties.cut_connections_on_revoke })
+}
+
+/// The precondition of a conditional write, from its `If-Match` (`*`, or entity tags separated by
+/// commas) or `If-None-Match: *` header. A weak tag (`W/"…"`) never matches: writes compare strongly.
+pub fn precondition_in(if_match: Option<&str>, if_none_match: Option<&str>) -> Result<Option<Precondition>, ApiError> {
+    const CODE: &str = "InvalidRequestContent";
+    match (if_match.map(str::trim), if_none_match.map(str::trim)) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(invalid(CODE, "If-None-Match", "give If-Match or If-None-Match, not both")),
+        (None, Some("*")) => Ok(Some(Precondition::Absent)),
+        (None, Some(_)) => Err(invalid(CODE, "If-None-Match", "only If-None-Match: * (create, do not replace) is supported on a write")),
+        (Some("*"), None) => Ok(Some(Precondition::Exists)),
+        (Some(list), None) => {
+            let tags: Vec<String> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| t.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(t).to_owned())
+                .collect();
+            if tags.is_empty() {
+                return Err(invalid(CODE, "If-Match", "If-Match names no entity tag; give the policy's etag (from GET), or '*'"));
+            }
+            Ok(Some(Precondition::OneOf(tags)))
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,7 +16,7 @@ pub mod principals;
 pub mod subscriptions;
 pub mod wire_time;
 
-pub use error::{ApiError, CloudError, CloudErrorBody};
+pub use error::{ApiError, CloudError, CloudErrorBody, render_target};
 
 /// The api-version of the JIT API (and of everything else ajar serves, except
 /// `Microsoft.Authorization`, which has [`authorization::API_VERSION`]).

@@ -18,6 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use ajar_domain::access::{RoleDefinition, Scope, requester_role};
+use ajar_domain::problem::{Field, Step};
 
 use crate::{ApiError, wire_time};
 
@@ -337,10 +338,10 @@ impl RequesterRoleRequest {
         let scope = self.scope.clone().unwrap_or_else(|| default_scope.clone());
         let role = requester_role(&self.name, self.api_only, scope, id);
         ajar_domain::access::validate_custom_role(&role).map_err(|p| {
-            let target = p.target.clone().map(|t| match t.as_str() {
-                "properties.roleName" => "name".to_owned(),
-                "properties.assignableScopes" => "scope".to_owned(),
-                _ => t,
+            let target = p.target.as_ref().map(|t| match t.steps() {
+                [Step::Field(Field::Properties), Step::Field(Field::RoleName)] => "name".to_owned(),
+                [Step::Field(Field::Properties), Step::Field(Field::AssignableScopes)] => "scope".to_owned(),
+                _ => crate::render_target(t),
             });
             ApiError::from(p).with_target(target)
         })?;

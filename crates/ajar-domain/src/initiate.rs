@@ -11,7 +11,7 @@ use crate::duration::AccessDuration;
 use crate::ids::{PolicyId, VmId};
 use crate::policy::{Policy, Protocol};
 use crate::prefix::{SourcePrefix, Sources};
-use crate::problem::{ErrorCode, Problem};
+use crate::problem::{ErrorCode, Field, Problem, Target};
 
 /// Longest justification kept, in characters.
 pub const MAX_JUSTIFICATION: usize = 2000;
@@ -141,16 +141,18 @@ pub struct AccessRequest {
     pub vms: Vec<RequestVm>,
 }
 
-fn vm_target(i: usize) -> String {
-    format!("virtualMachines[{i}]")
+/// Machine `i` of an initiate's (or a revoke's) body.
+pub fn vm_target(i: usize) -> Target {
+    Target::of(Field::VirtualMachines).at(i)
 }
 
-fn port_target(i: usize, j: usize) -> String {
-    format!("virtualMachines[{i}].ports[{j}]")
+/// Port `j` of machine `i` of an initiate's (or a revoke's) body.
+pub fn port_target(i: usize, j: usize) -> Target {
+    vm_target(i).field(Field::Ports).at(j)
 }
 
-fn invalid(target: String, message: String) -> Problem {
-    Problem::new(ErrorCode::InvalidInitiateInput, Some(target), message)
+fn invalid(target: Target, message: String) -> Problem {
+    Problem::at(ErrorCode::InvalidInitiateInput, target, message)
 }
 
 /// Checks an initiate request against its policy and, if every port of every
@@ -164,40 +166,41 @@ pub fn plan_initiate(
     request_id: String,
 ) -> Result<AccessRequest, Problem> {
     if draft.vms.is_empty() {
-        return Err(invalid("virtualMachines".into(), "name at least one virtual machine".into()));
+        return Err(invalid(Target::of(Field::VirtualMachines), "name at least one virtual machine".into()));
     }
     if let Some(j) = &draft.justification
         && j.chars().count() > MAX_JUSTIFICATION
     {
-        return Err(invalid("justification".into(), format!("the justification is longer than {MAX_JUSTIFICATION} characters")));
+        return Err(invalid(Target::of(Field::Justification), format!("the justification is longer than {MAX_JUSTIFICATION} characters")));
     }
     let my_ip = Sources::One(SourcePrefix::host(caller.addr));
     let mut seen_vms = HashSet::new();
     let mut vms = Vec::with_capacity(draft.vms.len());
     for (i, ask) in draft.vms.iter().enumerate() {
+        let refuse = |target: Target, message: String| invalid(target, message).about(&ask.vm);
         if !seen_vms.insert(ask.vm.key()) {
-            return Err(invalid(format!("{}.id", vm_target(i)), format!("virtual machine '{}' is listed twice", ask.vm)));
+            return Err(refuse(vm_target(i).field(Field::Id), format!("virtual machine '{}' is listed twice", ask.vm)));
         }
         let Some(vm_policy) = policy.vm(&ask.vm) else {
-            return Err(invalid(
-                format!("{}.id", vm_target(i)),
+            return Err(refuse(
+                vm_target(i).field(Field::Id),
                 format!("virtual machine '{}' is not configured in JIT policy '{}'", ask.vm, policy.id.name),
             ));
         };
         if ask.ports.is_empty() {
-            return Err(invalid(format!("{}.ports", vm_target(i)), "name at least one port".into()));
+            return Err(refuse(vm_target(i).field(Field::Ports), "name at least one port".into()));
         }
         let mut seen_ports = HashSet::new();
         let mut grants = Vec::with_capacity(ask.ports.len());
         for (j, port) in ask.ports.iter().enumerate() {
             let at = port_target(i, j);
             if !seen_ports.insert(port.number) {
-                return Err(invalid(format!("{at}.number"), format!("port {} is requested twice", port.number)));
+                return Err(refuse(at.field(Field::Number), format!("port {} is requested twice", port.number)));
             }
             let Some(rule) = vm_policy.port(port.number) else {
                 let configured: Vec<String> = vm_policy.ports.iter().map(|p| p.number.to_string()).collect();
-                return Err(invalid(
-                    format!("{at}.number"),
+                return Err(refuse(
+                    at.field(Field::Number),
                     format!("port {} is not configured for JIT on '{}'; configured: {}", port.number, ask.vm.name, configured.join(", ")),
                 ));
             };
@@ -205,11 +208,11 @@ pub fn plan_initiate(
             let end = match port.end {
                 EndSpec::At(end) => {
                     if end <= now {
-                        return Err(invalid(format!("{at}.endTimeUtc"), "endTimeUtc must be in the future".into()));
+                        return Err(refuse(at.field(Field::EndTimeUtc), "endTimeUtc must be in the future".into()));
                     }
                     if end - now > max {
-                        return Err(invalid(
-                            format!("{at}.endTimeUtc"),
+                        return Err(refuse(
+                            at.field(Field::EndTimeUtc),
                             format!(
                                 "port {} may be opened for at most {} (maxRequestAccessDuration); endTimeUtc is later than that",
                                 port.number, rule.max_duration
@@ -220,11 +223,11 @@ pub fn plan_initiate(
                 }
                 EndSpec::For(d) => {
                     if d.as_duration() <= time::Duration::ZERO {
-                        return Err(invalid(format!("{at}.duration"), "duration must be longer than zero".into()));
+                        return Err(refuse(at.field(Field::Duration), "duration must be longer than zero".into()));
                     }
                     if d.as_duration() > max {
-                        return Err(invalid(
-                            format!("{at}.duration"),
+                        return Err(refuse(
+                            at.field(Field::Duration),
                             format!(
                                 "port {} may be opened for at most {} (maxRequestAccessDuration); {} was asked",
                                 port.number, rule.max_duration, d
@@ -238,8 +241,8 @@ pub fn plan_initiate(
             if let Some(outside) = sources.prefixes().iter().find(|p| !rule.sources.allows_prefix(p)) {
                 let allowed: Vec<String> = rule.sources.prefixes().iter().map(ToString::to_string).collect();
                 let field = if port.sources.is_some() { "allowedSourceAddressPrefix" } else { "allowedSourceAddressPrefix (your address)" };
-                return Err(invalid(
-                    format!("{at}.allowedSourceAddressPrefix"),
+                return Err(refuse(
+                    at.field(Field::AllowedSourceAddressPrefix),
                     format!(
                         "source {outside} ({field}) is not inside the sources allowed for port {}: {}",
                         port.number,
@@ -350,7 +353,7 @@ mod tests {
             }
             (Err(p), Err((target, msg))) => {
                 assert_eq!(p.code, ErrorCode::InvalidInitiateInput);
-                assert_eq!(p.target.as_deref(), Some(target));
+                assert_eq!(p.target.as_ref().map(ToString::to_string).as_deref(), Some(target));
                 assert!(p.message.contains(msg), "{}", p.message);
             }
             (got, want) => panic!("got {got:?}, expected {want:?}"),
@@ -368,25 +371,25 @@ mod tests {
         check(ask(22, EndSpec::At(NOW + m(59)), Some(&["10.0.0.0/8"])), Ok((NOW + m(59), "10.0.0.0/8")));
         check(ask(3389, d("PT3H"), Some(&["*"])), Ok((NOW + h(3), "*")));
         // Refusals.
-        check(ask(22, d("PT2H"), None), Err(("virtualMachines[0].ports[0].duration", "at most PT1H")));
-        check(ask(22, EndSpec::At(NOW + h(2)), None), Err(("virtualMachines[0].ports[0].endTimeUtc", "at most PT1H")));
-        check(ask(22, EndSpec::At(NOW - m(1)), None), Err(("virtualMachines[0].ports[0].endTimeUtc", "in the future")));
-        check(ask(22, d("PT0S"), None), Err(("virtualMachines[0].ports[0].duration", "longer than zero")));
-        check(ask(80, d("PT1H"), None), Err(("virtualMachines[0].ports[0].number", "configured: 22, 3389")));
-        check(ask(22, d("PT1H"), Some(&["192.168.0.1"])), Err(("virtualMachines[0].ports[0].allowedSourceAddressPrefix", "not inside")));
-        check(ask(22, d("PT1H"), Some(&["*"])), Err(("virtualMachines[0].ports[0].allowedSourceAddressPrefix", "not inside")));
-        check(ask(22, d("PT1H"), Some(&["10.0.0.0/7"])), Err(("virtualMachines[0].ports[0].allowedSourceAddressPrefix", "not inside")));
+        check(ask(22, d("PT2H"), None), Err(("VirtualMachines[0].Ports[0].Duration", "at most PT1H")));
+        check(ask(22, EndSpec::At(NOW + h(2)), None), Err(("VirtualMachines[0].Ports[0].EndTimeUtc", "at most PT1H")));
+        check(ask(22, EndSpec::At(NOW - m(1)), None), Err(("VirtualMachines[0].Ports[0].EndTimeUtc", "in the future")));
+        check(ask(22, d("PT0S"), None), Err(("VirtualMachines[0].Ports[0].Duration", "longer than zero")));
+        check(ask(80, d("PT1H"), None), Err(("VirtualMachines[0].Ports[0].Number", "configured: 22, 3389")));
+        check(ask(22, d("PT1H"), Some(&["192.168.0.1"])), Err(("VirtualMachines[0].Ports[0].AllowedSourceAddressPrefix", "not inside")));
+        check(ask(22, d("PT1H"), Some(&["*"])), Err(("VirtualMachines[0].Ports[0].AllowedSourceAddressPrefix", "not inside")));
+        check(ask(22, d("PT1H"), Some(&["10.0.0.0/7"])), Err(("VirtualMachines[0].Ports[0].AllowedSourceAddressPrefix", "not inside")));
     }
 
     #[test]
     fn refuses_unknown_vm_and_duplicates() {
         let mut draft = ask(22, EndSpec::For(AccessDuration::from_seconds(60)), None);
         draft.vms[0].vm = vm("other");
-        check(draft, Err(("virtualMachines[0].id", "not configured in JIT policy")));
+        check(draft, Err(("VirtualMachines[0].Id", "not configured in JIT policy")));
         let mut draft = ask(22, EndSpec::For(AccessDuration::from_seconds(60)), None);
         let port = draft.vms[0].ports[0].clone();
         draft.vms[0].ports.push(port);
-        check(draft, Err(("virtualMachines[0].ports[1].number", "requested twice")));
+        check(draft, Err(("VirtualMachines[0].Ports[1].Number", "requested twice")));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod history;
 pub mod ids;
 pub mod initiate;
 pub mod inventory;
+pub mod plans;
 pub mod policy;
 pub mod prefix;
 pub mod problem;

@@ -8,7 +8,7 @@ use crate::duration::AccessDuration;
 use crate::ids::{PolicyId, VmId};
 use crate::inventory::{OsType, Vm};
 use crate::prefix::{SourcePrefix, Sources};
-use crate::problem::{ErrorCode, Problem};
+use crate::problem::{ErrorCode, Field, Problem, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
@@ -85,6 +85,14 @@ impl Policy {
     }
 }
 
+/// A policy as stored, with the entity tag of that version: a write can be made conditional on it
+/// (`If-Match`), so that two editors cannot silently overwrite each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPolicy {
+    pub policy: Policy,
+    pub etag: String,
+}
+
 /// Server settings that bound what a policy may allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -102,81 +110,94 @@ impl Default for Limits {
 /// The documented limit on policy name + VM name.
 pub const MAX_POLICY_AND_VM_NAME: usize = 56;
 
-pub fn vm_target(i: usize) -> String {
-    format!("properties.virtualMachines[{i}]")
+/// Machine `i` of a policy's body.
+pub fn vm_target(i: usize) -> Target {
+    Target::of(Field::Properties).field(Field::VirtualMachines).at(i)
 }
 
-pub fn port_target(i: usize, j: usize) -> String {
-    format!("properties.virtualMachines[{i}].ports[{j}]")
+/// Port `j` of machine `i` of a policy's body.
+pub fn port_target(i: usize, j: usize) -> Target {
+    vm_target(i).field(Field::Ports).at(j)
 }
 
 /// Checks the rules a policy must meet on its own and against the inventory.
 /// `lookup` finds a machine by ID.
 pub fn validate_policy<'a>(policy: &Policy, limits: &Limits, lookup: impl Fn(&VmId) -> Option<&'a Vm>) -> Result<(), Problem> {
-    let invalid = |target: String, msg: String| Problem::new(ErrorCode::InvalidPolicy, Some(target), msg);
+    let invalid = |target: Target, msg: String| Problem::at(ErrorCode::InvalidPolicy, target, msg);
     if policy.vms.is_empty() {
-        return Err(invalid("properties.virtualMachines".into(), "a policy needs at least one virtual machine".into()));
+        return Err(invalid(
+            Target::of(Field::Properties).field(Field::VirtualMachines),
+            "a policy needs at least one virtual machine".into(),
+        ));
     }
     let mut seen_vms = HashSet::new();
     for (i, vm_policy) in policy.vms.iter().enumerate() {
         let vm_id = &vm_policy.vm;
+        let id_target = vm_target(i).field(Field::Id);
         if !seen_vms.insert(vm_id.key()) {
-            return Err(invalid(format!("{}.id", vm_target(i)), format!("virtual machine '{vm_id}' is listed twice")));
+            return Err(invalid(id_target, format!("virtual machine '{vm_id}' is listed twice")).about(vm_id));
         }
         let name_len = policy.id.name.as_str().chars().count() + vm_id.name.as_str().chars().count();
         if name_len > MAX_POLICY_AND_VM_NAME {
             return Err(invalid(
-                format!("{}.id", vm_target(i)),
+                id_target,
                 format!(
                     "policy name '{}' and virtual machine name '{}' are {name_len} characters together; at most {MAX_POLICY_AND_VM_NAME} are allowed",
                     policy.id.name, vm_id.name
                 ),
-            ));
+            )
+            .about(vm_id));
         }
         if vm_id.subscription != policy.id.subscription {
             return Err(invalid(
-                format!("{}.id", vm_target(i)),
+                id_target,
                 format!("virtual machine '{vm_id}' is not in the policy's subscription {}", policy.id.subscription),
-            ));
+            )
+            .about(vm_id));
         }
         let Some(vm) = lookup(vm_id) else {
-            return Err(Problem::new(
+            return Err(Problem::at(
                 ErrorCode::VirtualMachineNotFound,
-                Some(format!("{}.id", vm_target(i))),
+                id_target,
                 format!("virtual machine '{vm_id}' is not in the inventory; add it first"),
-            ));
+            )
+            .about(vm_id));
         };
         if vm.location != policy.id.location {
             return Err(invalid(
-                format!("{}.id", vm_target(i)),
+                id_target,
                 format!("virtual machine '{vm_id}' is in location '{}', the policy in '{}'", vm.location, policy.id.location),
-            ));
+            )
+            .about(vm_id));
         }
         if vm_policy.ports.is_empty() {
-            return Err(invalid(format!("{}.ports", vm_target(i)), "at least one port is required".into()));
+            return Err(invalid(vm_target(i).field(Field::Ports), "at least one port is required".into()).about(vm_id));
         }
         let mut seen_ports = HashSet::new();
         for (j, rule) in vm_policy.ports.iter().enumerate() {
             if !seen_ports.insert(rule.number) {
                 return Err(invalid(
-                    format!("{}.number", port_target(i, j)),
+                    port_target(i, j).field(Field::Number),
                     format!("port {} is configured twice for this virtual machine", rule.number),
-                ));
+                )
+                .about(vm_id));
             }
             if rule.max_duration < limits.min_max_duration || rule.max_duration > limits.max_max_duration {
                 return Err(invalid(
-                    format!("{}.maxRequestAccessDuration", port_target(i, j)),
+                    port_target(i, j).field(Field::MaxRequestAccessDuration),
                     format!(
                         "maxRequestAccessDuration {} is outside the allowed range {} to {}",
                         rule.max_duration, limits.min_max_duration, limits.max_max_duration
                     ),
-                ));
+                )
+                .about(vm_id));
             }
             if rule.sources.prefixes().is_empty() {
                 return Err(invalid(
-                    format!("{}.allowedSourceAddressPrefixes", port_target(i, j)),
+                    port_target(i, j).field(Field::AllowedSourceAddressPrefixes),
                     "the list of allowed sources is empty".into(),
-                ));
+                )
+                .about(vm_id));
             }
         }
     }

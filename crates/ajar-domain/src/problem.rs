@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::ids::VmId;
+
 /// Why something was refused. Each code is stable: scripts match on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
@@ -41,6 +43,8 @@ pub enum ErrorCode {
     RoleAssignmentExists,
     /// An assignment with this ID exists with other properties; assignments cannot be changed (Azure's code).
     RoleAssignmentUpdateNotPermitted,
+    /// The resource changed since the version the caller named (`If-Match`): ARM's code, answered 412.
+    PreconditionFailed,
 }
 
 impl ErrorCode {
@@ -69,6 +73,7 @@ impl ErrorCode {
             ErrorCode::ScopeNotAssignable => "ScopeNotAssignable",
             ErrorCode::RoleAssignmentExists => "RoleAssignmentExists",
             ErrorCode::RoleAssignmentUpdateNotPermitted => "RoleAssignmentUpdateNotPermitted",
+            ErrorCode::PreconditionFailed => "PreconditionFailed",
         }
     }
 
@@ -95,22 +100,125 @@ impl ErrorCode {
     }
 }
 
-/// One refused input. `target` is the path of the field in the API's own terms
-/// (`properties.virtualMachines[0].ports[1].number`), so a user can find it.
+/// A field of an input, in the domain's vocabulary. `ajar-api` spells each in the wire's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    // The ARM resource envelope.
+    Name,
+    Location,
+    Properties,
+    Type,
+    // Policies and access requests.
+    VirtualMachines,
+    Id,
+    Ports,
+    Number,
+    Protocol,
+    AllowedSourceAddressPrefix,
+    AllowedSourceAddressPrefixes,
+    MaxRequestAccessDuration,
+    PublicIpAddress,
+    Duration,
+    EndTimeUtc,
+    Justification,
+    // Role definitions and assignments.
+    RoleName,
+    Permissions,
+    Actions,
+    NotActions,
+    AssignableScopes,
+    PrincipalId,
+    RoleDefinitionId,
+    Scope,
+    // Principals and tokens.
+    Oidc,
+    Issuer,
+    Subject,
+    Expires,
+}
+
+/// One step of a [`Target`]: a field, or a position in a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    Field(Field),
+    At(usize),
+}
+
+/// Where in an input a problem is: the path from the input's top to the field, so a user can find it
+/// (`ajar-api` renders `properties.virtualMachines[0].ports[1].number`) and the dashboard can put the
+/// message next to its form field.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target(Vec<Step>);
+
+impl Target {
+    pub fn of(field: Field) -> Target {
+        Target(vec![Step::Field(field)])
+    }
+
+    /// This path continued by `field`.
+    pub fn field(&self, field: Field) -> Target {
+        self.then(Step::Field(field))
+    }
+
+    /// This path continued by position `index` of a list.
+    pub fn at(&self, index: usize) -> Target {
+        self.then(Step::At(index))
+    }
+
+    fn then(&self, step: Step) -> Target {
+        let mut steps = Vec::with_capacity(self.0.len() + 1);
+        steps.extend_from_slice(&self.0);
+        steps.push(step);
+        Target(steps)
+    }
+
+    pub fn steps(&self) -> &[Step] {
+        &self.0
+    }
+
+    /// The same path with its first steps dropped, if it starts with `prefix`.
+    pub fn strip_prefix(&self, prefix: &[Step]) -> Option<&[Step]> {
+        self.0.strip_prefix(prefix)
+    }
+}
+
+impl fmt::Display for Target {
+    /// For logs and test failures; the API's spelling is `ajar-api`'s.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, step) in self.0.iter().enumerate() {
+            match step {
+                Step::Field(field) if i == 0 => write!(f, "{field:?}")?,
+                Step::Field(field) => write!(f, ".{field:?}")?,
+                Step::At(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One refused input: why (`code`), where (`target`), a message a person can act on, and the machine it
+/// concerns when it concerns one, so an answer about several machines names the one refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub code: ErrorCode,
-    pub target: Option<String>,
+    pub target: Option<Target>,
     pub message: String,
+    pub machine: Option<Box<VmId>>,
 }
 
 impl Problem {
-    pub fn new(code: ErrorCode, target: impl Into<Option<String>>, message: impl Into<String>) -> Self {
-        Problem { code, target: target.into(), message: message.into() }
+    pub fn new(code: ErrorCode, target: impl Into<Option<Target>>, message: impl Into<String>) -> Self {
+        Problem { code, target: target.into(), message: message.into(), machine: None }
     }
 
-    pub fn at(code: ErrorCode, target: &str, message: impl Into<String>) -> Self {
-        Problem::new(code, Some(target.to_owned()), message)
+    pub fn at(code: ErrorCode, target: Target, message: impl Into<String>) -> Self {
+        Problem::new(code, Some(target), message)
+    }
+
+    /// The same problem, about `machine`.
+    pub fn about(mut self, machine: &VmId) -> Self {
+        self.machine = Some(Box::new(machine.clone()));
+        self
     }
 }
 

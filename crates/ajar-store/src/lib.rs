@@ -1,11 +1,13 @@
 //! ajar's durable store.
 //!
-//! [`Store`] is what the server needs from storage, one method per operation, so
-//! a second backend (PostgreSQL) can slot in beside [`SqliteStore`]. Each
-//! mutating method checks its input with the domain's rules and applies it in
-//! one transaction together with its activity-log entry; a refused operation
-//! changes nothing but is still logged as failed.
+//! [`Store`] is what the server needs from storage, one method per operation. It is implemented once,
+//! for every [`Backend`] (`operations/`): each mutating operation reads what its decision needs, gets
+//! the plan from the domain (`ajar_domain::plans`), and applies it in one transaction together with
+//! its activity-log entry; a refused operation changes nothing but is still logged as failed. A
+//! backend ([`SqliteStore`]) only runs transactions and reads and writes data ([`Read`], [`Tx`]).
 
+mod backend;
+mod operations;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -18,10 +20,12 @@ use ajar_domain::history::GrantHistory;
 use ajar_domain::ids::{Location, PolicyName, ResourceGroup, Scope};
 use ajar_domain::initiate::{AccessRequest, Caller, InitiateDraft};
 use ajar_domain::inventory::Vm;
+use ajar_domain::plans::Precondition;
 use ajar_domain::policy::{Limits, Policy, PortRule};
 use ajar_domain::status::{JitState, VmJitStatus};
 use ajar_domain::{PolicyId, Problem, SubscriptionId, VmId};
 
+pub use backend::{ActivityRow, Backend, JitStateFilter, PolicyQuery, Read, Tx, VmQuery, WriteKind};
 pub use sqlite::SqliteStore;
 
 /// For tests of schema upgrades only: creates a database at `path` with the
@@ -48,12 +52,31 @@ impl From<Problem> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A policy with its recent request history.
+/// A policy with its version and its recent request history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyView {
     pub policy: Policy,
+    /// The entity tag of this version (`If-Match`).
+    pub etag: String,
     /// Oldest first; at most [`REQUEST_HISTORY`] of the most recent requests.
     pub requests: Vec<AccessRequest>,
+}
+
+/// Which items a list holds: those in `scope` that are inside one of `within` (the scopes where the
+/// caller may read them; `None`: all of `scope`, empty: none), a page at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub scope: Scope,
+    pub within: Option<Vec<AccessScope>>,
+    pub page: PageRequest,
+}
+
+/// One policy's part of a request for access, with its activity record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitiatePart {
+    pub policy: PolicyId,
+    pub draft: InitiateDraft,
+    pub audit: Audit,
 }
 
 /// How many of a policy's most recent requests its `requests[]` shows. The
@@ -72,6 +95,19 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// The key to continue after, when more items follow.
     pub next: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page of `size` from `size + 1` keyed items read: the extra one says more follow.
+    pub fn of(mut items: Vec<(String, T)>, size: usize) -> Page<T> {
+        let next = if items.len() > size {
+            items.truncate(size);
+            items.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        Page { items: items.into_iter().map(|(_, t)| t).collect(), next }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,7 +211,7 @@ impl TokenPurpose {
         }
     }
 
-    fn parse(s: &str) -> Option<TokenPurpose> {
+    pub fn parse(s: &str) -> Option<TokenPurpose> {
         match s {
             "api" => Some(TokenPurpose::Api),
             "join" => Some(TokenPurpose::Join),
@@ -239,17 +275,25 @@ pub trait Store: Send + Sync + 'static {
 
     async fn put_vm(&self, vm: Vm, audit: Audit) -> StoreResult<PutOutcome>;
     async fn get_vm(&self, id: &VmId) -> StoreResult<Option<Vm>>;
-    async fn list_vms(&self, scope: &Scope, page: PageRequest) -> StoreResult<Page<Vm>>;
+    async fn list_vms(&self, query: ListQuery) -> StoreResult<Page<Vm>>;
     /// Refuses while the machine is in a policy. Returns whether it existed.
     async fn delete_vm(&self, id: &VmId, audit: Audit) -> StoreResult<bool>;
 
-    /// Creates or replaces a policy. Live grants the new version no longer
-    /// allows are revoked in the same transaction.
-    async fn put_policy(&self, policy: Policy, limits: Limits, audit: Audit) -> StoreResult<(PutOutcome, PolicyView)>;
+    /// Creates or replaces a policy, if `precondition` names the version stored (`PreconditionFailed`
+    /// otherwise). Live grants the new version no longer allows are revoked in the same transaction.
+    async fn put_policy(
+        &self,
+        policy: Policy,
+        precondition: Option<Precondition>,
+        limits: Limits,
+        audit: Audit,
+    ) -> StoreResult<(PutOutcome, PolicyView)>;
     async fn get_policy(&self, id: &PolicyId) -> StoreResult<Option<PolicyView>>;
-    async fn list_policies(&self, scope: &Scope, page: PageRequest) -> StoreResult<Page<PolicyView>>;
-    /// Deletes a policy and revokes its live grants. Returns whether it existed.
-    async fn delete_policy(&self, id: &PolicyId, audit: Audit) -> StoreResult<bool>;
+    /// The policies of the query's scope inside `within`, or holding a machine inside it.
+    async fn list_policies(&self, query: ListQuery) -> StoreResult<Page<PolicyView>>;
+    /// Deletes a policy, if `precondition` names the version stored, and revokes its live grants. Returns
+    /// the version deleted, if there was one.
+    async fn delete_policy(&self, id: &PolicyId, precondition: Option<Precondition>, audit: Audit) -> StoreResult<Option<Policy>>;
     /// Adds machines to the policy named `policy_name` in each machine's resource
     /// group and location, with `ports` or, when `None`, the OS defaults. All or none.
     async fn enable(
@@ -261,22 +305,24 @@ pub trait Store: Send + Sync + 'static {
         audit: Audit,
     ) -> StoreResult<Vec<PolicyView>>;
 
-    /// Checks a request against the policy and, if allowed, stores it as live
-    /// grants, superseding earlier live grants for the same machine and port.
-    async fn initiate(&self, id: &PolicyId, draft: InitiateDraft, caller: Caller, audit: Audit) -> StoreResult<AccessRequest>;
+    /// Checks a request, one part per policy, against the policies and, if every part is allowed,
+    /// stores each as live grants, superseding earlier live grants for the same machine and port. One
+    /// refusal refuses all of it.
+    async fn initiate(&self, parts: Vec<InitiatePart>, caller: Caller) -> StoreResult<Vec<AccessRequest>>;
     /// Marks live grants whose end time has passed as expired. Returns how many.
     async fn expire_due(&self) -> StoreResult<u64>;
     /// The earliest end time of a live grant.
     async fn next_expiry(&self) -> StoreResult<Option<OffsetDateTime>>;
 
-    async fn vm_statuses(&self, scope: &Scope, page: PageRequest) -> StoreResult<Page<VmJitStatus>>;
+    /// The statuses of the query's machines in state `state` (any if `None`).
+    async fn vm_statuses(&self, query: ListQuery, state: Option<JitStateFilter>) -> StoreResult<Page<VmJitStatus>>;
     /// One machine's JIT status, if it is in the inventory.
     async fn vm_status(&self, id: &VmId) -> StoreResult<Option<VmJitStatus>>;
     /// The statuses of these machines (those in the inventory), in one read.
     async fn vm_statuses_of(&self, ids: Vec<VmId>) -> StoreResult<Vec<VmJitStatus>>;
-    /// Every machine in `scope` with its JIT state, without the rest of its status: cheap enough to
-    /// count and page thousands.
-    async fn jit_states(&self, scope: &Scope) -> StoreResult<Vec<(Vm, JitState)>>;
+    /// Every machine in `scope` inside `within` with its JIT state, without the rest of its status:
+    /// cheap enough to count and page thousands.
+    async fn jit_states(&self, scope: &Scope, within: Option<Vec<AccessScope>>) -> StoreResult<Vec<(Vm, JitState)>>;
 
     /// The grants open at some time in `[from, to)` on machines inside `within` (`None`: on any), newest
     /// start first: at most `limit`, with `cut` set when there were more.
@@ -303,9 +349,9 @@ pub trait Store: Send + Sync + 'static {
     async fn agent_report(&self, agent_id: &str, report: AgentReport) -> StoreResult<()>;
     /// What the agent of `vm` must enforce now.
     async fn desired_state(&self, vm: &VmId) -> StoreResult<DesiredState>;
-    /// Ends the live grants on these ports of `vm` now (status Revoked,
-    /// UserRequested). Returns how many it ended.
-    async fn revoke(&self, policy: &PolicyId, vm: &VmId, ports: Vec<u16>, audit: Audit) -> StoreResult<u64>;
+    /// Ends the live grants on these ports of these machines now (status Revoked, UserRequested): all
+    /// or, if one machine or port is refused, none. Returns how many it ended.
+    async fn revoke(&self, policy: &PolicyId, targets: Vec<(VmId, Vec<u16>)>, audit: Audit) -> StoreResult<u64>;
     /// Recomputes the activity log's hash chain from the first entry. Returns
     /// how many entries it checked, or the sequence number of the first entry
     /// that does not match (edited, inserted, or after a deleted one).

@@ -15,7 +15,7 @@ use ajar_domain::inventory::OsType;
 use ajar_domain::policy::default_ports;
 use ajar_domain::status::RECENT_DAYS;
 use ajar_domain::{AccessDuration, PolicyId, VmId};
-use ajar_store::{SqliteStore, Store};
+use ajar_store::{InitiatePart, SqliteStore, Store};
 
 mod common;
 use common::{SUB, vm_id};
@@ -57,7 +57,8 @@ async fn open(store: &SqliteStore, policy: &PolicyId, vm: &VmId, port: u16, seco
         }],
         justification: Some("maintenance".into()),
     };
-    store.initiate(policy, draft, caller(), audit(a::JIT_INITIATE, &policy.to_string(), vec![vm.key()])).await.map(|_| ())
+    let audit = audit(a::JIT_INITIATE, &policy.to_string(), vec![vm.key()]);
+    store.initiate(vec![InitiatePart { policy: policy.clone(), draft, audit }], caller()).await.map(|_| ())
 }
 
 fn ops(entries: &[ActivityEntry]) -> Vec<(&str, &str)> {
@@ -159,7 +160,10 @@ async fn grants_over_a_window_with_when_they_ended() {
     open(&store, &policy, &vm1, 22, 3600).await.unwrap();
     open(&store, &policy, &vm1, 3389, 1200).await.unwrap();
     open(&store, &other_policy, &vm2, 22, 3 * 3600).await.unwrap();
-    assert_eq!(store.revoke(&policy, &vm1, vec![3389], audit(a::JIT_REVOKE, &policy.to_string(), vec![vm1.key()])).await.unwrap(), 1);
+    assert_eq!(
+        store.revoke(&policy, vec![(vm1.clone(), vec![3389])], audit(a::JIT_REVOKE, &policy.to_string(), vec![vm1.key()])).await.unwrap(),
+        1
+    );
     let after = OffsetDateTime::now_utc();
 
     let all = store.grants_between(before - Duration::hours(1), after + Duration::hours(1), None, 100).await.unwrap();

@@ -9,7 +9,7 @@ use ajar_domain::initiate::{Caller, EndSpec, InitiateDraft, PortAsk, VmAsk};
 use ajar_domain::inventory::OsType;
 use ajar_domain::policy::default_ports;
 use ajar_domain::{AccessDuration, PolicyId, VmId};
-use ajar_store::{SqliteStore, Store, StoreError};
+use ajar_store::{InitiatePart, SqliteStore, Store, StoreError};
 
 mod common;
 use common::SUB;
@@ -54,7 +54,16 @@ async fn refused_operations_in_a_batch_change_nothing_but_are_logged() {
             let (store, id, vm, caller) = (Arc::clone(&store), id.clone(), vm.clone(), caller.clone());
             tokio::spawn(async move {
                 let port = if i % 3 == 0 { 80 } else { 22 };
-                store.initiate(&id, ask(&vm, port), caller, audit("jit/initiate/action", id.to_string())).await
+                store
+                    .initiate(
+                        vec![InitiatePart {
+                            policy: id.clone(),
+                            draft: ask(&vm, port),
+                            audit: audit("jit/initiate/action", id.to_string()),
+                        }],
+                        caller,
+                    )
+                    .await
             })
         })
         .collect();
@@ -86,7 +95,8 @@ async fn the_activity_chain_detects_edits_and_deletions() {
     let (store, id, vm) = store_with_policy(dir.path()).await;
     let caller = Caller { principal_id: "p".into(), name: "tester".into(), addr: "10.0.0.1".parse().unwrap() };
     for _ in 0..3 {
-        store.initiate(&id, ask(&vm, 22), caller.clone(), audit("jit/initiate/action", id.to_string())).await.unwrap();
+        let part = InitiatePart { policy: id.clone(), draft: ask(&vm, 22), audit: audit("jit/initiate/action", id.to_string()) };
+        store.initiate(vec![part], caller.clone()).await.unwrap();
     }
     assert_eq!(store.verify_activity_chain().await.unwrap(), Ok(5));
     let db = rusqlite::Connection::open(dir.path().join("ajar.db")).unwrap();

@@ -158,6 +158,9 @@ pub struct ConfigurePage {
     pub limits: String,
     /// In edit mode: whether the caller may also remove JIT from the machine.
     pub can_remove: bool,
+    /// In edit mode: the version of the policy the form was opened on; saving is refused if the
+    /// policy changed since.
+    pub etag: Option<String>,
 }
 
 impl ConfigurePage {
@@ -196,12 +199,15 @@ pub struct RemovePage {
     pub live: Vec<crate::OpenGrant>,
     /// The other machines of its policy, which keep their configuration.
     pub others: usize,
+    /// The version of the policy the page shows: removing is refused if it changed since.
+    pub etag: String,
 }
 
 impl RemovePage {
     /// The confirmation for removing JIT from the machine `s`, whose policy holds `others` more machines.
-    pub fn from_status(s: &VmJitStatus, user: &str, csrf: &str, others: usize, now: OffsetDateTime) -> RemovePage {
+    pub fn from_status(s: &VmJitStatus, user: &str, csrf: &str, others: usize, etag: &str, now: OffsetDateTime) -> RemovePage {
         RemovePage {
+            etag: etag.to_owned(),
             user: user.to_owned(),
             csrf: csrf.to_owned(),
             machine: MachineView::of(&s.vm),

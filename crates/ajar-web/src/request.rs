@@ -6,6 +6,7 @@ use askama::Template;
 use time::OffsetDateTime;
 
 use ajar_domain::initiate::{MAX_JUSTIFICATION, RequestVm};
+use ajar_domain::problem::{Step, Target};
 use ajar_domain::status::VmJitStatus;
 
 use crate::{GrantEnd, RenderError, address, configure_href, connect_hint, durations_up_to, sources_text, vm_href};
@@ -21,38 +22,30 @@ pub enum Field {
     Duration,
 }
 
-/// Where an API error's `target` points in this form.
+/// Where a refusal's target points in this form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetField {
-    /// A field of the initiate's `i`th machine.
-    Machine(usize, Field),
+    /// A field of the machine the refusal concerns.
+    Machine(Field),
     Justification,
 }
 
-/// The form field an initiate error's `target` concerns (`virtualMachines[1].ports[0].duration` is the
-/// second machine's time window: the form asks one window and one source for all of a machine's ports).
-pub fn field_of_target(target: &str) -> Option<TargetField> {
-    if target == "justification" {
-        return Some(TargetField::Justification);
+/// The form field an initiate refusal's target concerns (`virtualMachines[1].ports[0].duration` is
+/// that machine's time window: the form asks one window and one source for all of a machine's ports).
+pub fn field_of_target(target: &Target) -> Option<TargetField> {
+    use ajar_domain::problem::Field as F;
+    match target.steps() {
+        [Step::Field(F::Justification)] => Some(TargetField::Justification),
+        [Step::Field(F::VirtualMachines), Step::At(_), rest @ ..] => Some(TargetField::Machine(match rest {
+            [Step::Field(F::Ports), ..] => match rest.last() {
+                Some(Step::Field(F::Duration | F::EndTimeUtc)) => Field::Duration,
+                Some(Step::Field(F::AllowedSourceAddressPrefix | F::AllowedSourceAddressPrefixes)) => Field::Source,
+                _ => Field::Ports,
+            },
+            _ => Field::Machine,
+        })),
+        _ => None,
     }
-    let rest = target.strip_prefix("virtualMachines[")?;
-    let (index, rest) = rest.split_once(']')?;
-    let index: usize = index.parse().ok()?;
-    let field = match rest {
-        "" | ".id" => Field::Machine,
-        ".ports" => Field::Ports,
-        _ => {
-            let rest = rest.strip_prefix(".ports[")?;
-            let (_, leaf) = rest.split_once("].")?;
-            match leaf {
-                "number" => Field::Ports,
-                "duration" | "endTimeUtc" => Field::Duration,
-                "allowedSourceAddressPrefix" | "allowedSourceAddressPrefixes" => Field::Source,
-                _ => Field::Machine,
-            }
-        }
-    };
-    Some(TargetField::Machine(index, field))
 }
 
 /// What the user chose for one machine, as posted (kept to show the form again as it was).
@@ -400,23 +393,23 @@ mod tests {
 
     #[test]
     fn targets_name_the_fields_they_concern() {
+        use ajar_domain::initiate::{port_target, vm_target};
+        use ajar_domain::problem::Field as F;
         let cases = [
-            ("justification", Some(TargetField::Justification)),
-            ("virtualMachines[0].id", Some(TargetField::Machine(0, Field::Machine))),
-            ("virtualMachines[2]", Some(TargetField::Machine(2, Field::Machine))),
-            ("virtualMachines[1].ports", Some(TargetField::Machine(1, Field::Ports))),
-            ("virtualMachines[1].ports[3].number", Some(TargetField::Machine(1, Field::Ports))),
-            ("virtualMachines[1].ports[0].duration", Some(TargetField::Machine(1, Field::Duration))),
-            ("virtualMachines[0].ports[0].endTimeUtc", Some(TargetField::Machine(0, Field::Duration))),
-            ("virtualMachines[4].ports[1].allowedSourceAddressPrefix", Some(TargetField::Machine(4, Field::Source))),
-            ("virtualMachines[4].ports[1].allowedSourceAddressPrefixes", Some(TargetField::Machine(4, Field::Source))),
-            ("virtualMachines", None),
-            ("virtualMachines[x].id", None),
-            ("properties.virtualMachines[0]", None),
-            ("", None),
+            (Target::of(F::Justification), Some(TargetField::Justification)),
+            (vm_target(0).field(F::Id), Some(TargetField::Machine(Field::Machine))),
+            (vm_target(2), Some(TargetField::Machine(Field::Machine))),
+            (vm_target(1).field(F::Ports), Some(TargetField::Machine(Field::Ports))),
+            (port_target(1, 3).field(F::Number), Some(TargetField::Machine(Field::Ports))),
+            (port_target(1, 0).field(F::Duration), Some(TargetField::Machine(Field::Duration))),
+            (port_target(0, 0).field(F::EndTimeUtc), Some(TargetField::Machine(Field::Duration))),
+            (port_target(4, 1).field(F::AllowedSourceAddressPrefix), Some(TargetField::Machine(Field::Source))),
+            (port_target(4, 1).field(F::AllowedSourceAddressPrefixes), Some(TargetField::Machine(Field::Source))),
+            (Target::of(F::VirtualMachines), None),
+            (ajar_domain::policy::vm_target(0), None),
         ];
         for (target, expected) in cases {
-            assert_eq!(field_of_target(target), expected, "{target}");
+            assert_eq!(field_of_target(&target), expected, "{target}");
         }
     }
 

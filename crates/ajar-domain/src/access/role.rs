@@ -7,7 +7,7 @@
 use crate::access::action::{ActionPattern, CATALOG, catalog_actions};
 use crate::access::builtin::builtin_roles;
 use crate::access::scope::Scope;
-use crate::problem::{ErrorCode, Problem};
+use crate::problem::{ErrorCode, Field, Problem, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RoleKind {
@@ -66,12 +66,17 @@ impl RoleDefinition {
     }
 }
 
-pub fn action_target(i: usize) -> String {
-    format!("properties.permissions[0].actions[{i}]")
+/// A role's one permission block.
+pub fn permissions_target() -> Target {
+    Target::of(Field::Properties).field(Field::Permissions).at(0)
 }
 
-pub fn not_action_target(i: usize) -> String {
-    format!("properties.permissions[0].notActions[{i}]")
+pub fn action_target(i: usize) -> Target {
+    permissions_target().field(Field::Actions).at(i)
+}
+
+pub fn not_action_target(i: usize) -> Target {
+    permissions_target().field(Field::NotActions).at(i)
 }
 
 /// Checks that a GUID has the 8-4-4-4-12 hex shape.
@@ -84,33 +89,34 @@ pub fn is_guid(s: &str) -> bool {
 /// match some catalog action, so a typo is refused instead of silently
 /// granting nothing (in `actions`) or denying nothing (in `notActions`).
 pub fn validate_custom_role(role: &RoleDefinition) -> Result<(), Problem> {
-    let invalid = |target: String, msg: String| Problem::new(ErrorCode::InvalidRoleDefinition, Some(target), msg);
+    let invalid = |target: Target, msg: String| Problem::at(ErrorCode::InvalidRoleDefinition, target, msg);
+    let properties = |field: Field| Target::of(Field::Properties).field(field);
     if role.kind != RoleKind::Custom {
-        return Err(invalid("properties.type".into(), format!("only a {} can be created or changed", RoleKind::Custom.as_str())));
+        return Err(invalid(properties(Field::Type), format!("only a {} can be created or changed", RoleKind::Custom.as_str())));
     }
     if !is_guid(&role.id) {
-        return Err(invalid("name".into(), format!("role definition ID '{}' must be a GUID such as {}", role.id, EXAMPLE_GUID)));
+        return Err(invalid(Target::of(Field::Name), format!("role definition ID '{}' must be a GUID such as {}", role.id, EXAMPLE_GUID)));
     }
     let builtins = builtin_roles();
     if builtins.iter().any(|b| b.id.eq_ignore_ascii_case(&role.id)) {
-        return Err(invalid("name".into(), format!("role definition ID '{}' is a built-in role's", role.id)));
+        return Err(invalid(Target::of(Field::Name), format!("role definition ID '{}' is a built-in role's", role.id)));
     }
     let name = role.name.trim();
     if name.is_empty() {
-        return Err(invalid("properties.roleName".into(), "a role needs a name".into()));
+        return Err(invalid(properties(Field::RoleName), "a role needs a name".into()));
     }
     let len = role.name.chars().count();
     if len > MAX_ROLE_NAME {
         return Err(invalid(
-            "properties.roleName".into(),
+            properties(Field::RoleName),
             format!("the name is {len} characters long; at most {MAX_ROLE_NAME} are allowed"),
         ));
     }
     if let Some(b) = builtins.iter().find(|b| b.name.eq_ignore_ascii_case(name)) {
-        return Err(invalid("properties.roleName".into(), format!("'{}' is the name of a built-in role; choose another", b.name)));
+        return Err(invalid(properties(Field::RoleName), format!("'{}' is the name of a built-in role; choose another", b.name)));
     }
     if role.actions.is_empty() {
-        return Err(invalid("properties.permissions[0].actions".into(), "a role needs at least one action".into()));
+        return Err(invalid(permissions_target().field(Field::Actions), "a role needs at least one action".into()));
     }
     for (i, pattern) in role.actions.iter().enumerate() {
         check_pattern(pattern).map_err(|msg| invalid(action_target(i), msg))?;
@@ -119,7 +125,7 @@ pub fn validate_custom_role(role: &RoleDefinition) -> Result<(), Problem> {
         check_pattern(pattern).map_err(|msg| invalid(not_action_target(i), msg))?;
     }
     if role.assignable_scopes.is_empty() {
-        return Err(invalid("properties.assignableScopes".into(), "a role needs at least one assignable scope, such as '/'".into()));
+        return Err(invalid(properties(Field::AssignableScopes), "a role needs at least one assignable scope, such as '/'".into()));
     }
     Ok(())
 }
@@ -229,7 +235,7 @@ mod tests {
             (Ok(()), Ok(())) => {}
             (Err(p), Err((target, msg))) => {
                 assert_eq!(p.code, ErrorCode::InvalidRoleDefinition, "{p}");
-                assert_eq!(p.target.as_deref(), Some(target), "{p}");
+                assert_eq!(p.target.as_ref().map(ToString::to_string).as_deref(), Some(target), "{p}");
                 assert!(p.message.contains(msg), "{p}");
             }
             (got, want) => panic!("{role:?}: got {got:?}, expected {want:?}"),
@@ -241,30 +247,30 @@ mod tests {
         let ok = || role("JIT operator", &[a::JIT_READ, "Microsoft.Network/*/read", "*/read"], &["Ajar/principals/*"]);
         check(ok(), Ok(()));
         let table: Vec<(RoleDefinition, (&str, &str))> = vec![
-            (RoleDefinition { kind: RoleKind::BuiltIn, ..ok() }, ("properties.type", "only a CustomRole")),
-            (RoleDefinition { id: "not-a-guid".into(), ..ok() }, ("name", "must be a GUID")),
-            (RoleDefinition { id: "8E3AF657-A8FF-443C-A75C-2FE8C4BCB635".into(), ..ok() }, ("name", "built-in role's")),
-            (RoleDefinition { name: "  ".into(), ..ok() }, ("properties.roleName", "needs a name")),
-            (RoleDefinition { name: "x".repeat(129), ..ok() }, ("properties.roleName", "129 characters")),
-            (RoleDefinition { name: "reader".into(), ..ok() }, ("properties.roleName", "'Reader' is the name of a built-in role")),
-            (role("r", &[], &[]), ("properties.permissions[0].actions", "at least one action")),
-            (role("r", &[a::JIT_READ, ""], &[]), ("properties.permissions[0].actions[1]", "must not be empty")),
-            (role("r", &["Microsoft.Security/*/read "], &[]), ("properties.permissions[0].actions[0]", "' ' is not allowed")),
-            (role("r", &["Microsoft.Security/?/read"], &[]), ("properties.permissions[0].actions[0]", "'?' is not allowed")),
-            (role("r", &["Microsöft.Security/*"], &[]), ("properties.permissions[0].actions[0]", "is not allowed")),
+            (RoleDefinition { kind: RoleKind::BuiltIn, ..ok() }, ("Properties.Type", "only a CustomRole")),
+            (RoleDefinition { id: "not-a-guid".into(), ..ok() }, ("Name", "must be a GUID")),
+            (RoleDefinition { id: "8E3AF657-A8FF-443C-A75C-2FE8C4BCB635".into(), ..ok() }, ("Name", "built-in role's")),
+            (RoleDefinition { name: "  ".into(), ..ok() }, ("Properties.RoleName", "needs a name")),
+            (RoleDefinition { name: "x".repeat(129), ..ok() }, ("Properties.RoleName", "129 characters")),
+            (RoleDefinition { name: "reader".into(), ..ok() }, ("Properties.RoleName", "'Reader' is the name of a built-in role")),
+            (role("r", &[], &[]), ("Properties.Permissions[0].Actions", "at least one action")),
+            (role("r", &[a::JIT_READ, ""], &[]), ("Properties.Permissions[0].Actions[1]", "must not be empty")),
+            (role("r", &["Microsoft.Security/*/read "], &[]), ("Properties.Permissions[0].Actions[0]", "' ' is not allowed")),
+            (role("r", &["Microsoft.Security/?/read"], &[]), ("Properties.Permissions[0].Actions[0]", "'?' is not allowed")),
+            (role("r", &["Microsöft.Security/*"], &[]), ("Properties.Permissions[0].Actions[0]", "is not allowed")),
             (
                 role("r", &[a::JIT_READ, a::VM_READ, "Microsoft.Security/locations/jitNetworkAccessPolicy/read"], &[]),
                 (
-                    "properties.permissions[0].actions[2]",
+                    "Properties.Permissions[0].Actions[2]",
                     "'Microsoft.Security/locations/jitNetworkAccessPolicy/read' matches no action ajar knows; did you mean 'Microsoft.Security/locations/jitNetworkAccessPolicies/read'?",
                 ),
             ),
             (
                 role("r", &["Microsoft.Storage/*"], &[]),
-                ("properties.permissions[0].actions[0]", "'Microsoft.Storage/*' matches no action ajar knows"),
+                ("Properties.Permissions[0].Actions[0]", "'Microsoft.Storage/*' matches no action ajar knows"),
             ),
-            (role("r", &["*"], &["Ajar/principal/*"]), ("properties.permissions[0].notActions[0]", "matches no action ajar knows")),
-            (RoleDefinition { assignable_scopes: vec![], ..ok() }, ("properties.assignableScopes", "at least one assignable scope")),
+            (role("r", &["*"], &["Ajar/principal/*"]), ("Properties.Permissions[0].NotActions[0]", "matches no action ajar knows")),
+            (RoleDefinition { assignable_scopes: vec![], ..ok() }, ("Properties.AssignableScopes", "at least one assignable scope")),
         ];
         for (role, (target, msg)) in table {
             check(role, Err((target, msg)));

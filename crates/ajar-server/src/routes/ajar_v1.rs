@@ -12,11 +12,10 @@ use ajar_api::activity::{ActivityList, activity_out, to_csv};
 use ajar_api::ajar_v1::{
     EnableOut, EnableRequest, RecommendedPorts, VmStatusList, enable_in, recommended_ports as recommended, status_out,
 };
-use ajar_api::jit::policy_out;
 use ajar_domain::VmId;
 use ajar_domain::access::Scope as AccessScope;
 use ajar_domain::activity::{ActivityEntry, ActivityQuery, Audit, ResultKind, actions};
-use ajar_store::PolicyView;
+use ajar_store::{JitStateFilter, PolicyView};
 use time::OffsetDateTime;
 
 use super::{AppState, ScopeParams, caller_audit};
@@ -35,21 +34,25 @@ pub(super) async fn jit_status(
     uri: Uri,
 ) -> HttpResult<Json<VmStatusList>> {
     let params = ScopeParams { sub, rg: query.get("resourceGroup").map(str::to_owned), loc: query.get("location").map(str::to_owned) };
-    let (scope, page) = state.listing(&caller, actions::JIT_READ, &params, &query).await?;
-    let wanted = query.get("state").map(str::to_ascii_lowercase);
-    if let Some(w) = &wanted
-        && !["configured", "notconfigured", "unsupported"].contains(&w.as_str())
-    {
-        return Err(HttpError(ApiError::bad_request(
-            "InvalidRequestContent",
-            "state",
-            format!("state '{w}' is not one of Configured, NotConfigured, Unsupported"),
-        )));
-    }
-    let found = state.store.vm_statuses(&scope, page).await?;
+    let list = state.listing(&caller, actions::JIT_READ, &params, &query).await?;
+    let wanted = match query.get("state").map(str::to_ascii_lowercase).as_deref() {
+        None => None,
+        Some("configured") => Some(JitStateFilter::Configured),
+        Some("notconfigured") => Some(JitStateFilter::NotConfigured),
+        Some("unsupported") => Some(JitStateFilter::Unsupported),
+        Some(w) => {
+            return Err(HttpError(ApiError::bad_request(
+                "InvalidRequestContent",
+                "state",
+                format!("state '{w}' is not one of Configured, NotConfigured, Unsupported"),
+            )));
+        }
+    };
+    let found = state.store.vm_statuses(list, wanted).await?;
     let now = OffsetDateTime::now_utc();
     let mut value = Vec::with_capacity(found.items.len());
-    for s in found.items.iter().filter(|s| wanted.as_deref().is_none_or(|w| s.state.as_str().eq_ignore_ascii_case(w))) {
+    for s in &found.items {
+        // The query selected what the caller may read; this only makes sure.
         if state.may(&caller, actions::JIT_READ, &AccessScope::from(&s.vm.id)).await? {
             value.push(status_out(s, now));
         }
@@ -72,7 +75,7 @@ pub(super) async fn enable(
     };
     let views = enable_vms(&state, &caller, request).await?;
     let now = OffsetDateTime::now_utc();
-    Ok(Json(EnableOut { value: views.iter().map(|v| policy_out(&v.policy, &v.requests, now)).collect() }))
+    Ok(Json(EnableOut { value: views.iter().map(|v| super::jit::view_out(v, now)).collect() }))
 }
 
 /// The activity record of enabling JIT on `vms`.
@@ -120,18 +123,11 @@ fn time_param(query: &Query, name: &str) -> HttpResult<Option<OffsetDateTime>> {
         .transpose()
 }
 
-/// Where the caller holds `action`: `None` for everywhere (it holds it at the root), else the outermost
-/// scopes it holds it at, perhaps none.
-pub(crate) async fn readable_within(state: &AppState, caller: &Caller, action: &str) -> HttpResult<Option<Vec<AccessScope>>> {
-    let scopes = state.access.index().await?.scopes_allowing(&caller.ids(), action);
-    Ok(if scopes.iter().any(AccessScope::is_root) { None } else { Some(scopes) })
-}
-
 /// Which activity entries the caller may read, for [`ActivityQuery::within`]: with
 /// `Ajar/activityLog/read` at the root, all (`None`); otherwise those about resources inside the scopes
 /// it holds the permission at. A caller holding it nowhere is refused, and the refusal is on record.
 pub(crate) async fn activity_within(state: &AppState, caller: &Caller) -> HttpResult<Option<Vec<AccessScope>>> {
-    let within = readable_within(state, caller, actions::ACTIVITY_READ).await?;
+    let within = state.readable_within(caller, actions::ACTIVITY_READ).await?;
     if within.as_ref().is_some_and(Vec::is_empty) {
         return Err(state.refuse_read(caller, actions::ACTIVITY_READ, &AccessScope::root()).await);
     }

@@ -25,7 +25,7 @@ use ajar_domain::activity::{Audit, Outcome};
 use ajar_domain::ids::Scope;
 use ajar_domain::policy::Limits;
 use ajar_domain::{Location, PolicyId, PolicyName, ResourceGroup, SubscriptionId, VmId, VmName};
-use ajar_store::{PageRequest, Store};
+use ajar_store::{ListQuery, PageRequest, Store};
 
 use crate::access::Access;
 use crate::auth::{self, Caller, OidcAuth};
@@ -231,15 +231,23 @@ pub(crate) struct ScopeParams {
 }
 
 impl AppState {
-    /// What every list does first: checks the scope exists and the caller may
-    /// read it, and reads the page asked for.
+    /// Where the caller holds `action`: `None` for everywhere (it holds it at the root), else the
+    /// outermost scopes it holds it at, perhaps none. A list selects in its query what lies inside
+    /// them, so that a page is never short of what the caller may see.
+    pub(crate) async fn readable_within(&self, caller: &Caller, action: &str) -> HttpResult<Option<Vec<AccessScope>>> {
+        let scopes = self.access.index().await?.scopes_allowing(&caller.ids(), action);
+        Ok(if scopes.iter().any(AccessScope::is_root) { None } else { Some(scopes) })
+    }
+
+    /// What every list does first: checks the scope exists and the caller may read something in it,
+    /// and says which page, of what the caller may read there, to read.
     pub(crate) async fn listing(
         &self,
         caller: &Caller,
         action: &'static str,
         params: &ScopeParams,
         query: &Query,
-    ) -> HttpResult<(Scope, PageRequest)> {
+    ) -> HttpResult<ListQuery> {
         let scope = Scope {
             subscription: subscription(&params.sub)?,
             resource_group: params.rg.as_deref().map(resource_group).transpose()?,
@@ -255,7 +263,8 @@ impl AppState {
         if !self.may_below(caller, action, &access_scope).await? {
             return Err(self.refuse_read(caller, action, &access_scope).await);
         }
-        Ok((scope, PageRequest { after: skip_token(query)?, size: self.page_size }))
+        let within = self.readable_within(caller, action).await?;
+        Ok(ListQuery { scope, within, page: PageRequest { after: skip_token(query)?, size: self.page_size } })
     }
 }
 

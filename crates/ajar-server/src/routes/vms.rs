@@ -44,8 +44,8 @@ pub(super) async fn list(
     headers: HeaderMap,
     uri: Uri,
 ) -> HttpResult<Json<VirtualMachineList>> {
-    let (scope, page) = state.listing(&caller, actions::VM_READ, &params, &query).await?;
-    let found = state.store.list_vms(&scope, page).await?;
+    let list = state.listing(&caller, actions::VM_READ, &params, &query).await?;
+    let found = state.store.list_vms(list).await?;
     let mut value = Vec::with_capacity(found.items.len());
     for vm in &found.items {
         if state.may(&caller, actions::VM_READ, &AccessScope::from(&vm.id)).await? {

@@ -3,8 +3,10 @@
 use std::net::IpAddr;
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
+use rusqlite::types::Value;
+
+use ajar_domain::access::Scope as AccessScope;
 use ajar_domain::policy::Protocol;
 use ajar_domain::{SourcePrefix, Sources};
 
@@ -18,10 +20,6 @@ pub(crate) fn to_ns(t: OffsetDateTime) -> i64 {
 
 pub(crate) fn from_ns(ns: i64) -> StoreResult<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns)).map_err(|e| backend("stored time out of range", e))
-}
-
-pub(crate) fn format_time(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
 /// Prefixes joined by commas (a prefix never contains one), and whether they were a list.
@@ -54,4 +52,27 @@ pub(crate) fn decode_addresses(text: &str) -> StoreResult<Vec<IpAddr>> {
         return Ok(Vec::new());
     }
     text.split(',').map(|a| a.parse().map_err(|e| backend("stored address", e))).collect()
+}
+
+/// A condition that `key` (an SQL expression giving a lower-cased resource key) is one of `within`'s
+/// scopes or inside one, over placeholders numbered from `first`, and their values. `None`, or a list
+/// holding the root, is everywhere. Each scope is a range test (`key/` from `scope/` up to `scope0`, '0'
+/// following '/'), cheaper than any table of scopes would be.
+pub(crate) fn within_sql(key: &str, within: Option<&[AccessScope]>, first: usize) -> (String, Vec<Value>) {
+    let Some(scopes) = within.filter(|scopes| !scopes.iter().any(AccessScope::is_root)) else { return ("1".to_owned(), Vec::new()) };
+    if scopes.is_empty() {
+        return ("0".to_owned(), Vec::new());
+    }
+    let mut values = Vec::with_capacity(scopes.len() * 2);
+    let terms: Vec<String> = scopes
+        .iter()
+        .enumerate()
+        .map(|(i, scope)| {
+            values.push(Value::Text(format!("{}/", scope.key())));
+            values.push(Value::Text(format!("{}0", scope.key())));
+            let (low, high) = (first + 2 * i, first + 2 * i + 1);
+            format!("({key} || '/' >= ?{low} AND {key} || '/' < ?{high})")
+        })
+        .collect();
+    (format!("({})", terms.join(" OR ")), values)
 }

@@ -1,46 +1,36 @@
-//! The SQL of principals, tokens, custom role definitions and role
-//! assignments. Like `ops`, each function runs inside the caller's transaction.
+//! The SQL of principals, tokens, custom role definitions and role assignments. Like the other
+//! modules, each function runs inside the caller's transaction and checks nothing: the rules are the
+//! domain's (`ajar_domain::plans::identity`).
 
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
 use ajar_domain::access::builtin::OWNER_ID;
-use ajar_domain::access::role::is_guid;
-use ajar_domain::access::{RoleAssignment, RoleDefinition, RoleKind, Scope, builtin_roles, validate_custom_role};
+use ajar_domain::access::{RoleAssignment, RoleDefinition, RoleKind, Scope};
 use ajar_domain::{ErrorCode, Problem};
 
-use super::backend;
 use super::codec::{from_ns, to_ns};
-use crate::{
-    AccessSnapshot, AssignmentFilter, NewPrincipal, NewToken, OidcLink, Principal, PrincipalInfo, PutOutcome, StoreError, StoreResult,
-    TokenInfo, TokenPurpose,
-};
+use super::{backend, db};
+use crate::{AssignmentFilter, OidcLink, Principal, PrincipalInfo, StoreError, StoreResult, TokenInfo, TokenPurpose};
 
-fn db(context: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
-    move |e| backend(context, e)
-}
-
-/// The longest principal name or token label.
-pub(crate) const MAX_LABEL: usize = 128;
-/// The longest OIDC issuer or subject kept.
-const MAX_OIDC_FIELD: usize = 1024;
-
-/// 1–`max` characters, no control characters, no blank ends.
-fn check_text(code: ErrorCode, target: &str, what: &str, text: &str, max: usize) -> Result<(), Problem> {
-    let len = text.chars().count();
-    if text.trim().is_empty() {
-        return Err(Problem::at(code, target, format!("{what} must not be empty")));
-    }
-    if len > max {
-        return Err(Problem::at(code, target, format!("{what} is {len} characters long; at most {max} are allowed")));
-    }
-    if let Some(bad) = text.chars().find(|c| c.is_control()) {
-        return Err(Problem::at(code, target, format!("{what} contains the control character '{}'; remove it", bad.escape_default())));
-    }
-    if text.trim() != text {
-        return Err(Problem::at(code, target, format!("{what} '{text}' starts or ends with white space; remove it")));
-    }
-    Ok(())
+pub(crate) fn principal_for_token(
+    c: &Connection,
+    hash: &[u8; 32],
+    purpose: TokenPurpose,
+    now: OffsetDateTime,
+) -> StoreResult<Option<Principal>> {
+    c.prepare_cached(
+        "SELECT p.id, p.name, p.kind FROM tokens t JOIN principals p ON p.id = t.principal_id
+         WHERE t.hash = ?1 AND t.purpose = ?2 AND t.revoked_ns IS NULL AND (t.expires_ns IS NULL OR t.expires_ns > ?3)",
+    )
+    .map_err(db("looking up a token"))?
+    .query_row(params![hash.as_slice(), purpose.as_str(), to_ns(now)], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+    })
+    .optional()
+    .map_err(db("looking up a token"))?
+    .map(|(id, name, kind)| Ok(Principal { id, name, kind: kind.parse().map_err(|e: String| backend("stored principal kind", e))? }))
+    .transpose()
 }
 
 // ---------------------------------------------------------------- principals
@@ -107,48 +97,19 @@ pub(crate) fn principal_for_oidc(c: &Connection, issuer: &str, subject: &str) ->
     }
 }
 
-fn principal_name_of(c: &Connection, id: &str) -> StoreResult<Option<String>> {
-    c.prepare_cached("SELECT name FROM principals WHERE id = ?1")
-        .map_err(db("reading a principal"))?
-        .query_row([id], |r| r.get(0))
-        .optional()
-        .map_err(db("reading a principal"))
+/// The principal with this name, ignoring case.
+pub(crate) fn principal_named(c: &Connection, name: &str) -> StoreResult<Option<Principal>> {
+    let err = db("reading a principal");
+    let mut stmt =
+        c.prepare_cached(&format!("SELECT {PRINCIPAL_COLUMNS} FROM principals p WHERE lower(p.name) = lower(?1)")).map_err(&err)?;
+    let mut rows = stmt.query([name]).map_err(&err)?;
+    match rows.next().map_err(&err)? {
+        Some(r) => Ok(Some(principal_info_from_row(r, 0)?.principal)),
+        None => Ok(None),
+    }
 }
 
-pub(crate) fn create_principal(c: &Connection, new: &NewPrincipal, now: OffsetDateTime) -> StoreResult<Principal> {
-    check_text(ErrorCode::InvalidPrincipal, "name", "a principal's name", &new.name, MAX_LABEL)?;
-    if let Some(link) = &new.oidc {
-        check_text(ErrorCode::InvalidPrincipal, "oidc.issuer", "the OIDC issuer", &link.issuer, MAX_OIDC_FIELD)?;
-        check_text(ErrorCode::InvalidPrincipal, "oidc.subject", "the OIDC subject", &link.subject, MAX_OIDC_FIELD)?;
-    }
-    let taken: Option<String> = c
-        .prepare_cached("SELECT name FROM principals WHERE lower(name) = lower(?1)")
-        .map_err(db("checking a principal's name"))?
-        .query_row([&new.name], |r| r.get(0))
-        .optional()
-        .map_err(db("checking a principal's name"))?;
-    if let Some(existing) = taken {
-        return Err(Problem::at(
-            ErrorCode::PrincipalExists,
-            "name",
-            format!("a principal named '{existing}' exists already (names are compared ignoring case); choose another name"),
-        )
-        .into());
-    }
-    if let Some(link) = &new.oidc
-        && let Some(holder) = principal_for_oidc(c, &link.issuer, &link.subject)?
-    {
-        return Err(Problem::at(
-            ErrorCode::PrincipalExists,
-            "oidc",
-            format!(
-                "the OIDC identity '{}' of issuer '{}' is linked to principal '{}' already; delete that principal first",
-                link.subject, link.issuer, holder.name
-            ),
-        )
-        .into());
-    }
-    let principal = Principal { id: uuid::Uuid::now_v7().to_string(), name: new.name.clone(), kind: new.kind };
+pub(crate) fn insert_principal(c: &Connection, principal: &Principal, oidc: Option<&OidcLink>, now: OffsetDateTime) -> StoreResult<()> {
     c.prepare_cached("INSERT INTO principals (id, name, kind, created_ns, oidc_issuer, oidc_subject) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
         .map_err(db("creating a principal"))?
         .execute(params![
@@ -156,15 +117,15 @@ pub(crate) fn create_principal(c: &Connection, new: &NewPrincipal, now: OffsetDa
             principal.name,
             principal.kind.as_str(),
             to_ns(now),
-            new.oidc.as_ref().map(|l| &l.issuer),
-            new.oidc.as_ref().map(|l| &l.subject)
+            oidc.map(|l| &l.issuer),
+            oidc.map(|l| &l.subject)
         ])
         .map_err(db("creating a principal"))?;
-    Ok(principal)
+    Ok(())
 }
 
 /// Principals holding Owner at `/`.
-fn root_owners(c: &Connection) -> StoreResult<Vec<String>> {
+pub(crate) fn root_owners(c: &Connection) -> StoreResult<Vec<String>> {
     let err = db("finding the owners");
     let mut stmt = c
         .prepare_cached("SELECT DISTINCT principal_id FROM role_assignments WHERE role_id = ?1 AND scope_key = '/' ORDER BY principal_id")
@@ -172,31 +133,8 @@ fn root_owners(c: &Connection) -> StoreResult<Vec<String>> {
     stmt.query_map([OWNER_ID], |r| r.get(0)).map_err(&err)?.collect::<Result<Vec<String>, _>>().map_err(&err)
 }
 
-fn last_owner(name: &str) -> StoreError {
-    Problem::new(
-        ErrorCode::LastOwner,
-        None,
-        format!("'{name}' is the only principal with the Owner role at '/'; assign Owner at '/' to another principal first"),
-    )
-    .into()
-}
-
-/// What deleting a principal removed besides the principal.
-pub(crate) struct DeletedPrincipal {
-    pub(crate) existed: bool,
-    pub(crate) tokens: usize,
-    pub(crate) assignments: usize,
-}
-
-/// Its tokens are deleted outright (their rows reference the principal), which
-/// ends them as revoking would; the activity log keeps the record.
-pub(crate) fn delete_principal(c: &Connection, id: &str) -> StoreResult<DeletedPrincipal> {
-    let Some(name) = principal_name_of(c, id)? else {
-        return Ok(DeletedPrincipal { existed: false, tokens: 0, assignments: 0 });
-    };
-    if matches!(root_owners(c)?.as_slice(), [only] if only == id) {
-        return Err(last_owner(&name));
-    }
+/// Deletes the principal with its assignments and tokens; returns how many tokens and assignments went.
+pub(crate) fn delete_principal(c: &Connection, id: &str) -> StoreResult<(u64, u64)> {
     let assignments = c
         .prepare_cached("DELETE FROM role_assignments WHERE principal_id = ?1")
         .map_err(db("deleting a principal's role assignments"))?
@@ -211,12 +149,7 @@ pub(crate) fn delete_principal(c: &Connection, id: &str) -> StoreResult<DeletedP
         .map_err(db("deleting a principal"))?
         .execute([id])
         .map_err(db("deleting a principal"))?;
-    Ok(DeletedPrincipal { existed: true, tokens, assignments })
-}
-
-fn principal_not_found(target: &str, id: &str) -> StoreError {
-    Problem::at(ErrorCode::PrincipalNotFound, target, format!("no principal with ID '{id}' exists; list the principals to find its ID"))
-        .into()
+    Ok((tokens as u64, assignments as u64))
 }
 
 // ---------------------------------------------------------------- tokens
@@ -247,26 +180,20 @@ pub(crate) fn get_token(c: &Connection, id: &str) -> StoreResult<Option<TokenInf
     }
 }
 
-pub(crate) fn new_token_id() -> String {
-    format!("tok_{}", uuid::Uuid::now_v7().simple())
-}
-
-/// Inserts a token row; the caller has checked the principal.
-pub(crate) fn insert_token(
-    c: &Connection,
-    hash: &[u8; 32],
-    principal_id: &str,
-    purpose: TokenPurpose,
-    name: &str,
-    expires: Option<OffsetDateTime>,
-    now: OffsetDateTime,
-) -> StoreResult<String> {
-    let id = new_token_id();
+pub(crate) fn insert_token(c: &Connection, token: &TokenInfo, hash: &[u8; 32]) -> StoreResult<()> {
     c.prepare_cached(
         "INSERT INTO tokens (hash, principal_id, purpose, created_ns, expires_ns, id, name) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .map_err(db("storing a token"))?
-    .execute(params![hash.as_slice(), principal_id, purpose.as_str(), to_ns(now), expires.map(to_ns), id, name])
+    .execute(params![
+        hash.as_slice(),
+        token.principal_id,
+        token.purpose.as_str(),
+        to_ns(token.created),
+        token.expires.map(to_ns),
+        token.id,
+        token.name
+    ])
     .map_err(|e| match e {
         rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
             // Two random 256-bit tokens never collide; the caller stored this one twice.
@@ -274,21 +201,7 @@ pub(crate) fn insert_token(
         }
         e => backend("storing a token", e),
     })?;
-    Ok(id)
-}
-
-pub(crate) fn create_token(c: &Connection, new: &NewToken, now: OffsetDateTime) -> StoreResult<TokenInfo> {
-    check_text(ErrorCode::InvalidToken, "name", "a token's name", &new.name, MAX_LABEL)?;
-    if let Some(expires) = new.expires
-        && expires <= now
-    {
-        return Err(Problem::at(ErrorCode::InvalidToken, "expires", "the expiry time has passed; give a time in the future").into());
-    }
-    if principal_name_of(c, &new.principal_id)?.is_none() {
-        return Err(principal_not_found("principalId", &new.principal_id));
-    }
-    let id = insert_token(c, &new.hash, &new.principal_id, TokenPurpose::Api, &new.name, new.expires, now)?;
-    get_token(c, &id)?.ok_or_else(|| StoreError::Backend("the token vanished after storing it".into()))
+    Ok(())
 }
 
 pub(crate) fn list_tokens(c: &Connection, principal_id: Option<&str>) -> StoreResult<Vec<TokenInfo>> {
@@ -304,24 +217,15 @@ pub(crate) fn list_tokens(c: &Connection, principal_id: Option<&str>) -> StoreRe
     Ok(out)
 }
 
-pub(crate) fn revoke_token(c: &Connection, id: &str, now: OffsetDateTime) -> StoreResult<Option<TokenInfo>> {
+pub(crate) fn revoke_token(c: &Connection, id: &str, now: OffsetDateTime) -> StoreResult<()> {
     c.prepare_cached("UPDATE tokens SET revoked_ns = ?2 WHERE id = ?1 AND revoked_ns IS NULL")
         .map_err(db("revoking a token"))?
         .execute(params![id, to_ns(now)])
         .map_err(db("revoking a token"))?;
-    get_token(c, id)
+    Ok(())
 }
 
 // ---------------------------------------------------------------- role definitions
-
-/// `{guid}` or `…/roleDefinitions/{guid}`, any case → the lower-cased GUID.
-pub(crate) fn role_key(id: &str) -> String {
-    id.rsplit('/').next().unwrap_or(id).to_ascii_lowercase()
-}
-
-fn builtin(key: &str) -> Option<RoleDefinition> {
-    builtin_roles().into_iter().find(|r| r.id == key)
-}
 
 fn json_strings(column: &str, text: &str) -> StoreResult<Vec<String>> {
     serde_json::from_str(text).map_err(|e| backend(&format!("stored role {column}"), e))
@@ -350,7 +254,7 @@ fn role_from_row(r: &rusqlite::Row<'_>) -> StoreResult<RoleDefinition> {
     })
 }
 
-fn custom_role(c: &Connection, key: &str) -> StoreResult<Option<RoleDefinition>> {
+pub(crate) fn custom_role(c: &Connection, key: &str) -> StoreResult<Option<RoleDefinition>> {
     let err = db("reading a role definition");
     let mut stmt = c.prepare_cached(&format!("SELECT {ROLE_COLUMNS} FROM role_definitions WHERE id = ?1")).map_err(&err)?;
     let mut rows = stmt.query([key]).map_err(&err)?;
@@ -360,15 +264,7 @@ fn custom_role(c: &Connection, key: &str) -> StoreResult<Option<RoleDefinition>>
     }
 }
 
-pub(crate) fn get_role_definition(c: &Connection, id: &str) -> StoreResult<Option<RoleDefinition>> {
-    let key = role_key(id);
-    match builtin(&key) {
-        Some(role) => Ok(Some(role)),
-        None => custom_role(c, &key),
-    }
-}
-
-fn custom_roles(c: &Connection) -> StoreResult<Vec<RoleDefinition>> {
+pub(crate) fn custom_roles(c: &Connection) -> StoreResult<Vec<RoleDefinition>> {
     let err = db("listing role definitions");
     let mut stmt = c.prepare_cached(&format!("SELECT {ROLE_COLUMNS} FROM role_definitions ORDER BY lower(name), id")).map_err(&err)?;
     let mut rows = stmt.query([]).map_err(&err)?;
@@ -379,30 +275,16 @@ fn custom_roles(c: &Connection) -> StoreResult<Vec<RoleDefinition>> {
     Ok(out)
 }
 
-pub(crate) fn list_role_definitions(c: &Connection) -> StoreResult<Vec<RoleDefinition>> {
-    let mut roles = builtin_roles();
-    roles.extend(custom_roles(c)?);
-    Ok(roles)
+/// The key of a custom role other than `except` named `name`, ignoring case.
+pub(crate) fn custom_role_named(c: &Connection, name: &str, except: &str) -> StoreResult<Option<String>> {
+    c.prepare_cached("SELECT id FROM role_definitions WHERE lower(name) = lower(?1) AND id <> ?2")
+        .map_err(db("checking a role's name"))?
+        .query_row(params![name, except], |r| r.get(0))
+        .optional()
+        .map_err(db("checking a role's name"))
 }
 
-pub(crate) fn put_role_definition(c: &Connection, role: &RoleDefinition, now: OffsetDateTime) -> StoreResult<PutOutcome> {
-    validate_custom_role(role)?;
-    let key = role.id.to_ascii_lowercase();
-    let same_name: Option<String> = c
-        .prepare_cached("SELECT id FROM role_definitions WHERE lower(name) = lower(?1) AND id <> ?2")
-        .map_err(db("checking a role's name"))?
-        .query_row(params![role.name, key], |r| r.get(0))
-        .optional()
-        .map_err(db("checking a role's name"))?;
-    if let Some(other) = same_name {
-        return Err(Problem::at(
-            ErrorCode::RoleDefinitionWithSameNameExists,
-            "properties.roleName",
-            format!("custom role '{other}' is named '{}' already; choose another name", role.name),
-        )
-        .into());
-    }
-    let existed = custom_role(c, &key)?.is_some();
+pub(crate) fn put_role_definition(c: &Connection, role: &RoleDefinition, now: OffsetDateTime) -> StoreResult<()> {
     let scopes: Vec<String> = role.assignable_scopes.iter().map(ToString::to_string).collect();
     c.prepare_cached(
         "INSERT INTO role_definitions (id, name, description, actions, not_actions, assignable_scopes, created_ns, updated_ns)
@@ -412,7 +294,7 @@ pub(crate) fn put_role_definition(c: &Connection, role: &RoleDefinition, now: Of
     )
     .map_err(db("writing a role definition"))?
     .execute(params![
-        key,
+        role.id.to_ascii_lowercase(),
         role.name,
         role.description,
         encode_strings(role.actions.iter().map(String::as_str))?,
@@ -421,36 +303,23 @@ pub(crate) fn put_role_definition(c: &Connection, role: &RoleDefinition, now: Of
         to_ns(now)
     ])
     .map_err(db("writing a role definition"))?;
-    Ok(if existed { PutOutcome::Updated } else { PutOutcome::Created })
+    Ok(())
 }
 
-pub(crate) fn delete_role_definition(c: &Connection, id: &str) -> StoreResult<bool> {
-    let key = role_key(id);
-    if let Some(b) = builtin(&key) {
-        return Err(Problem::at(
-            ErrorCode::InvalidRoleDefinition,
-            "name",
-            format!("'{}' is a built-in role; it cannot be deleted", b.name),
-        )
-        .into());
-    }
-    let assigned: i64 = c
+pub(crate) fn assignments_of_role(c: &Connection, key: &str) -> StoreResult<u64> {
+    let n: i64 = c
         .prepare_cached("SELECT count(*) FROM role_assignments WHERE role_id = ?1")
         .map_err(db("counting a role's assignments"))?
-        .query_row([&key], |r| r.get(0))
+        .query_row([key], |r| r.get(0))
         .map_err(db("counting a role's assignments"))?;
-    if assigned > 0 {
-        return Err(Problem::new(
-            ErrorCode::RoleDefinitionHasAssignments,
-            None,
-            format!("role definition '{key}' is used by {assigned} role assignment(s); delete them first"),
-        )
-        .into());
-    }
+    Ok(n.unsigned_abs())
+}
+
+pub(crate) fn delete_role_definition(c: &Connection, key: &str) -> StoreResult<bool> {
     let n = c
         .prepare_cached("DELETE FROM role_definitions WHERE id = ?1")
         .map_err(db("deleting a role definition"))?
-        .execute([&key])
+        .execute([key])
         .map_err(db("deleting a role definition"))?;
     Ok(n > 0)
 }
@@ -499,120 +368,30 @@ pub(crate) fn list_role_assignments(c: &Connection, filter: &AssignmentFilter) -
     Ok(out)
 }
 
-/// Stores `assignment` with lower-cased IDs; returns it as stored.
-pub(crate) fn create_role_assignment(
-    c: &Connection,
-    assignment: &RoleAssignment,
-    created_by: &str,
-    now: OffsetDateTime,
-) -> StoreResult<(PutOutcome, RoleAssignment)> {
-    if !is_guid(&assignment.id) {
-        return Err(Problem::at(
-            ErrorCode::InvalidRoleAssignment,
-            "name",
-            format!("role assignment ID '{}' must be a GUID such as 0e5f2e6a-3f52-4b38-9c43-5f1d3bb6b0e1", assignment.id),
-        )
-        .into());
-    }
-    let role_key = role_key(&assignment.role_id);
-    let stored = RoleAssignment {
-        id: assignment.id.to_ascii_lowercase(),
-        principal_id: assignment.principal_id.clone(),
-        role_id: role_key.clone(),
-        scope: assignment.scope.clone(),
-    };
-    if let Some(existing) = get_role_assignment(c, &stored.id)? {
-        if existing.principal_id == stored.principal_id && existing.role_id == stored.role_id && existing.scope == stored.scope {
-            return Ok((PutOutcome::Updated, existing));
-        }
-        return Err(Problem::at(
-            ErrorCode::RoleAssignmentUpdateNotPermitted,
-            "name",
-            format!("role assignment '{}' exists with other properties; a role assignment cannot be changed, only deleted", stored.id),
-        )
-        .into());
-    }
-    if !ajar_domain::access::principal::is_oidc_identity(&stored.principal_id) && principal_name_of(c, &stored.principal_id)?.is_none() {
-        return Err(principal_not_found("properties.principalId", &stored.principal_id));
-    }
-    let Some(role) = get_role_definition(c, &role_key)? else {
-        return Err(Problem::at(
-            ErrorCode::RoleDefinitionDoesNotExist,
-            "properties.roleDefinitionId",
-            format!("the role definition '{role_key}' does not exist; list the role definitions to find its ID"),
-        )
-        .into());
-    };
-    if !role.assignable_at(&stored.scope) {
-        let scopes: Vec<String> = role.assignable_scopes.iter().map(ToString::to_string).collect();
-        return Err(Problem::at(
-            ErrorCode::ScopeNotAssignable,
-            "properties.scope",
-            format!(
-                "role '{}' cannot be assigned at scope '{}'; it is assignable only at or below: {}",
-                role.name,
-                stored.scope,
-                scopes.join(", ")
-            ),
-        )
-        .into());
-    }
-    let duplicate: Option<String> = c
-        .prepare_cached("SELECT id FROM role_assignments WHERE principal_id = ?1 AND role_id = ?2 AND scope_key = ?3")
+/// The ID of the assignment of `role_key` to `principal_id` at `scope`.
+pub(crate) fn assignment_of(c: &Connection, principal_id: &str, role_key: &str, scope: &Scope) -> StoreResult<Option<String>> {
+    c.prepare_cached("SELECT id FROM role_assignments WHERE principal_id = ?1 AND role_id = ?2 AND scope_key = ?3")
         .map_err(db("checking role assignments"))?
-        .query_row(params![stored.principal_id, role_key, stored.scope.key()], |r| r.get(0))
+        .query_row(params![principal_id, role_key, scope.key()], |r| r.get(0))
         .optional()
-        .map_err(db("checking role assignments"))?;
-    if let Some(other) = duplicate {
-        return Err(Problem::new(
-            ErrorCode::RoleAssignmentExists,
-            None,
-            format!("the principal holds role '{}' at scope '{}' already, through role assignment '{other}'", role.name, stored.scope),
-        )
-        .into());
-    }
+        .map_err(db("checking role assignments"))
+}
+
+pub(crate) fn insert_assignment(c: &Connection, a: &RoleAssignment, created_by: &str, now: OffsetDateTime) -> StoreResult<()> {
     c.prepare_cached(
         "INSERT INTO role_assignments (id, principal_id, role_id, scope, scope_key, created_ns, created_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .map_err(db("writing a role assignment"))?
-    .execute(params![stored.id, stored.principal_id, role_key, stored.scope.to_string(), stored.scope.key(), to_ns(now), created_by])
+    .execute(params![a.id, a.principal_id, a.role_id, a.scope.to_string(), a.scope.key(), to_ns(now), created_by])
     .map_err(db("writing a role assignment"))?;
-    Ok((PutOutcome::Created, stored))
+    Ok(())
 }
 
-pub(crate) fn delete_role_assignment(c: &Connection, id: &str) -> StoreResult<Option<RoleAssignment>> {
-    let Some(existing) = get_role_assignment(c, id)? else { return Ok(None) };
-    if existing.role_id == OWNER_ID
-        && existing.scope.is_root()
-        && matches!(root_owners(c)?.as_slice(), [only] if *only == existing.principal_id)
-    {
-        let name = principal_name_of(c, &existing.principal_id)?.unwrap_or_else(|| existing.principal_id.clone());
-        return Err(last_owner(&name));
-    }
+pub(crate) fn delete_role_assignment(c: &Connection, id: &str) -> StoreResult<()> {
     c.prepare_cached("DELETE FROM role_assignments WHERE id = ?1")
         .map_err(db("deleting a role assignment"))?
-        .execute([&existing.id])
+        .execute([id])
         .map_err(db("deleting a role assignment"))?;
-    Ok(Some(existing))
-}
-
-/// Every role and assignment in one read transaction.
-pub(crate) fn access_snapshot(c: &Connection, version: u64) -> StoreResult<AccessSnapshot> {
-    let tx = c.unchecked_transaction().map_err(db("reading access control"))?;
-    let roles = list_role_definitions(&tx)?;
-    let assignments = list_role_assignments(&tx, &AssignmentFilter::default())?;
-    tx.finish().map_err(db("reading access control"))?;
-    Ok(AccessSnapshot { version, roles, assignments })
-}
-
-/// Owner at `/` for the bootstrap admin.
-pub(crate) fn assign_root_owner(c: &Connection, principal_id: &str, now: OffsetDateTime) -> StoreResult<()> {
-    let assignment = RoleAssignment {
-        id: uuid::Uuid::new_v4().to_string(),
-        principal_id: principal_id.to_owned(),
-        role_id: OWNER_ID.to_owned(),
-        scope: Scope::root(),
-    };
-    create_role_assignment(c, &assignment, "bootstrap", now).map(|_| ())
+    Ok(())
 }

@@ -204,6 +204,11 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO grant_bounds (id, longest_ns)
     SELECT 1, coalesce(max(g.end_ns - r.start_ns), 0) FROM grants g JOIN access_requests r ON r.seq = g.request_seq;
     "#,
+    // 6: each policy version's entity tag, for conditional writes (If-Match).
+    r#"
+    ALTER TABLE policies ADD COLUMN etag TEXT NOT NULL DEFAULT '';
+    UPDATE policies SET etag = lower(hex(randomblob(16)));
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {

@@ -77,6 +77,6 @@ pub async fn add_machine(store: &SqliteStore, rg: &str, name: &str, ports: Vec<P
         vms: vec![VmPolicy { vm: vm.clone(), ports, public_ip: None }],
         cut_connections_on_revoke: false,
     };
-    store.put_policy(policy, Limits::default(), audit(a::JIT_WRITE, id.to_string(), vec![vm.key()])).await.unwrap();
+    store.put_policy(policy, None, Limits::default(), audit(a::JIT_WRITE, id.to_string(), vec![vm.key()])).await.unwrap();
     (id, vm)
 }

@@ -16,11 +16,13 @@ fn example(name: &str) -> Value {
 }
 
 /// The set of JSON paths (object keys, arrays collapsed) in a value.
+/// Every field path of a JSON value, without a policy's `etag` (ajar's version of it, an ARM field
+/// Azure's JIT policies do not carry).
 fn shape(v: &Value) -> BTreeSet<String> {
     fn walk(v: &Value, at: String, out: &mut BTreeSet<String>) {
         match v {
             Value::Object(m) => {
-                for (k, v) in m {
+                for (k, v) in m.iter().filter(|(k, _)| !(k.as_str() == "etag" && m.contains_key("properties"))) {
                     let p = format!("{at}/{k}");
                     out.insert(p.clone());
                     walk(v, p, out);
@@ -96,6 +98,7 @@ async fn azure_examples_are_accepted_and_answered_in_kind() {
     let get = example("GetJitNetworkAccessPolicy_example.json");
     let got = s.get(&path).await;
     assert_eq!(shape(&got), shape(&get["responses"]["200"]["body"]));
+    assert!(got["etag"].as_str().is_some_and(|e| e.len() > 2 && e.starts_with('"') && e.ends_with('"')), "{got}");
     for (file, list_path) in [
         (
             "GetJitNetworkAccessPoliciesSubscription_example.json",

@@ -13,9 +13,11 @@ use ajar_api::ajar_v1::EnableRequest;
 use ajar_api::jit::{PortRuleIn, port_rule_in};
 use ajar_domain::access::Scope as AccessScope;
 use ajar_domain::activity::actions;
-use ajar_domain::policy::{Policy, PortRule, VmPolicy, validate_policy};
+use ajar_domain::plans::Precondition;
+use ajar_domain::policy::{Policy, PortRule, VmPolicy};
+use ajar_domain::problem::{Field, Step};
 use ajar_domain::status::{JitState, VmJitStatus};
-use ajar_domain::{PolicyId, PolicyName, Problem, VmId};
+use ajar_domain::{PolicyName, Problem, VmId};
 use ajar_store::PolicyView;
 use ajar_web::{ConfigurePage, DonePage, MachineView, Mode, Note, RemovePage, RuleField, RuleRow};
 
@@ -98,7 +100,7 @@ enum Skip {
 enum Selected {
     Enable(VmJitStatus),
     /// Configured, and the caller may edit it: its policy, and whether the caller may also remove it.
-    Edit(VmJitStatus, PolicyView, bool),
+    Edit(VmJitStatus, Box<PolicyView>, bool),
     Skipped(Note, Skip),
 }
 
@@ -131,7 +133,7 @@ async fn select(state: &AppState, caller: &Caller, raw_ids: &[String]) -> HttpRe
             (JitState::Unsupported(reason), _) => {
                 Selected::Skipped(note(format!("JIT cannot be enabled: {}.", reason.description()), None), Skip::Other)
             }
-            (JitState::Configured, Some(view)) if rights.configure => Selected::Edit(status, view, rights.remove),
+            (JitState::Configured, Some(view)) if rights.configure => Selected::Edit(status, Box::new(view), rights.remove),
             (JitState::Configured, _) => Selected::Skipped(note(MAY_NOT_EDIT.to_owned(), None), Skip::Forbidden),
             (JitState::NotConfigured, _) if rights.configure => Selected::Enable(status),
             (JitState::NotConfigured, _) => Selected::Skipped(note(MAY_NOT_ENABLE.to_owned(), None), Skip::Forbidden),
@@ -149,19 +151,30 @@ struct Plan {
     edit: Option<(PolicyView, bool)>,
     notes: Vec<Note>,
     skipped: Vec<Skip>,
+    /// In edit mode: the version of the policy the form edits (saving is refused if it changed since).
+    etag: Option<String>,
 }
 
 impl Plan {
     /// A form for exactly these machines, with no notes.
     fn only(mode: Mode, machines: Vec<VmJitStatus>, edit: Option<(PolicyView, bool)>) -> Plan {
-        Plan { mode, machines, edit, notes: Vec::new(), skipped: Vec::new() }
+        let etag = edit.as_ref().map(|(view, _)| view.etag.clone());
+        Plan { mode, machines, edit, notes: Vec::new(), skipped: Vec::new(), etag }
+    }
+
+    /// The same form, editing the version the user opened it on rather than the one stored now.
+    fn opened_on(mut self, etag: Option<String>) -> Plan {
+        if self.mode == Mode::Edit && etag.is_some() {
+            self.etag = etag;
+        }
+        self
     }
 
     fn of(mut selected: Vec<Selected>) -> Plan {
         if let [Selected::Edit(..)] = selected.as_slice()
             && let Some(Selected::Edit(status, view, can_remove)) = selected.pop()
         {
-            return Plan::only(Mode::Edit, vec![status], Some((view, can_remove)));
+            return Plan::only(Mode::Edit, vec![status], Some((*view, can_remove)));
         }
         let mut plan = Plan::only(Mode::Enable, Vec::new(), None);
         for s in selected {
@@ -232,6 +245,7 @@ impl Ctx<'_> {
             error,
             limits: format!("{} to {}", limits.min_max_duration, limits.max_max_duration),
             can_remove: plan.edit.as_ref().is_some_and(|(_, can_remove)| *can_remove),
+            etag: plan.etag,
         };
         Ok(html(status, rendered(page.render_page())?, Vec::new()))
     }
@@ -242,13 +256,15 @@ impl Ctx<'_> {
         Ok(html(StatusCode::OK, rendered(page.render_page())?, Vec::new()))
     }
 
-    /// A refusal from the store (the machine was configured meanwhile, a limit): on the form, as typed.
-    fn failed(&self, plan: Plan, rows: Vec<RuleRow>, HttpError(e): HttpError) -> HttpResult<Response> {
+    /// A refusal from the store (a rule, a limit, the machine configured meanwhile): on the form, as
+    /// typed, next to the field it concerns (rule `j` of the refusal came from row `kept[j]`).
+    fn failed(&self, plan: Plan, mut rows: Vec<RuleRow>, kept: &[usize], HttpError(e): HttpError) -> HttpResult<Response> {
         if e.status == 403 {
             return refused(HttpError(e));
         }
         let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-        let error = format!("{}: {} Nothing was changed.", e.body.code, e.body.message);
+        let placed = e.cause.as_ref().is_some_and(|problem| place_problem(&mut rows, kept, problem));
+        let error = if placed { FIELDS_WRONG.to_owned() } else { format!("{}: {} Nothing was changed.", e.body.code, e.body.message) };
         self.form(status, plan, rows, Some(error))
     }
 }
@@ -289,9 +305,10 @@ pub(in crate::routes) async fn configure_post(
         return message(StatusCode::BAD_REQUEST, "Incomplete form", "The form was not sent whole; open it again.");
     };
     let ctx = Ctx { state: &state, caller: &caller, session: &session };
+    let opened_on = Some(fields.get("etag")).filter(|e| !e.is_empty());
     if fields.get("action") == "add" {
         rows.push(RuleRow::blank());
-        let plan = Plan::of(select(&state, &caller, &ids).await?);
+        let plan = Plan::of(select(&state, &caller, &ids).await?).opened_on(opened_on);
         return ctx.form(plan.status(), plan, rows, None);
     }
     let mut statuses = Vec::with_capacity(ids.len());
@@ -307,7 +324,7 @@ pub(in crate::routes) async fn configure_post(
     }
     match mode {
         Mode::Enable => save_enable(&ctx, statuses, rows).await,
-        Mode::Edit => save_edit(&ctx, statuses, rows).await,
+        Mode::Edit => save_edit(&ctx, statuses, rows, opened_on).await,
     }
 }
 
@@ -346,25 +363,6 @@ async fn save_enable(ctx: &Ctx<'_>, statuses: Vec<VmJitStatus>, mut rows: Vec<Ru
             return Err(HttpError(ajar_api::ApiError::internal()));
         }
     };
-    // Every machine's rules are checked before anything is written, so a refusal lands next to its field.
-    for s in &plan.machines {
-        let id = PolicyId {
-            subscription: s.vm.id.subscription.clone(),
-            resource_group: s.vm.id.resource_group.clone(),
-            location: s.vm.location.clone(),
-            name: policy_name.clone(),
-        };
-        let one = Policy {
-            id,
-            kind: None,
-            vms: vec![VmPolicy { vm: s.vm.id.clone(), ports: rules.clone(), public_ip: None }],
-            cut_connections_on_revoke: false,
-        };
-        if let Err(problem) = validate_policy(&one, &state.limits, |_| Some(&s.vm)) {
-            let error = place_problem(&mut rows, &kept, problem).or_else(|| Some(FIELDS_WRONG.to_owned()));
-            return ctx.form(StatusCode::BAD_REQUEST, plan, rows, error);
-        }
-    }
     let request = EnableRequest { vms, policy_name, ports: Some(rules) };
     match enable_vms(state, caller, request).await {
         Ok(views) => {
@@ -382,13 +380,13 @@ async fn save_enable(ctx: &Ctx<'_>, statuses: Vec<VmJitStatus>, mut rows: Vec<Ru
             };
             ctx.done(title, lines, Some("Their ports stay closed until someone requests access.".to_owned()))
         }
-        Err(e) => ctx.failed(plan, rows, e),
+        Err(e) => ctx.failed(plan, rows, &kept, e),
     }
 }
 
 /// Replaces one machine's ports in its policy, as the API's PUT of the policy does, leaving the other
 /// machines of the policy as they are.
-async fn save_edit(ctx: &Ctx<'_>, statuses: Vec<VmJitStatus>, mut rows: Vec<RuleRow>) -> HttpResult<Response> {
+async fn save_edit(ctx: &Ctx<'_>, statuses: Vec<VmJitStatus>, mut rows: Vec<RuleRow>, opened_on: Option<String>) -> HttpResult<Response> {
     let (state, caller) = (ctx.state, ctx.caller);
     let [status] = statuses.as_slice() else {
         return message(StatusCode::BAD_REQUEST, "One machine at a time", "A JIT configuration is edited one machine at a time.");
@@ -405,12 +403,12 @@ async fn save_edit(ctx: &Ctx<'_>, statuses: Vec<VmJitStatus>, mut rows: Vec<Rule
         );
     };
     // Refused as the API refuses, with its record, before anything typed is looked at.
-    if let Err(e) = authorize_policy_write(state, caller, &view.policy).await {
+    if let Err(e) = authorize_policy_write(state, caller, &view.policy, Some(&view)).await {
         return refused(e);
     }
     // The policy just read (so the machine is configured) decides the rights; no second read.
     let can_remove = policy_rights(state, caller, &view.policy).await?.remove;
-    let plan = Plan::only(Mode::Edit, statuses.clone(), Some((view.clone(), can_remove)));
+    let plan = Plan::only(Mode::Edit, statuses.clone(), Some((view.clone(), can_remove))).opened_on(opened_on.clone());
     let Some((rules, kept)) = rules_from_rows(&mut rows) else {
         return ctx.form(StatusCode::BAD_REQUEST, plan, rows, Some(FIELDS_WRONG.to_owned()));
     };
@@ -422,19 +420,27 @@ async fn save_edit(ctx: &Ctx<'_>, statuses: Vec<VmJitStatus>, mut rows: Vec<Rule
     for v in policy.vms.iter_mut().filter(|v| v.vm == status.vm.id) {
         v.ports = rules.clone();
     }
-    let this: Vec<VmPolicy> = policy.vms.iter().filter(|v| v.vm == status.vm.id).cloned().collect();
-    if let Err(problem) = validate_policy(&Policy { vms: this, ..policy.clone() }, &state.limits, |_| Some(&status.vm)) {
-        let error = place_problem(&mut rows, &kept, problem).or_else(|| Some(FIELDS_WRONG.to_owned()));
-        return ctx.form(StatusCode::BAD_REQUEST, plan, rows, error);
-    }
-    match write_policy(state, caller, policy).await {
+    // Saved only over the version the form was opened on: an edit made meanwhile is not overwritten.
+    let expected = opened_on.map(|etag| Precondition::OneOf(vec![etag]));
+    match write_policy(state, caller, policy, expected).await {
         Ok(_) => {
             let ended = ended_grants(state, status).await?;
             let note = (ended > 0).then(|| format!("{ended} open grant(s) that the new configuration no longer allows were ended."));
             let lines = vec![(MachineView::of(&status.vm), describe_rules(&rules))];
             ctx.done(format!("JIT configuration of {} saved", status.vm.id.name), lines, note)
         }
-        Err(e) => ctx.failed(plan, rows, e),
+        Err(HttpError(e)) if e.status == 412 => {
+            // Someone saved this policy after the form was opened: show what it holds now.
+            let current = Plan::only(Mode::Edit, statuses.clone(), Some((view, can_remove)));
+            let rows = current.initial_rows();
+            let error = format!(
+                "The JIT configuration of {} was changed by someone else after you opened this form; nothing was saved. \
+                 This is what it holds now: make your change again and save.",
+                status.vm.id.name
+            );
+            ctx.form(StatusCode::PRECONDITION_FAILED, current, rows, Some(error))
+        }
+        Err(e) => ctx.failed(plan, rows, &kept, e),
     }
 }
 
@@ -468,16 +474,27 @@ pub(in crate::routes) async fn remove(
         if !rights.remove {
             return message(StatusCode::FORBIDDEN, "Refused", &format!("You may not remove JIT from {}: {MAY_NOT_REMOVE}", vm.name));
         }
-        let page = RemovePage::from_status(&status, &caller.principal.name, &session.csrf, others.len(), OffsetDateTime::now_utc());
+        let page =
+            RemovePage::from_status(&status, &caller.principal.name, &session.csrf, others.len(), &view.etag, OffsetDateTime::now_utc());
         return Ok(html(StatusCode::OK, rendered(page.render_page())?, Vec::new()));
     }
+    // Removed only from the version the confirmation showed.
+    let expected = Some(fields.get("etag")).filter(|e| !e.is_empty()).map(|etag| Precondition::OneOf(vec![etag]));
     let removed = if others.is_empty() {
-        remove_policy(&state, &caller, &view.policy.id).await.map(|_| ())
+        remove_policy(&state, &caller, &view.policy.id, expected).await.map(|_| ())
     } else {
-        write_policy(&state, &caller, Policy { vms: others, ..view.policy.clone() }).await.map(|_| ())
+        write_policy(&state, &caller, Policy { vms: others, ..view.policy.clone() }, expected).await.map(|_| ())
     };
-    if let Err(e) = removed {
-        return refused(e);
+    match removed {
+        Err(HttpError(e)) if e.status == 412 => {
+            let text = format!(
+                "The JIT configuration of {} was changed by someone else after you asked to remove it; nothing was changed. Open its page to see what it holds now.",
+                vm.name
+            );
+            return message(StatusCode::PRECONDITION_FAILED, "Changed meanwhile", &text);
+        }
+        Err(e) => return refused(e),
+        Ok(()) => {}
     }
     let ended = ended_grants(&state, &status).await?;
     let text = format!(
@@ -579,21 +596,27 @@ fn field_named(target: &str) -> Option<RuleField> {
     .find_map(|(name, field)| last.starts_with(name).then_some(field))
 }
 
-/// Puts a policy validation's refusal next to the field it names (`…ports[j].number`: rule `j`, which
-/// came from row `kept[j]`); returns it as the form's error when it names no field of a row.
-fn place_problem(rows: &mut [RuleRow], kept: &[usize], problem: Problem) -> Option<String> {
-    let target = problem.target.as_deref().unwrap_or_default();
-    let row = target
-        .rfind("ports[")
-        .and_then(|at| target[at + "ports[".len()..].split_once(']'))
-        .and_then(|(j, _)| j.parse::<usize>().ok())
-        .and_then(|j| kept.get(j).copied());
-    match (row, field_named(target)) {
-        (Some(i), Some(field)) if i < rows.len() => {
-            rows[i].set_error(field, problem.message);
-            None
+/// Puts a refusal next to the field it names (`…ports[j].number`: rule `j`, which came from row
+/// `kept[j]`). Returns whether it named a field of a row.
+fn place_problem(rows: &mut [RuleRow], kept: &[usize], problem: &Problem) -> bool {
+    let Some(steps) = problem.target.as_ref().map(|t| t.steps()) else { return false };
+    let rule = steps.windows(3).find_map(|w| match w {
+        [Step::Field(Field::Ports), Step::At(j), Step::Field(field)] => Some((*j, *field)),
+        _ => None,
+    });
+    let field = |f: Field| match f {
+        Field::Number => Some(RuleField::Number),
+        Field::Protocol => Some(RuleField::Protocol),
+        Field::AllowedSourceAddressPrefix | Field::AllowedSourceAddressPrefixes => Some(RuleField::Sources),
+        Field::MaxRequestAccessDuration => Some(RuleField::Max),
+        _ => None,
+    };
+    match rule.and_then(|(j, f)| Some((*kept.get(j)?, field(f)?))) {
+        Some((i, field)) if i < rows.len() => {
+            rows[i].set_error(field, problem.message.clone());
+            true
         }
-        _ => Some(format!("{}. Nothing was changed.", problem.message)),
+        _ => false,
     }
 }
 
@@ -601,6 +624,8 @@ fn place_problem(rows: &mut [RuleRow], kept: &[usize], problem: Problem) -> Opti
 mod tests {
     use super::*;
     use ajar_domain::ErrorCode;
+    use ajar_domain::policy::{port_target, vm_target};
+    use ajar_domain::problem::Target;
 
     fn row(number: &str, protocol: &str, sources: &str, max: &str) -> RuleRow {
         RuleRow {
@@ -650,11 +675,14 @@ mod tests {
     fn a_policy_refusal_lands_on_the_row_it_names() {
         let mut rows =
             vec![RuleRow { keep: false, ..row("1", "TCP", "*", "PT1H") }, row("22", "TCP", "*", "PT1H"), row("22", "TCP", "*", "P2D")];
-        let problem = Problem::at(ErrorCode::InvalidPolicy, "properties.virtualMachines[0].ports[1].maxRequestAccessDuration", "too long");
-        assert_eq!(place_problem(&mut rows, &[1, 2], problem), None);
+        let problem = Problem::at(ErrorCode::InvalidPolicy, port_target(0, 1).field(Field::MaxRequestAccessDuration), "too long");
+        assert!(place_problem(&mut rows, &[1, 2], &problem));
         assert_eq!(rows[2].max_error.as_deref(), Some("too long"));
-        let whole = Problem::at(ErrorCode::InvalidPolicy, "properties.virtualMachines[0].id", "names too long");
-        assert_eq!(place_problem(&mut rows, &[1, 2], whole).as_deref(), Some("names too long. Nothing was changed."));
+        let enabled = Problem::at(ErrorCode::InvalidPolicy, Target::of(Field::Ports).at(0).field(Field::Number), "twice");
+        assert!(place_problem(&mut rows, &[1, 2], &enabled));
+        assert_eq!(rows[1].number_error.as_deref(), Some("twice"));
+        let whole = Problem::at(ErrorCode::InvalidPolicy, vm_target(0).field(Field::Id), "names too long");
+        assert!(!place_problem(&mut rows, &[1, 2], &whole));
     }
 
     #[test]

@@ -33,13 +33,14 @@ pub(in crate::routes) async fn jit(
     let ids = caller.ids();
     let mut subscriptions = Vec::new();
     let mut listed = Vec::new();
+    let within = state.readable_within(&caller, actions::JIT_READ).await?;
     for sub in state.store.subscriptions().await? {
         if !index.may_any_below(&ids, actions::JIT_READ, &AccessScope::subscription_scope(&sub.id)) {
             continue;
         }
         subscriptions.push(sub.id.to_string());
         let scope = Scope { subscription: sub.id.clone(), resource_group: None, location: None };
-        for (vm, jit_state) in state.store.jit_states(&scope).await? {
+        for (vm, jit_state) in state.store.jit_states(&scope, within.clone()).await? {
             let scope = AccessScope::from(&vm.id);
             if !index.check(&ids, actions::JIT_READ, &scope).is_allowed() {
                 continue;

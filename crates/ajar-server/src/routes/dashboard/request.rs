@@ -1,7 +1,7 @@
 //! "Request access": the form for one or several machines (`GET /ui/request?vm=…&vm=…`), and "Open ports"
 //! (`POST /ui/request`), which initiates through the API's code path. Machines may belong to different
-//! policies and Azure's initiate is per policy, so every policy's part is authorized and validated before
-//! any is initiated: one bad machine refuses the whole request.
+//! policies and Azure's initiate is per policy, so the request has a part per policy, and all parts are
+//! granted in one transaction or none: one bad machine refuses the whole request.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -234,31 +234,27 @@ struct PolicyPart {
     machines: Vec<usize>,
 }
 
-/// Puts an API error where it belongs in the form: at the field its target names, at the machines it
-/// refused (authorization names no target), or above the form.
-fn place_error(
-    e: &ApiError,
-    part: &PolicyPart,
-    found: &[Found],
-    errors: &mut [FieldErrors],
-    justification_error: &mut Option<String>,
-) -> bool {
-    match e.body.target.as_deref().and_then(ajar_web::field_of_target) {
-        Some(TargetField::Machine(i, field)) => {
-            if let Some(&m) = part.machines.get(i) {
-                errors[m].set(field, e.body.message.clone());
-                return true;
-            }
-        }
-        Some(TargetField::Justification) => {
-            justification_error.get_or_insert_with(|| e.body.message.clone());
-            return true;
-        }
-        None => {}
+/// Puts an API error where it belongs in the form: at the field of the machine it concerns, at the
+/// machines it refused (authorization names no machine), or above the form (`false`).
+fn place_error(e: &ApiError, found: &[Found], errors: &mut [FieldErrors], justification_error: &mut Option<String>) -> bool {
+    let cause = e.cause.as_ref();
+    let field = cause.and_then(|p| p.target.as_ref()).and_then(ajar_web::field_of_target);
+    if field == Some(TargetField::Justification) {
+        justification_error.get_or_insert_with(|| e.body.message.clone());
+        return true;
+    }
+    let row = cause.and_then(|p| p.machine.as_ref()).and_then(|vm| found.iter().position(|f| f.status().is_some_and(|s| s.vm.id == **vm)));
+    if let Some(m) = row {
+        let field = match field {
+            Some(TargetField::Machine(field)) => field,
+            _ => Field::Machine,
+        };
+        errors[m].set(field, e.body.message.clone());
+        return true;
     }
     let mut placed = false;
     if e.body.code == "AuthorizationFailed" {
-        for &m in part.machines.iter().filter(|&&m| matches!(found[m], Found::Forbidden(_))) {
+        for (m, _) in found.iter().enumerate().filter(|(_, f)| matches!(f, Found::Forbidden(_))) {
             errors[m].set(Field::Machine, e.body.message.clone());
             placed = true;
         }
@@ -373,68 +369,25 @@ pub(in crate::routes) async fn request(
         return again(errors, None, CORRECT.to_owned(), status);
     }
 
-    // Every policy's part must pass before any is initiated.
-    let mut justification_error = None;
-    let mut refusals: Vec<ApiError> = Vec::new();
-    let mut unplaced: Vec<String> = Vec::new();
-    for part in &parts {
-        if let Err(HttpError(e)) = jit::check_initiate(&state, &caller, &part.policy, &part.draft).await {
-            if !place_error(&e, part, &found, &mut errors, &mut justification_error) {
-                unplaced.push(e.body.message.clone());
+    // One request for all of it: one refusal refuses every part, and nothing is opened anywhere.
+    let asked = parts.into_iter().map(|part| (part.policy, part.draft)).collect();
+    match jit::initiate_parts(&state, &caller, asked).await {
+        Ok(granted) => result(&caller, &session.csrf, &found, &granted, &justification),
+        Err(HttpError(e)) => {
+            let mut justification_error = None;
+            let placed = place_error(&e, &found, &mut errors, &mut justification_error);
+            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+            let mut problem = format!("The request was refused ({}). {CORRECT}", e.body.code);
+            if !placed {
+                problem.push_str(&format!(" {}", e.body.message));
             }
-            refusals.push(e);
+            again(errors, justification_error, problem, status)
         }
     }
-    if let Some(first) = refusals.first() {
-        let status = StatusCode::from_u16(first.status).unwrap_or(StatusCode::BAD_REQUEST);
-        let mut codes: Vec<&str> = refusals.iter().map(|e| e.body.code.as_str()).collect();
-        codes.dedup();
-        let mut problem = format!("The request was refused ({}). {CORRECT}", codes.join(", "));
-        if !unplaced.is_empty() {
-            problem.push_str(&format!(" {}", unplaced.join(" ")));
-        }
-        return again(errors, justification_error, problem, status);
-    }
-
-    let mut granted: Vec<AccessRequest> = Vec::with_capacity(parts.len());
-    for part in parts {
-        match jit::initiate_draft(&state, &caller, &part.policy, part.draft.clone()).await {
-            Ok(request) => granted.push(request),
-            // Only a change between the check and now (a policy edited meanwhile) gets here.
-            Err(HttpError(e)) if granted.is_empty() => {
-                place_error(&e, &part, &found, &mut errors, &mut justification_error);
-                let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-                return again(
-                    errors,
-                    justification_error,
-                    format!("The request was refused ({}): {} {CORRECT}", e.body.code, e.body.message),
-                    status,
-                );
-            }
-            Err(HttpError(e)) => {
-                let names: Vec<String> = part.draft.vms.iter().map(|v| v.vm.name.to_string()).collect();
-                let problem = format!(
-                    "Opening {} was refused after the rest had been opened ({}: {}); what was opened is below.",
-                    names.join(", "),
-                    e.body.code,
-                    e.body.message
-                );
-                return result(&caller, &session.csrf, &found, &granted, &justification, Some(problem));
-            }
-        }
-    }
-    result(&caller, &session.csrf, &found, &granted, &justification, None)
 }
 
 /// The result page: per machine and port what was opened, from where, until when, and how to connect.
-fn result(
-    caller: &Caller,
-    csrf: &str,
-    found: &[Found],
-    granted: &[AccessRequest],
-    justification: &str,
-    problem: Option<String>,
-) -> HttpResult<Response> {
+fn result(caller: &Caller, csrf: &str, found: &[Found], granted: &[AccessRequest], justification: &str) -> HttpResult<Response> {
     let now = OffsetDateTime::now_utc();
     let opened = granted
         .iter()
@@ -450,6 +403,6 @@ fn result(
             ajar_web::opened_machine(vm, &address, now)
         })
         .collect();
-    let page = Page { caller, csrf, machines: Vec::new(), justification, justification_error: None, problem, opened };
+    let page = Page { caller, csrf, machines: Vec::new(), justification, justification_error: None, problem: None, opened };
     page.respond(StatusCode::OK)
 }

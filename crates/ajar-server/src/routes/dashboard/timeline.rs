@@ -12,7 +12,6 @@ use ajar_web::{TIMELINE_LIMIT, TimelineForm, TimelinePage};
 use super::{SignedIn, html, rendered};
 use crate::http::{HttpResult, Query};
 use crate::routes::AppState;
-use crate::routes::ajar_v1::readable_within;
 
 pub(in crate::routes) async fn timeline(
     State(state): State<AppState>,
@@ -23,7 +22,7 @@ pub(in crate::routes) async fn timeline(
     let form = TimelineForm::from_query(|name| query.get(name));
     let window = form.window(now);
     let history = match &window {
-        Ok(w) => match readable_within(&state, &caller, actions::JIT_READ).await? {
+        Ok(w) => match state.readable_within(&caller, actions::JIT_READ).await? {
             // Nothing to read anywhere: nothing to ask the store.
             Some(scopes) if scopes.is_empty() => GrantHistory::default(),
             within => state.store.grants_between(w.from, w.to, within, TIMELINE_LIMIT).await?,

@@ -1,0 +1,180 @@
+//! Writing, deleting and enabling JIT policies: what each stores, and which live grants it ends.
+
+use crate::ids::{PolicyId, PolicyName, VmId};
+use crate::initiate::{StatusReason, grant_still_allowed};
+use crate::inventory::Vm;
+use crate::plans::{GrantEnd, LiveGrant, Precondition, check_precondition};
+use crate::policy::{Limits, Policy, PortRule, StoredPolicy, VmPolicy, default_ports, validate_policy, vm_target};
+use crate::problem::{ErrorCode, Field, Problem, Step, Target};
+
+/// What a policy write needs to know: the version asked for, and what is stored now.
+#[derive(Debug, Clone)]
+pub struct PutPolicy<'a> {
+    pub policy: Policy,
+    pub precondition: Option<&'a Precondition>,
+    /// The version stored now, if any.
+    pub stored: Option<&'a StoredPolicy>,
+    /// The machines the new version names that are in the inventory.
+    pub inventory: &'a [Vm],
+    /// The policy each machine the new version names is in now.
+    pub holders: &'a [(VmId, PolicyId)],
+    /// The live grants made under the stored version.
+    pub live: &'a [LiveGrant],
+    pub limits: &'a Limits,
+    /// The entity tag the new version gets.
+    pub etag: String,
+}
+
+/// A policy version to store, and the live grants it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyWritePlan {
+    pub stored: StoredPolicy,
+    /// No version was stored before.
+    pub created: bool,
+    pub end: Vec<GrantEnd>,
+}
+
+/// A policy write: refused if `If-Match` names another version, if the policy breaks a rule
+/// ([`validate_policy`]), or if it names a machine another policy holds (a machine is in at most one
+/// policy: two would disagree on its ports). Live grants the new version no longer allows end, so that
+/// tightening a policy never leaves a port open wider or longer than it now permits.
+pub fn plan_put(input: PutPolicy<'_>) -> Result<PolicyWritePlan, Problem> {
+    let PutPolicy { policy, precondition, stored, inventory, holders, live, limits, etag } = input;
+    check_precondition(precondition, stored.map(|s| s.etag.as_str()), &format!("JIT policy '{}'", policy.id.name))?;
+    validate_policy(&policy, limits, |id| inventory.iter().find(|vm| vm.id == *id))?;
+    for (i, vm_policy) in policy.vms.iter().enumerate() {
+        if let Some((_, other)) = holders.iter().find(|(vm, other)| *vm == vm_policy.vm && *other != policy.id) {
+            return Err(Problem::at(
+                ErrorCode::VirtualMachineInAnotherPolicy,
+                vm_target(i).field(Field::Id),
+                format!(
+                    "virtual machine '{}' is already configured in JIT policy '{other}'; edit or remove that policy first",
+                    vm_policy.vm
+                ),
+            )
+            .about(&vm_policy.vm));
+        }
+    }
+    let end = live
+        .iter()
+        .filter(|g| !grant_still_allowed(&policy, &g.vm, &g.grant, g.start))
+        .map(|g| g.end(StatusReason::UserRequested))
+        .collect();
+    Ok(PolicyWritePlan { stored: StoredPolicy { policy, etag }, created: stored.is_none(), end })
+}
+
+/// Deleting a policy ends all its live grants. `None`: there is no such policy (and nothing to do).
+pub fn plan_delete(
+    stored: Option<&StoredPolicy>,
+    precondition: Option<&Precondition>,
+    live: &[LiveGrant],
+) -> Result<Option<Vec<GrantEnd>>, Problem> {
+    let what = match stored {
+        Some(s) => format!("JIT policy '{}'", s.policy.id.name),
+        None => "the JIT policy".to_owned(),
+    };
+    check_precondition(precondition, stored.map(|s| s.etag.as_str()), &what)?;
+    Ok(stored.map(|_| live.iter().map(|g| g.end(StatusReason::UserRequested)).collect()))
+}
+
+/// The policy an enable puts `vm` in: the one named `name` in the machine's resource group and location.
+pub fn enable_target(vm: &Vm, name: &PolicyName) -> PolicyId {
+    PolicyId {
+        subscription: vm.id.subscription.clone(),
+        resource_group: vm.id.resource_group.clone(),
+        location: vm.location.clone(),
+        name: name.clone(),
+    }
+}
+
+/// What enabling JIT on machines needs to know.
+#[derive(Debug, Clone)]
+pub struct Enable<'a> {
+    /// The machines to enable, as asked (the body's `virtualMachines`).
+    pub vms: &'a [VmId],
+    /// Every machine named and every machine of the policies they go into, as far as they are in the
+    /// inventory.
+    pub inventory: &'a [Vm],
+    /// The policy each of those machines is in now.
+    pub holders: &'a [(VmId, PolicyId)],
+    /// The policies the machines go into ([`enable_target`]) that exist.
+    pub stored: &'a [StoredPolicy],
+    /// The live grants of those policies.
+    pub live: &'a [LiveGrant],
+    pub name: &'a PolicyName,
+    /// The ports for every machine (the body's `ports`); `None`: each machine's OS defaults.
+    pub ports: Option<&'a [PortRule]>,
+    pub limits: &'a Limits,
+    /// Entity tags for the policies written, one per machine at least.
+    pub etags: Vec<String>,
+}
+
+/// Enabling JIT, Azure's way: each machine joins the policy `name` of its resource group and location
+/// (created if needed) with `ports` or its OS defaults. All or none: a machine that is not in the
+/// inventory or already in a policy refuses the whole request, and the problem names it
+/// (`virtualMachines[i]`, or `ports[j]` for a port every machine would get).
+pub fn plan_enable(input: Enable<'_>) -> Result<Vec<PolicyWritePlan>, Problem> {
+    let Enable { vms, inventory, holders, stored, live, name, ports, limits, mut etags } = input;
+    if vms.is_empty() {
+        return Err(Problem::at(ErrorCode::InvalidPolicy, Target::of(Field::VirtualMachines), "name at least one virtual machine"));
+    }
+    let mut policies: Vec<Policy> = Vec::new();
+    for (i, id) in vms.iter().enumerate() {
+        let target = Target::of(Field::VirtualMachines).at(i);
+        let Some(vm) = inventory.iter().find(|vm| vm.id == *id) else {
+            return Err(
+                Problem::at(ErrorCode::VirtualMachineNotFound, target, format!("virtual machine '{id}' is not in the inventory")).about(id)
+            );
+        };
+        if let Some((_, other)) = holders.iter().find(|(held, _)| held == id) {
+            return Err(Problem::at(
+                ErrorCode::VirtualMachineInAnotherPolicy,
+                target,
+                format!("JIT is already enabled on '{}' by policy '{other}'; edit that policy instead", id.name),
+            )
+            .about(id));
+        }
+        let policy_id = enable_target(vm, name);
+        let at = match policies.iter().position(|p| p.id == policy_id) {
+            Some(at) => at,
+            None => {
+                policies.push(match stored.iter().find(|s| s.policy.id == policy_id) {
+                    Some(s) => s.policy.clone(),
+                    None => Policy { id: policy_id, kind: Some("Basic".into()), vms: Vec::new(), cut_connections_on_revoke: false },
+                });
+                policies.len() - 1
+            }
+        };
+        let rules = ports.map(<[PortRule]>::to_vec).unwrap_or_else(|| default_ports(vm.os));
+        policies[at].vms.push(VmPolicy { vm: id.clone(), ports: rules, public_ip: None });
+    }
+    let mut plans = Vec::with_capacity(policies.len());
+    for policy in policies {
+        let current = stored.iter().find(|s| s.policy.id == policy.id);
+        let grants: Vec<LiveGrant> = live.iter().filter(|g| g.policy == policy.id).cloned().collect();
+        let etag = etags.pop().unwrap_or_default();
+        let put = PutPolicy { policy, precondition: None, stored: current, inventory, holders, live: &grants, limits, etag };
+        plans.push(plan_put(put).map_err(|p| in_enable_body(p, vms, ports.is_some()))?);
+    }
+    Ok(plans)
+}
+
+/// A problem found in a policy an enable builds, pointed at the enable's body: a port of `ports` when
+/// the port came from there, else the machine it concerns.
+fn in_enable_body(mut problem: Problem, vms: &[VmId], custom_ports: bool) -> Problem {
+    let port = problem.target.as_ref().and_then(|t| match t.steps() {
+        [Step::Field(Field::Properties), Step::Field(Field::VirtualMachines), Step::At(_), Step::Field(Field::Ports), rest @ ..] => {
+            Some(rest.to_vec())
+        }
+        _ => None,
+    });
+    problem.target = match (port, &problem.machine) {
+        (Some(rest), _) if custom_ports => Some(rest.iter().fold(Target::of(Field::Ports), |t, step| match step {
+            Step::Field(f) => t.field(*f),
+            Step::At(n) => t.at(*n),
+        })),
+        (_, Some(machine)) => vms.iter().position(|vm| *vm == **machine).map(|i| Target::of(Field::VirtualMachines).at(i)),
+        _ => None,
+    };
+    problem
+}
