@@ -140,3 +140,123 @@ pub fn plan_revoke(policy: &Policy, targets: &[(VmId, Vec<u16>)], live: &[LiveGr
     };
     Ok(RevokePlan { end: ended.iter().map(|g| g.end(StatusReason::UserRequested)).collect(), cuts })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AccessDuration;
+    use crate::ids::PolicyId;
+    use crate::initiate::{EndSpec, GrantStatus, PortAsk, VmAsk};
+    use crate::policy::{PortRule, VmPolicy};
+    use crate::prefix::SourcePrefix;
+    use time::macros::datetime;
+
+    const SUB: &str = "20ff7fc3-e762-44dd-bd96-b71116dcdc23";
+    const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
+
+    fn vm(name: &str) -> VmId {
+        format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/{name}").parse().unwrap()
+    }
+
+    fn policy(name: &str, vms: &[&str], cut: bool) -> Policy {
+        let rule = |number| PortRule {
+            number,
+            protocol: Protocol::Tcp,
+            sources: Sources::One(SourcePrefix::Any),
+            max_duration: AccessDuration::from_seconds(3600),
+        };
+        Policy {
+            id: format!(
+                "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Security/locations/local/jitNetworkAccessPolicies/{name}"
+            )
+            .parse::<PolicyId>()
+            .unwrap(),
+            kind: None,
+            vms: vms.iter().map(|v| VmPolicy { vm: vm(v), ports: vec![rule(22), rule(3389)], public_ip: None }).collect(),
+            cut_connections_on_revoke: cut,
+        }
+    }
+
+    fn draft(asks: &[(&str, &[u16])]) -> InitiateDraft {
+        let port = |number| PortAsk { number, end: EndSpec::For(AccessDuration::from_seconds(600)), sources: None };
+        InitiateDraft {
+            vms: asks.iter().map(|(v, ports)| VmAsk { vm: vm(v), ports: ports.iter().map(|&n| port(n)).collect() }).collect(),
+            justification: None,
+        }
+    }
+
+    fn live(policy: &Policy, request: &str, on: &str, port: u16) -> LiveGrant {
+        LiveGrant {
+            request_id: request.into(),
+            requestor: "bob".into(),
+            policy: policy.id.clone(),
+            start: NOW - time::Duration::minutes(5),
+            vm: vm(on),
+            grant: crate::initiate::Grant {
+                number: port,
+                protocol: Protocol::Tcp,
+                sources: Sources::One(SourcePrefix::Any),
+                end: NOW + time::Duration::minutes(5),
+                status: GrantStatus::Initiated,
+                reason: StatusReason::UserRequested,
+                mapped_port: None,
+            },
+        }
+    }
+
+    fn caller() -> Caller {
+        Caller { principal_id: "p".into(), name: "alice".into(), addr: "10.0.0.1".parse().unwrap() }
+    }
+
+    /// The request IDs and ports each case's plan ends, or the refused machine and target.
+    fn check(parts: &[(&Policy, InitiateDraft)], live: &[LiveGrant], expected: Result<&[(&str, u16)], (&str, &str)>) {
+        let parts: Vec<InitiatePart<'_>> =
+            parts.iter().enumerate().map(|(i, (p, d))| InitiatePart { policy: p, draft: d, request_id: format!("new{i}") }).collect();
+        match (plan_initiates(&parts, &caller(), NOW, live), expected) {
+            (Ok(plan), Ok(ended)) => {
+                let got: Vec<(&str, u16)> = plan.supersede.iter().map(|e| (e.request_id.as_str(), e.port)).collect();
+                assert_eq!(got, ended);
+                assert!(plan.supersede.iter().all(|e| e.reason == StatusReason::NewerRequestInitiated));
+                assert_eq!(plan.requests.len(), parts.len());
+            }
+            (Err(p), Err((machine, target))) => {
+                assert_eq!(p.machine.as_deref(), Some(&vm(machine)), "{p}");
+                assert_eq!(p.target.as_ref().map(ToString::to_string).as_deref(), Some(target), "{p}");
+            }
+            (got, want) => panic!("got {got:?}, expected {want:?}"),
+        }
+    }
+
+    #[test]
+    fn initiates_supersede_and_refuse_whole() {
+        let (a, b) = (policy("a", &["vm1", "vm2"], false), policy("b", &["vm3"], false));
+        let old = [live(&a, "r1", "vm1", 22), live(&a, "r2", "vm1", 3389), live(&b, "r3", "vm3", 22)];
+        check(&[(&a, draft(&[("vm1", &[22])]))], &old, Ok(&[("r1", 22)]));
+        check(&[(&a, draft(&[("vm1", &[22, 3389])])), (&b, draft(&[("vm3", &[22])]))], &old, Ok(&[("r1", 22), ("r2", 3389), ("r3", 22)]));
+        check(&[(&a, draft(&[("vm2", &[22])]))], &old, Ok(&[]));
+        // The second part refuses all; the machine refused is named, the target is within its part.
+        check(&[(&a, draft(&[("vm1", &[22])])), (&b, draft(&[("vm3", &[80])]))], &old, Err(("vm3", "VirtualMachines[0].Ports[0].Number")));
+        check(&[(&a, draft(&[("vm1", &[22])])), (&b, draft(&[("vm1", &[22])]))], &old, Err(("vm1", "VirtualMachines[0].Id")));
+        check(&[(&a, draft(&[("vm1", &[22]), ("vm2", &[23])]))], &old, Err(("vm2", "VirtualMachines[1].Ports[0].Number")));
+    }
+
+    #[test]
+    fn revokes_end_only_what_they_name() {
+        let (a, b) = (policy("a", &["vm1", "vm2"], true), policy("b", &["vm3"], false));
+        let old = [live(&a, "r1", "vm1", 22), live(&a, "r2", "vm2", 22), live(&b, "r3", "vm3", 22), live(&a, "r4", "vm1", 3389)];
+        let plan = plan_revoke(&a, &[(vm("vm1"), vec![22]), (vm("vm2"), vec![22, 3389])], &old).unwrap();
+        assert_eq!(plan.end.iter().map(|e| (e.request_id.as_str(), e.port)).collect::<Vec<_>>(), [("r1", 22), ("r2", 22)]);
+        assert_eq!(plan.cuts.iter().map(|c| c.request_id.as_str()).collect::<Vec<_>>(), ["r1", "r2"], "the policy cuts connections");
+        assert!(plan_revoke(&b, &[(vm("vm3"), vec![22])], &old).unwrap().cuts.is_empty());
+        for (targets, machine, target) in [
+            (vec![(vm("vm1"), vec![22]), (vm("vm3"), vec![22])], "vm3", "VirtualMachines[1].Id"),
+            (vec![(vm("vm1"), vec![22]), (vm("vm1"), vec![3389])], "vm1", "VirtualMachines[1].Id"),
+            (vec![(vm("vm2"), vec![80])], "vm2", "VirtualMachines[0].Ports[0].Number"),
+            (vec![(vm("vm2"), vec![22, 22])], "vm2", "VirtualMachines[0].Ports[1].Number"),
+            (vec![(vm("vm2"), vec![])], "vm2", "VirtualMachines[0].Ports"),
+        ] {
+            let p = plan_revoke(&a, &targets, &old).unwrap_err();
+            assert_eq!((p.machine.as_deref(), p.target.map(|t| t.to_string())), (Some(&vm(machine)), Some(target.to_owned())));
+        }
+    }
+}

@@ -178,3 +178,121 @@ fn in_enable_body(mut problem: Problem, vms: &[VmId], custom_ports: bool) -> Pro
     };
     problem
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AccessDuration;
+    use crate::initiate::{Grant, GrantStatus};
+    use crate::inventory::{EnforcementPoint, OsType};
+    use crate::policy::Protocol;
+    use crate::prefix::{SourcePrefix, Sources};
+    use time::OffsetDateTime;
+    use time::macros::datetime;
+
+    const SUB: &str = "20ff7fc3-e762-44dd-bd96-b71116dcdc23";
+    const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
+
+    fn vm(name: &str) -> VmId {
+        format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/{name}").parse().unwrap()
+    }
+
+    fn id(name: &str) -> PolicyId {
+        format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Security/locations/local/jitNetworkAccessPolicies/{name}")
+            .parse()
+            .unwrap()
+    }
+
+    fn inventory(names: &[&str]) -> Vec<Vm> {
+        names
+            .iter()
+            .map(|n| Vm {
+                id: vm(n),
+                location: "local".parse().unwrap(),
+                os: OsType::Linux,
+                private_addresses: vec![],
+                enforcement: EnforcementPoint::None,
+            })
+            .collect()
+    }
+
+    fn policy(name: &str, vms: &[&str], sources: &str) -> Policy {
+        let rule = PortRule {
+            number: 22,
+            protocol: Protocol::Tcp,
+            sources: Sources::One(sources.parse::<SourcePrefix>().unwrap()),
+            max_duration: AccessDuration::from_seconds(3600),
+        };
+        Policy {
+            id: id(name),
+            kind: None,
+            vms: vms.iter().map(|v| VmPolicy { vm: vm(v), ports: vec![rule.clone()], public_ip: None }).collect(),
+            cut_connections_on_revoke: false,
+        }
+    }
+
+    fn live(request: &str, from: &str) -> LiveGrant {
+        LiveGrant {
+            request_id: request.into(),
+            requestor: "bob".into(),
+            policy: id("p"),
+            start: NOW,
+            vm: vm("vm1"),
+            grant: Grant {
+                number: 22,
+                protocol: Protocol::Tcp,
+                sources: Sources::One(from.parse().unwrap()),
+                end: NOW + time::Duration::minutes(30),
+                status: GrantStatus::Initiated,
+                reason: crate::initiate::StatusReason::UserRequested,
+                mapped_port: None,
+            },
+        }
+    }
+
+    /// The grants a write of `new` over `stored` ends, or the code and target that refuse it.
+    fn check(new: Policy, stored: Option<&StoredPolicy>, precondition: Option<Precondition>, expected: Result<&[&str], (&str, &str)>) {
+        let inventory = inventory(&["vm1", "vm2"]);
+        let holders = [(vm("vm2"), id("other"))];
+        let live = [live("r1", "10.1.2.3"), live("r2", "192.168.1.1")];
+        let input = PutPolicy {
+            policy: new,
+            precondition: precondition.as_ref(),
+            stored,
+            inventory: &inventory,
+            holders: &holders,
+            live: &live,
+            limits: &Limits::default(),
+            etag: "new".into(),
+        };
+        match (plan_put(input), expected) {
+            (Ok(plan), Ok(ended)) => {
+                assert_eq!(plan.end.iter().map(|e| e.request_id.as_str()).collect::<Vec<_>>(), ended);
+                assert_eq!((plan.stored.etag.as_str(), plan.created), ("new", stored.is_none()));
+            }
+            (Err(p), Err((code, target))) => {
+                assert_eq!(p.code.as_str(), code, "{p}");
+                assert_eq!(p.target.map(|t| t.to_string()).unwrap_or_default(), target);
+            }
+            (got, want) => panic!("got {got:?}, expected {want:?}"),
+        }
+    }
+
+    #[test]
+    fn policy_writes() {
+        let stored = StoredPolicy { policy: policy("p", &["vm1"], "*"), etag: "v1".into() };
+        let tags = |t: &str| Some(Precondition::OneOf(vec![t.to_owned()]));
+        check(policy("p", &["vm1"], "*"), Some(&stored), None, Ok(&[]));
+        check(policy("p", &["vm1"], "10.0.0.0/8"), Some(&stored), tags("v1"), Ok(&["r2"]));
+        check(policy("p", &["vm1"], "*"), Some(&stored), tags("v0"), Err(("PreconditionFailed", "")));
+        check(policy("p", &["vm1"], "*"), None, Some(Precondition::Absent), Ok(&[]));
+        check(
+            policy("p", &["vm1", "vm2"], "*"),
+            Some(&stored),
+            None,
+            Err(("VirtualMachineInAnotherPolicy", "Properties.VirtualMachines[1].Id")),
+        );
+        check(policy("p", &["vm1", "vm3"], "*"), Some(&stored), None, Err(("VirtualMachineNotFound", "Properties.VirtualMachines[1].Id")));
+        check(policy("p", &[], "*"), Some(&stored), None, Err(("InvalidPolicy", "Properties.VirtualMachines")));
+    }
+}

@@ -1,8 +1,6 @@
-//! The queries behind the dashboard's activity log, timeline and 7-day chart, on a real file: the
-//! activity log's filters (operation, result, paging, scopes) done in SQL, grants over a window of
-//! time with their revocation times, approved requests per day, and the upgrade that adds them.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
+//! The queries behind the dashboard's activity log, timeline and 7-day chart: the activity log's
+//! filters (operation, result, paging, scopes) done in the query, grants over a window of time with
+//! their revocation times, approved requests per day.
 use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
@@ -15,10 +13,9 @@ use ajar_domain::inventory::OsType;
 use ajar_domain::policy::default_ports;
 use ajar_domain::status::RECENT_DAYS;
 use ajar_domain::{AccessDuration, PolicyId, VmId};
-use ajar_store::{InitiatePart, SqliteStore, Store};
+use ajar_store::{InitiatePart, Store};
 
-mod common;
-use common::{SUB, vm_id};
+use crate::{Place, SUB, fresh};
 
 fn audit(operation: &'static str, resource: &str, subjects: Vec<String>) -> Audit {
     Audit {
@@ -43,13 +40,13 @@ fn caller() -> Caller {
 
 /// A machine in resource group `rg`, in a policy of that group with the Linux and Windows defaults (22,
 /// 3389; 3 hours).
-async fn add_machine(store: &SqliteStore, rg: &str, name: &str) -> (PolicyId, VmId) {
+async fn add_machine(store: &dyn Store, rg: &str, name: &str) -> (PolicyId, VmId) {
     let mut ports = default_ports(OsType::Linux);
     ports.extend(default_ports(OsType::Windows));
-    common::add_machine(store, rg, name, ports).await
+    crate::add_machine(store, rg, name, ports).await
 }
 
-async fn open(store: &SqliteStore, policy: &PolicyId, vm: &VmId, port: u16, seconds: i64) -> Result<(), ajar_store::StoreError> {
+async fn open(store: &dyn Store, policy: &PolicyId, vm: &VmId, port: u16, seconds: i64) -> Result<(), ajar_store::StoreError> {
     let draft = InitiateDraft {
         vms: vec![VmAsk {
             vm: vm.clone(),
@@ -65,14 +62,12 @@ fn ops(entries: &[ActivityEntry]) -> Vec<(&str, &str)> {
     entries.iter().map(|e| (e.operation.as_str(), e.outcome.as_str())).collect()
 }
 
-#[tokio::test]
-async fn the_activity_log_is_filtered_and_paged_in_the_query() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::bootstrapped(dir.path()).await;
-    let (policy, vm1) = add_machine(&store, "rg", "vm1").await;
-    let (_, vm2) = add_machine(&store, "Ünïcode", "vm2").await;
-    open(&store, &policy, &vm1, 22, 600).await.unwrap();
-    assert!(open(&store, &policy, &vm1, 80, 600).await.is_err(), "port 80 is not in the policy");
+pub async fn the_activity_log_is_filtered_and_paged_in_the_query(place: &dyn Place) {
+    let store = fresh(place).await;
+    let (policy, vm1) = add_machine(&*store, "rg", "vm1").await;
+    let (_, vm2) = add_machine(&*store, "Ünïcode", "vm2").await;
+    open(&*store, &policy, &vm1, 22, 600).await.unwrap();
+    assert!(open(&*store, &policy, &vm1, 80, 600).await.is_err(), "port 80 is not in the policy");
     store.record(audit(a::ACTIVITY_READ, "/", Vec::new()), Outcome::Failed { code: "AuthorizationFailed".into() }).await.unwrap();
     let all = store.activity(ActivityQuery::default()).await.unwrap();
     assert_eq!(all.len(), 7, "{:?}", ops(&all));
@@ -149,17 +144,15 @@ fn lanes(history: &GrantHistory) -> Vec<(String, u16)> {
     history.spans.iter().map(|s| (s.vm.name.to_string(), s.grant.number)).collect()
 }
 
-#[tokio::test]
-async fn grants_over_a_window_with_when_they_ended() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::bootstrapped(dir.path()).await;
-    let (policy, vm1) = add_machine(&store, "rg", "vm1").await;
-    let (other_policy, vm2) = add_machine(&store, "rg2", "vm2").await;
+pub async fn grants_over_a_window_with_when_they_ended(place: &dyn Place) {
+    let store = fresh(place).await;
+    let (policy, vm1) = add_machine(&*store, "rg", "vm1").await;
+    let (other_policy, vm2) = add_machine(&*store, "rg2", "vm2").await;
     let before = OffsetDateTime::now_utc();
-    open(&store, &policy, &vm1, 22, 600).await.unwrap();
-    open(&store, &policy, &vm1, 22, 3600).await.unwrap();
-    open(&store, &policy, &vm1, 3389, 1200).await.unwrap();
-    open(&store, &other_policy, &vm2, 22, 3 * 3600).await.unwrap();
+    open(&*store, &policy, &vm1, 22, 600).await.unwrap();
+    open(&*store, &policy, &vm1, 22, 3600).await.unwrap();
+    open(&*store, &policy, &vm1, 3389, 1200).await.unwrap();
+    open(&*store, &other_policy, &vm2, 22, 3 * 3600).await.unwrap();
     assert_eq!(
         store.revoke(&policy, vec![(vm1.clone(), vec![3389])], audit(a::JIT_REVOKE, &policy.to_string(), vec![vm1.key()])).await.unwrap(),
         1
@@ -202,55 +195,17 @@ async fn grants_over_a_window_with_when_they_ended() {
     assert!(store.grants_between(window.0, window.1, Some(Vec::new()), 100).await.unwrap().spans.is_empty());
 }
 
-#[tokio::test]
-async fn approved_requests_are_counted_per_day_and_sum_to_the_week() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::bootstrapped(dir.path()).await;
-    let (policy, vm1) = add_machine(&store, "rg", "vm1").await;
+pub async fn approved_requests_are_counted_per_day_and_sum_to_the_week(place: &dyn Place) {
+    let store = fresh(place).await;
+    let (policy, vm1) = add_machine(&*store, "rg", "vm1").await;
     let fresh = store.vm_status(&vm1).await.unwrap().unwrap();
     assert_eq!(fresh.requests_by_day.map(|(_, n)| n), [0; RECENT_DAYS]);
-    open(&store, &policy, &vm1, 22, 600).await.unwrap();
-    open(&store, &policy, &vm1, 3389, 600).await.unwrap();
-    assert!(open(&store, &policy, &vm1, 80, 600).await.is_err(), "a refused request is not approved");
+    open(&*store, &policy, &vm1, 22, 600).await.unwrap();
+    open(&*store, &policy, &vm1, 3389, 600).await.unwrap();
+    assert!(open(&*store, &policy, &vm1, 80, 600).await.is_err(), "a refused request is not approved");
     let status = store.vm_status(&vm1).await.unwrap().unwrap();
     let today = OffsetDateTime::now_utc().date();
     assert_eq!(status.requests_by_day[RECENT_DAYS - 1], (today, 2));
     assert_eq!(status.requests_last_7_days(), 2);
     assert_eq!(status.requests_by_day[0].0, today - Duration::days(RECENT_DAYS as i64 - 1));
-}
-
-#[tokio::test]
-async fn upgrading_a_version_4_database_keeps_when_superseded_grants_ended() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ajar.db");
-    ajar_store::create_database_at_version(&path, 4).unwrap();
-    let vm = vm_id("rg", "vm1");
-    let now = OffsetDateTime::now_utc();
-    let ns = |t: OffsetDateTime| t.unix_timestamp_nanos() as i64;
-    let (first, second) = (now - Duration::hours(30), now - Duration::hours(29));
-    {
-        let db = rusqlite::Connection::open(&path).unwrap();
-        db.execute_batch(&format!(
-            "INSERT INTO access_requests (seq, id, policy_uid, policy_id, requestor, principal_id, start_ns) VALUES
-                 (1, 'r1', 'u', 'p', 'alice', 'a', {}), (2, 'r2', 'u', 'p', 'bob', 'b', {});
-             INSERT INTO grants (request_seq, vm_key, vm_id, vm_ord, port_ord, number, protocol, sources, sources_is_list, end_ns, status, reason) VALUES
-                 (1, '{key}', '{vm}', 0, 0, 22, 'TCP', '*', 0, {}, 'Revoked', 'NewerRequestInitiated'),
-                 (2, '{key}', '{vm}', 0, 0, 22, 'TCP', '*', 0, {}, 'Revoked', 'Expired');",
-            ns(first),
-            ns(second),
-            ns(first + Duration::hours(3)),
-            ns(second + Duration::hours(24)),
-            key = vm.key(),
-            vm = vm,
-        ))
-        .unwrap();
-    }
-    let store = SqliteStore::open(&path).unwrap();
-    // The window starts after both began: the 24-hour grant reaches into it only because the longest
-    // grant on record bounds how far back the query looks.
-    let history = store.grants_between(now - Duration::hours(6), now, None, 10).await.unwrap();
-    assert_eq!(history.spans.iter().map(|s| s.requestor.as_str()).collect::<Vec<_>>(), ["bob"]);
-    let earlier = store.grants_between(now - Duration::hours(31), now, None, 10).await.unwrap();
-    let alice = earlier.spans.iter().find(|s| s.requestor == "alice").unwrap();
-    assert_eq!((alice.state_at(now), alice.closed()), (SpanState::Superseded, second));
 }

@@ -1,9 +1,5 @@
-//! Principals, tokens, role definitions and role assignments in the SQLite
-//! store, on a real file: the upgrade from schema 3, every refusal by its code,
-//! the last-Owner guard, the access version and the activity log.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::sync::Arc;
+//! Principals, tokens, role definitions and role assignments: every refusal by its code, the
+//! last-Owner guard, the access version and the activity log.
 
 use time::OffsetDateTime;
 
@@ -11,12 +7,10 @@ use ajar_domain::access::builtin::{CONTRIBUTOR_ID, OWNER_ID, READER_ID};
 use ajar_domain::access::{RoleAssignment, RoleDefinition, RoleKind, Scope, builtin_roles};
 use ajar_domain::activity::{ActivityQuery, Audit, Outcome, actions as a};
 use ajar_store::{
-    AssignmentFilter, NewPrincipal, NewToken, OidcLink, Principal, PrincipalKind, PutOutcome, SqliteStore, Store, StoreError, StoreResult,
-    TokenPurpose,
+    AssignmentFilter, NewPrincipal, NewToken, OidcLink, Principal, PrincipalKind, PutOutcome, Store, StoreError, StoreResult, TokenPurpose,
 };
 
-mod common;
-use common::{ADMIN_TOKEN, JOIN_TOKEN, SUB};
+use crate::{ADMIN_TOKEN, Place, SUB, fresh};
 
 const OTHER_SUB: &str = "5b1c4a0e-6a0e-4d8e-9a53-0d3f1f6b1e22";
 const CUSTOM_ID: &str = "0f4b5b0e-9b0e-4a57-9d6b-0f0c7a1f2b3c";
@@ -34,11 +28,7 @@ fn audit(operation: &'static str) -> Audit {
     }
 }
 
-async fn open(dir: &std::path::Path) -> Arc<SqliteStore> {
-    common::bootstrapped(dir).await
-}
-
-async fn admin(store: &SqliteStore) -> Principal {
+async fn admin(store: &dyn Store) -> Principal {
     store.principal_for_token(ADMIN_TOKEN, TokenPurpose::Api).await.unwrap().unwrap()
 }
 
@@ -82,11 +72,9 @@ fn custom_role(id: &str, name: &str, scopes: &[&str]) -> RoleDefinition {
     }
 }
 
-#[tokio::test]
-async fn bootstrap_makes_the_admin_owner_at_the_root() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
-    let admin = admin(&store).await;
+pub async fn bootstrap_makes_the_admin_owner_at_the_root(place: &dyn Place) {
+    let store = fresh(place).await;
+    let admin = admin(&*store).await;
     assert_eq!((admin.name.as_str(), admin.kind), ("admin", PrincipalKind::User));
     let snapshot = store.access_snapshot().await.unwrap();
     assert_eq!(snapshot.version, store.access_version());
@@ -100,50 +88,8 @@ async fn bootstrap_makes_the_admin_owner_at_the_root() {
     assert!(tokens.iter().all(|t| t.id.starts_with("tok_") && t.revoked.is_none() && t.expires.is_none()));
 }
 
-#[tokio::test]
-async fn upgrading_a_version_3_database_makes_api_principals_owners() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ajar.db");
-    ajar_store::create_database_at_version(&path, 3).unwrap();
-    {
-        let db = rusqlite::Connection::open(&path).unwrap();
-        let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(version, 3);
-        db.execute_batch(&format!(
-            "INSERT INTO settings VALUES ('subscription', '{SUB}'), ('resource_group', 'rg'), ('location', 'local');
-             INSERT INTO subscriptions VALUES ('{SUB}', 't', 1);
-             INSERT INTO principals VALUES ('p-admin', 'admin', 'user', 1), ('p-join', 'agent-enrolment', 'service', 1),
-                 ('p-none', 'no tokens', 'user', 1);
-             INSERT INTO tokens (hash, principal_id, purpose, created_ns) VALUES
-                 (x'{}', 'p-admin', 'api', 1), (x'{}', 'p-join', 'join', 1);",
-            "01".repeat(32),
-            "02".repeat(32)
-        ))
-        .unwrap();
-    }
-    let store = SqliteStore::open(&path).unwrap();
-    let assignments = store.list_role_assignments(AssignmentFilter::default()).await.unwrap();
-    assert_eq!(assignments.len(), 1, "{assignments:?}");
-    assert_eq!((assignments[0].principal_id.as_str(), assignments[0].role_id.as_str()), ("p-admin", OWNER_ID));
-    assert!(assignments[0].scope.is_root());
-    assert!(ajar_domain::access::role::is_guid(&assignments[0].id), "{}", assignments[0].id);
-    // Existing tokens got IDs and names, and still work.
-    let tokens = store.list_tokens(None).await.unwrap();
-    assert_eq!(tokens.len(), 2);
-    assert!(tokens.iter().all(|t| t.id.len() == 36 && t.id.starts_with("tok_")), "{tokens:?}");
-    assert_eq!(admin(&store).await.id, "p-admin");
-    assert!(store.principal_for_token(JOIN_TOKEN, TokenPurpose::Join).await.unwrap().is_some());
-    // The guard holds on the upgraded database too.
-    assert_eq!(code(store.delete_principal("p-admin", audit(a::PRINCIPALS_DELETE)).await), "LastOwner");
-    let principals = store.list_principals().await.unwrap();
-    let names: Vec<_> = principals.iter().map(|p| (p.principal.name.as_str(), p.live_tokens)).collect();
-    assert_eq!(names, [("admin", 1), ("agent-enrolment", 1), ("no tokens", 0)]);
-}
-
-#[tokio::test]
-async fn principals_are_created_listed_found_and_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+pub async fn principals_are_created_listed_found_and_deleted(place: &dyn Place) {
+    let store = fresh(place).await;
     let alice = store
         .create_principal(
             NewPrincipal {
@@ -196,10 +142,8 @@ async fn principals_are_created_listed_found_and_deleted() {
     store.create_principal(user("robot"), audit(a::PRINCIPALS_WRITE)).await.unwrap();
 }
 
-#[tokio::test]
-async fn tokens_are_created_listed_revoked_and_expire() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+pub async fn tokens_are_created_listed_revoked_and_expire(place: &dyn Place) {
+    let store = fresh(place).await;
     let bob = store.create_principal(user("bob"), audit(a::PRINCIPALS_WRITE)).await.unwrap();
     let laptop = store.create_token(token(&bob.id, 10, "laptop"), audit(a::PRINCIPAL_TOKENS_WRITE)).await.unwrap();
     assert!(laptop.id.starts_with("tok_"));
@@ -248,10 +192,8 @@ async fn tokens_are_created_listed_revoked_and_expire() {
     assert_eq!(listed.iter().map(|t| t.revoked.is_some()).collect::<Vec<_>>(), [true, false]);
 }
 
-#[tokio::test]
-async fn custom_role_definitions_are_put_listed_and_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+pub async fn custom_role_definitions_are_put_listed_and_deleted(place: &dyn Place) {
+    let store = fresh(place).await;
     let role = custom_role(CUSTOM_ID, "JIT operator", &["/"]);
     assert_eq!(store.put_role_definition(role.clone(), audit(a::ROLE_DEFINITIONS_WRITE)).await.unwrap(), PutOutcome::Created);
     let changed =
@@ -285,7 +227,7 @@ async fn custom_role_definitions_are_put_listed_and_deleted() {
     }
 
     assert_eq!(code(store.delete_role_definition(OWNER_ID, audit(a::ROLE_DEFINITIONS_DELETE)).await), "InvalidRoleDefinition");
-    let admin = admin(&store).await;
+    let admin = admin(&*store).await;
     let held = assignment(&guid(1), &admin.id, CUSTOM_ID, &format!("/subscriptions/{SUB}"));
     store.create_role_assignment(held, audit(a::ROLE_ASSIGNMENTS_WRITE)).await.unwrap();
     assert_eq!(code(store.delete_role_definition(CUSTOM_ID, audit(a::ROLE_DEFINITIONS_DELETE)).await), "RoleDefinitionHasAssignments");
@@ -295,10 +237,8 @@ async fn custom_role_definitions_are_put_listed_and_deleted() {
     assert_eq!(store.get_role_definition(CUSTOM_ID).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn role_assignments_are_created_listed_and_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+pub async fn role_assignments_are_created_listed_and_deleted(place: &dyn Place) {
+    let store = fresh(place).await;
     let bob = store.create_principal(user("bob"), audit(a::PRINCIPALS_WRITE)).await.unwrap();
     let carol = store.create_principal(user("carol"), audit(a::PRINCIPALS_WRITE)).await.unwrap();
     store
@@ -375,10 +315,8 @@ async fn role_assignments_are_created_listed_and_deleted() {
     assert_eq!(store.get_role_assignment(&guid(3)).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn deleting_a_principal_ends_its_tokens_and_assignments() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+pub async fn deleting_a_principal_ends_its_tokens_and_assignments(place: &dyn Place) {
+    let store = fresh(place).await;
     let bob = store.create_principal(user("bob"), audit(a::PRINCIPALS_WRITE)).await.unwrap();
     store.create_token(token(&bob.id, 20, "one"), audit(a::PRINCIPAL_TOKENS_WRITE)).await.unwrap();
     store.create_token(token(&bob.id, 21, "two"), audit(a::PRINCIPAL_TOKENS_WRITE)).await.unwrap();
@@ -398,11 +336,9 @@ async fn deleting_a_principal_ends_its_tokens_and_assignments() {
     assert_eq!(details, [("deletedTokens", "2"), ("deletedRoleAssignments", "2")]);
 }
 
-#[tokio::test]
-async fn the_last_owner_at_the_root_cannot_be_removed() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
-    let admin = admin(&store).await;
+pub async fn the_last_owner_at_the_root_cannot_be_removed(place: &dyn Place) {
+    let store = fresh(place).await;
+    let admin = admin(&*store).await;
     let owner_assignment = store.list_role_assignments(AssignmentFilter::default()).await.unwrap()[0].id.clone();
     assert_eq!(code(store.delete_principal(&admin.id, audit(a::PRINCIPALS_DELETE)).await), "LastOwner");
     assert_eq!(code(store.delete_role_assignment(&owner_assignment, audit(a::ROLE_ASSIGNMENTS_DELETE)).await), "LastOwner");
@@ -429,13 +365,13 @@ struct Tracker {
 }
 
 impl Tracker {
-    async fn new(store: &SqliteStore) -> Tracker {
+    async fn new(store: &dyn Store) -> Tracker {
         Tracker { entries: store.activity(ActivityQuery::default()).await.unwrap().len(), version: store.access_version() }
     }
 
     async fn check<T: std::fmt::Debug>(
         &mut self,
-        store: &SqliteStore,
+        store: &dyn Store,
         operation: &str,
         result: StoreResult<T>,
         refusal: Option<&str>,
@@ -463,53 +399,51 @@ impl Tracker {
     }
 
     /// Reads leave both alone.
-    async fn reads_changed_nothing(&self, store: &SqliteStore) {
+    async fn reads_changed_nothing(&self, store: &dyn Store) {
         assert_eq!(store.access_version(), self.version);
         assert_eq!(store.activity(ActivityQuery::default()).await.unwrap().len(), self.entries);
     }
 }
 
-#[tokio::test]
-async fn every_write_is_logged_and_moves_the_access_version() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
-    let mut t = Tracker::new(&store).await;
+pub async fn every_write_is_logged_and_moves_the_access_version(place: &dyn Place) {
+    let store = fresh(place).await;
+    let mut t = Tracker::new(&*store).await;
 
     let (op, r) = (a::PRINCIPALS_WRITE, store.create_principal(user("bob"), audit(a::PRINCIPALS_WRITE)).await);
-    let bob = t.check(&store, op, r, None).await.unwrap();
-    t.check(&store, op, store.create_principal(user("bob"), audit(op)).await, Some("PrincipalExists")).await;
+    let bob = t.check(&*store, op, r, None).await.unwrap();
+    t.check(&*store, op, store.create_principal(user("bob"), audit(op)).await, Some("PrincipalExists")).await;
 
     let op = a::PRINCIPAL_TOKENS_WRITE;
-    let tok = t.check(&store, op, store.create_token(token(&bob.id, 30, "t"), audit(op)).await, None).await.unwrap();
-    t.check(&store, op, store.create_token(token("nobody", 31, "t"), audit(op)).await, Some("PrincipalNotFound")).await;
+    let tok = t.check(&*store, op, store.create_token(token(&bob.id, 30, "t"), audit(op)).await, None).await.unwrap();
+    t.check(&*store, op, store.create_token(token("nobody", 31, "t"), audit(op)).await, Some("PrincipalNotFound")).await;
     let op = a::PRINCIPAL_TOKENS_DELETE;
-    t.check(&store, op, store.revoke_token(&tok.id, audit(op)).await, None).await;
+    t.check(&*store, op, store.revoke_token(&tok.id, audit(op)).await, None).await;
 
     let op = a::ROLE_DEFINITIONS_WRITE;
-    t.check(&store, op, store.put_role_definition(custom_role(CUSTOM_ID, "Op", &["/"]), audit(op)).await, None).await;
-    t.check(&store, op, store.put_role_definition(custom_role(OWNER_ID, "Op", &["/"]), audit(op)).await, Some("InvalidRoleDefinition"))
+    t.check(&*store, op, store.put_role_definition(custom_role(CUSTOM_ID, "Op", &["/"]), audit(op)).await, None).await;
+    t.check(&*store, op, store.put_role_definition(custom_role(OWNER_ID, "Op", &["/"]), audit(op)).await, Some("InvalidRoleDefinition"))
         .await;
 
     let op = a::ROLE_ASSIGNMENTS_WRITE;
-    t.check(&store, op, store.create_role_assignment(assignment(&guid(1), &bob.id, CUSTOM_ID, "/"), audit(op)).await, None).await;
+    t.check(&*store, op, store.create_role_assignment(assignment(&guid(1), &bob.id, CUSTOM_ID, "/"), audit(op)).await, None).await;
     t.check(
-        &store,
+        &*store,
         op,
         store.create_role_assignment(assignment(&guid(2), &bob.id, CUSTOM_ID, "/"), audit(op)).await,
         Some("RoleAssignmentExists"),
     )
     .await;
     let op = a::ROLE_DEFINITIONS_DELETE;
-    t.check(&store, op, store.delete_role_definition(CUSTOM_ID, audit(op)).await, Some("RoleDefinitionHasAssignments")).await;
+    t.check(&*store, op, store.delete_role_definition(CUSTOM_ID, audit(op)).await, Some("RoleDefinitionHasAssignments")).await;
     let op = a::ROLE_ASSIGNMENTS_DELETE;
-    t.check(&store, op, store.delete_role_assignment(&guid(1), audit(op)).await, None).await;
+    t.check(&*store, op, store.delete_role_assignment(&guid(1), audit(op)).await, None).await;
     let op = a::ROLE_DEFINITIONS_DELETE;
-    t.check(&store, op, store.delete_role_definition(CUSTOM_ID, audit(op)).await, None).await;
+    t.check(&*store, op, store.delete_role_definition(CUSTOM_ID, audit(op)).await, None).await;
 
-    let admin = admin(&store).await;
+    let admin = admin(&*store).await;
     let op = a::PRINCIPALS_DELETE;
-    t.check(&store, op, store.delete_principal(&admin.id, audit(op)).await, Some("LastOwner")).await;
-    t.check(&store, op, store.delete_principal(&bob.id, audit(op)).await, None).await;
+    t.check(&*store, op, store.delete_principal(&admin.id, audit(op)).await, Some("LastOwner")).await;
+    t.check(&*store, op, store.delete_principal(&bob.id, audit(op)).await, None).await;
 
     // Reads move nothing.
     store.list_principals().await.unwrap();
@@ -522,7 +456,7 @@ async fn every_write_is_logged_and_moves_the_access_version() {
     store.list_role_assignments(AssignmentFilter::default()).await.unwrap();
     let snapshot = store.access_snapshot().await.unwrap();
     assert_eq!(snapshot.version, store.access_version());
-    t.reads_changed_nothing(&store).await;
+    t.reads_changed_nothing(&*store).await;
     assert!(store.verify_activity_chain().await.unwrap().is_ok());
     // No token hash reached the log.
     let hex30 = "1e".repeat(32);
@@ -530,13 +464,11 @@ async fn every_write_is_logged_and_moves_the_access_version() {
     assert!(log.iter().all(|e| e.details.iter().all(|(_, v)| !v.contains(&hex30))));
 }
 
-#[tokio::test]
-async fn a_restart_does_not_reuse_access_versions() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+pub async fn a_restart_does_not_reuse_access_versions(place: &dyn Place) {
+    let store = fresh(place).await;
     store.create_principal(user("bob"), audit(a::PRINCIPALS_WRITE)).await.unwrap();
     let before = store.access_version();
     drop(store);
-    let reopened = SqliteStore::open(&dir.path().join("ajar.db")).unwrap();
+    let reopened = place.open().await;
     assert!(reopened.access_version() > before);
 }
