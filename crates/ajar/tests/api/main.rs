@@ -15,3 +15,4 @@ mod dashboard;
 mod lifecycle;
 mod oidc;
 mod validation;
+mod writes;

@@ -257,6 +257,55 @@ async fn editing_replaces_one_machines_ports_and_leaves_the_others() {
 }
 
 #[tokio::test]
+async fn two_editors_cannot_overwrite_each_other() {
+    let s = Server::start(&[]).await;
+    two_machine_policy(&s).await;
+    let (alice, bob) = (Ui::sign_in(&s, &s.token).await, Ui::sign_in(&s, &s.token).await);
+    let edit = format!("/ui/configure?{}", query(&s, &["vm1"]));
+    let (_, html) = alice.get(&edit).await;
+    let mut alices = form_fields(&html, "/ui/configure");
+    let (_, html) = bob.get(&edit).await;
+    let mut bobs = form_fields(&html, "/ui/configure");
+    assert!(alices.iter().any(|(k, v)| k == "etag" && !v.is_empty()), "the form carries the version it shows: {alices:?}");
+
+    // Adding a row keeps the version the form was opened on.
+    let (_, html) = submit(&alice, &alices, "add").await;
+    let added = form_fields(&html, "/ui/configure");
+    assert_eq!(added.iter().find(|(k, _)| k == "etag"), alices.iter().find(|(k, _)| k == "etag"));
+
+    set(&mut alices, "max", 0, "PT30M");
+    let (st, done) = submit(&alice, &alices, "save").await;
+    assert_eq!(st, StatusCode::OK, "{done}");
+    // Bob's form shows the version before Alice's: his save is refused, and the page shows what is
+    // stored now.
+    set(&mut bobs, "sources", 0, "10.9.0.0/16");
+    let (st, refused) = submit(&bob, &bobs, "save").await;
+    assert_eq!(st, StatusCode::PRECONDITION_FAILED, "{refused}");
+    assert!(refused.contains("changed by someone else after you opened this form; nothing was saved"), "{refused}");
+    let shown = form_fields(&refused, "/ui/configure");
+    assert!(shown.contains(&("max".into(), "PT30M".into())), "the form now holds Alice's edit: {shown:?}");
+    assert_eq!(ports_of(&s, "default", "vm1").await.unwrap(), ["22/TCP from 10.0.0.0/8 max PT30M", "3389/* from * max PT3H"]);
+    // From the form as it is now, Bob's change goes through.
+    let mut again = shown;
+    set(&mut again, "sources", 0, "10.9.0.0/16");
+    let (st, done) = submit(&bob, &again, "save").await;
+    assert_eq!(st, StatusCode::OK, "{done}");
+    assert_eq!(ports_of(&s, "default", "vm1").await.unwrap(), ["22/TCP from 10.9.0.0/16 max PT30M", "3389/* from * max PT3H"]);
+
+    // Removing JIT is confirmed on a version too.
+    let (_, confirm) = alice.post("/ui/configure/remove", &[("csrf", alice.csrf().await), ("vm", s.vm_id("vm2"))]).await;
+    let confirmation = form_fields(&confirm, "/ui/configure/remove");
+    let (_, html) = bob.get(&edit).await;
+    let mut fields = form_fields(&html, "/ui/configure");
+    set(&mut fields, "max", 0, "PT20M");
+    assert_eq!(submit(&bob, &fields, "save").await.0, StatusCode::OK);
+    let sent: Vec<(&str, String)> = confirmation.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let (st, page) = alice.post("/ui/configure/remove", &sent).await;
+    assert_eq!(st, StatusCode::PRECONDITION_FAILED, "{page}");
+    assert!(ports_of(&s, "default", "vm2").await.is_some(), "vm2 is still guarded");
+}
+
+#[tokio::test]
 async fn removing_jit_keeps_the_other_machines_and_deletes_the_last() {
     let s = Server::start(&[]).await;
     two_machine_policy(&s).await;
