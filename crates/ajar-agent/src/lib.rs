@@ -232,9 +232,13 @@ pub async fn run(
     if agent.nftables.is_ok()
         && let Some(saved) = state::load_desired(&config.state_dir)?
     {
+        let now = now_ms();
+        let live = saved.grants.iter().filter(|g| g.end_ms > now).count();
+        let ended = saved.grants.len() - live;
         let a = Arc::clone(&agent);
-        if let Err(e) = blocking(move || a.apply(saved)).await {
-            tracing::error!(error = %e, "could not restore the saved state");
+        match blocking(move || a.apply(saved)).await {
+            Ok(()) => tracing::info!(live, ended, "restored the saved state, without the grants that have ended"),
+            Err(e) => tracing::error!(error = %e, "could not restore the saved state"),
         }
     }
 

@@ -38,6 +38,28 @@ pub struct ActivityList {
     pub value: Vec<ActivityOut>,
 }
 
+/// `GET /ajar/v1/activity/verify`: whether the hash chain holds from the first entry to the last.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainVerification {
+    pub verified: bool,
+    /// How many entries were checked, when the chain holds.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub entries: Option<u64>,
+    /// The sequence number of the first entry that does not match (edited, inserted, or after a deleted
+    /// one), when it does not.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub first_bad_entry: Option<i64>,
+}
+
+/// The store's verdict (entries checked, or the first bad entry) as the API answers it.
+pub fn chain_verification_out(verdict: Result<u64, i64>) -> ChainVerification {
+    match verdict {
+        Ok(entries) => ChainVerification { verified: true, entries: Some(entries), first_bad_entry: None },
+        Err(seq) => ChainVerification { verified: false, entries: None, first_bad_entry: Some(seq) },
+    }
+}
+
 pub fn activity_out(e: &ActivityEntry) -> ActivityOut {
     ActivityOut {
         seq: e.seq,
@@ -135,6 +157,14 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].len(), CSV_HEADER.len());
         assert_eq!(&rows[0][9], read_back);
+    }
+
+    #[test]
+    fn chain_verdicts() {
+        let ok = serde_json::to_value(chain_verification_out(Ok(7))).unwrap();
+        assert_eq!(ok, serde_json::json!({"verified": true, "entries": 7}));
+        let bad = serde_json::to_value(chain_verification_out(Err(3))).unwrap();
+        assert_eq!(bad, serde_json::json!({"verified": false, "firstBadEntry": 3}));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use ajar_api::activity::ActivityList;
+use ajar_api::activity::{ActivityList, ChainVerification};
 use ajar_api::agent::{RevokeIn, RevokeOut};
 use ajar_api::ajar_v1::{EnableIn, EnableOut, RecommendedPorts, VmStatusList};
 use ajar_api::compute::{NetworkProfile, OsDisk, StorageProfile, VirtualMachine, VirtualMachineList, VirtualMachineProperties};
@@ -720,6 +720,11 @@ impl Client {
         let mut q = query.pairs();
         q.push(("format", "csv".to_owned()));
         Ok(self.call(Method::GET, self.v1_url("/ajar/v1/activity", &q)?, None).await?.1)
+    }
+
+    /// `GET /ajar/v1/activity/verify`: whether the activity log's hash chain holds.
+    pub async fn verify_activity(&self) -> Result<ChainVerification, ClientError> {
+        self.get_json(self.v1_url("/ajar/v1/activity/verify", &[])?).await
     }
 
     /// `GET /openapi.json`.

@@ -481,7 +481,11 @@ pub enum ActivityFormat {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ActivityArgs {
+    /// Without one, the log itself.
+    #[command(subcommand)]
+    pub command: Option<ActivityCommand>,
     /// Only entries about this VM (name or full resource ID).
     #[arg(long, value_name = "VM")]
     pub vm: Option<String>,
@@ -500,6 +504,19 @@ pub struct ActivityArgs {
     /// table, json or csv (the server's CSV export, unchanged). Overrides --output.
     #[arg(long, value_enum)]
     pub format: Option<ActivityFormat>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ActivityCommand {
+    /// Check the log's hash chain: exits 0 if every entry is as written, 1 if one was edited or inserted,
+    /// or one before the newest deleted.
+    Verify(ActivityVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ActivityVerifyArgs {
     #[command(flatten)]
     pub conn: Conn,
 }
@@ -928,6 +945,9 @@ mod tests {
         assert!(parse(&["policy", "set", "web1", "--port", "22/icmp"]).is_err());
         assert!(parse(&["status", "--state", "not-configured"]).is_ok());
         assert!(parse(&["activity", "--since", "7d", "--format", "csv"]).is_ok());
+        let Command::Activity(a) = parse(&["activity", "verify", "-o", "json"]).unwrap().command else { panic!() };
+        assert!(matches!(a.command, Some(ActivityCommand::Verify(ActivityVerifyArgs { conn: Conn { output: OutputFormat::Json, .. } }))));
+        assert!(parse(&["activity", "--vm", "web1", "verify"]).is_err(), "the log's filters are not the check's");
         assert!(parse(&["vm", "add", "web1", "--os", "linux", "--address", "10.0.0.4", "--address", "10.0.0.5"]).is_ok());
         assert!(parse(&["vm", "add", "web1", "--os", "beos"]).is_err());
     }

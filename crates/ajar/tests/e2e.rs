@@ -5,7 +5,8 @@
 //!   namespace "vm": the guarded host. The server listens on its loopback (which table inet ajar never
 //!     touches), the agent runs there too, and so does every CLI call (the test process, in the root
 //!     namespace, cannot reach that loopback). Address 10.78.0.1/16 and fd00:78::1/64 on the veth.
-//!     Listeners: tcp 10.78.0.1:22, udp 10.78.0.1:22, udp 10.78.0.1:5353, tcp 10.78.0.1:8080, tcp [fd00:78::1]:22.
+//!     Listeners: tcp 10.78.0.1:22, udp 10.78.0.1:22, udp 10.78.0.1:5353, tcp 10.78.0.1:8080, tcp [fd00:78::1]:22
+//!     (the fault tests add tcp 10.78.0.1:2222 and :3333).
 //!   namespace "cl": the clients. A = 10.78.1.2, C = 10.78.1.3 (both inside 10.78.1.0/24), B = 10.78.2.3,
 //!     A6 = fd00:78::2.
 //!
@@ -166,9 +167,51 @@ impl E2e {
         self.start_server();
     }
 
+    /// SIGKILL: the server gets no chance to finish anything.
+    fn kill_server(&mut self) {
+        let mut child = self.server.take().expect("the server is running");
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+        child.wait().unwrap();
+    }
+
     /// Starts `ajar agent` inside "vm" (enrolling the first time) and waits (bounded) until table inet ajar
     /// exists and the server shows the machine.
     fn start_agent(&mut self) {
+        self.spawn_agent();
+        let deadline = Instant::now() + START;
+        for _ in 0..1000 {
+            let (ok, _, _) = self.lab.exec_status(&self.vm, &["nft", "list", "table", "inet", "ajar"], "").unwrap();
+            if ok && self.ajar(&["vm", "show", "web1"]).0 == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the agent did not apply its first table within {START:?}");
+            thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the agent did not apply its first table");
+    }
+
+    /// Starts the agent while the server is down, and waits (bounded) until it has restored its saved state;
+    /// returns the agent's line saying so.
+    fn start_agent_offline(&mut self) -> String {
+        let before = self.restores().len();
+        self.spawn_agent();
+        let deadline = Instant::now() + START;
+        loop {
+            if let Some(line) = self.restores().get(before) {
+                return line.clone();
+            }
+            assert!(Instant::now() < deadline, "the agent did not restore its saved state within {START:?}\n{}", self.logs());
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The agent's log lines (across restarts) saying it restored its saved state.
+    fn restores(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default();
+        log.lines().filter(|l| l.contains("restored the saved state")).map(str::to_owned).collect()
+    }
+
+    fn spawn_agent(&mut self) {
         assert!(self.agent.is_none(), "the agent is already running");
         let b = self.bootstrap();
         let child = self
@@ -183,16 +226,20 @@ impl E2e {
             .spawn()
             .unwrap();
         self.agent = Some(child);
-        let deadline = Instant::now() + START;
-        for _ in 0..1000 {
-            let (ok, _, _) = self.lab.exec_status(&self.vm, &["nft", "list", "table", "inet", "ajar"], "").unwrap();
-            if ok && self.ajar(&["vm", "show", "web1"]).0 == 0 {
+    }
+
+    /// Waits (bounded) until the server says web1's agent has applied the machine's current desired state.
+    fn wait_in_sync(&self, bound: Duration) {
+        let deadline = Instant::now() + bound;
+        loop {
+            let status = self.ajar_json(&["status"]);
+            let web1 = status["value"].as_array().and_then(|a| a.iter().find(|v| v["name"] == "web1")).cloned();
+            if web1.as_ref().is_some_and(|w| w["agent"]["inSync"] == true) {
                 return;
             }
-            assert!(Instant::now() < deadline, "the agent did not apply its first table within {START:?}");
-            thread::sleep(Duration::from_millis(100));
+            assert!(Instant::now() < deadline, "the agent was not in sync within {bound:?}: {status}\n{}", self.logs());
+            thread::sleep(Duration::from_millis(200));
         }
-        panic!("the agent did not apply its first table");
     }
 
     /// SIGKILL: the agent gets no chance to clean up.
@@ -238,6 +285,23 @@ impl E2e {
         assert_eq!(self.probe(src, dst, port, proto, wait), want, "{proto:?} {src} -> {dst}:{port}\n{}", self.logs());
     }
 
+    /// Probes over TCP from each `src` to VM4:`port` at once, and asserts each result.
+    fn expect_all(&self, want: &[(&str, u16, Probe)]) {
+        let got: Vec<Probe> = thread::scope(|scope| {
+            let probes: Vec<_> = want
+                .iter()
+                .map(|&(src, port, w)| {
+                    let wait = if w == Probe::Open { OPEN_WAIT } else { DROP_WAIT };
+                    scope.spawn(move || self.probe(src, VM4, port, Proto::Tcp, wait))
+                })
+                .collect();
+            probes.into_iter().map(|p| p.join().unwrap()).collect()
+        });
+        for (&(src, port, w), g) in want.iter().zip(got) {
+            assert_eq!(g, w, "TCP {src} -> {VM4}:{port}\n{}", self.logs());
+        }
+    }
+
     /// Probes until the result is `want`, at most `bound` (and 1000 probes); panics otherwise. Returns
     /// when it was seen.
     fn wait_until(&self, src: &str, dst: &str, port: u16, proto: Proto, want: Probe, bound: Duration) -> Instant {
@@ -248,12 +312,27 @@ impl E2e {
     }
 
     /// Waits until new connections from `src` are dropped, and asserts that this happened by `end` + 2 s.
-    fn closed_on_time(&self, src: &str, dst: &str, port: u16, proto: Proto, end: OffsetDateTime) {
+    /// Returns how long after `end` the first dropped probe came back (the probe's own wait included).
+    fn closed_on_time(&self, src: &str, dst: &str, port: u16, proto: Proto, end: OffsetDateTime) -> time::Duration {
         let left = end - OffsetDateTime::now_utc();
         let bound = Duration::try_from(left).unwrap_or(Duration::ZERO) + CLOSED_AFTER_END;
         self.wait_until(src, dst, port, proto, Probe::Timeout, bound);
         let late = OffsetDateTime::now_utc() - end;
         assert!(late <= time::Duration::try_from(CLOSED_AFTER_END).unwrap(), "closed {late} after the end time, more than 2 s");
+        late
+    }
+
+    /// Waits (bounded) until the one request on each port has the status wanted ("Revoked/Expired", …).
+    fn wait_statuses(&self, src: &str, want: &[(u16, &str)]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got: Vec<Vec<(String, String)>> = want.iter().map(|(port, _)| self.statuses(*port)).collect();
+            if got.iter().zip(want).all(|(g, (_, w))| *g == [(src.to_owned(), (*w).to_owned())]) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "statuses {got:?}, wanted {want:?}");
+            thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// The statuses ("Initiated", "Revoked/NewerRequestInitiated", …) of every request for `port`, oldest
@@ -534,4 +613,100 @@ fn ipv6_udp_and_cidr_grants() {
     e.wait_until(C, VM4, 22, Proto::Tcp, Probe::Timeout, Duration::from_secs(2));
     e.expect(A, VM4, 22, Proto::Tcp, Probe::Open);
     e.expect(A, VM4, 5353, Proto::Udp, Probe::Open);
+}
+
+/// The ports of the fault tests, each with a grant from A; they end in this order.
+const SHORT: u16 = 22;
+const NEXT: u16 = 2222;
+const LONG: u16 = 3333;
+
+/// Asserts that A gets in on the `live` ports only, B on none, and unprotected 8080 stays open.
+fn only_live_grants_open(e: &E2e, live: &[u16]) {
+    let mut want = vec![(A, 8080, Probe::Open)];
+    for port in [SHORT, NEXT, LONG] {
+        want.push((A, port, if live.contains(&port) { Probe::Open } else { Probe::Timeout }));
+        want.push((B, port, Probe::Timeout));
+    }
+    e.expect_all(&want);
+}
+
+/// Web1 guards SHORT, NEXT and LONG; A holds a grant on each (ending after 6 s, 9 s and 30 s). The agent
+/// and the server are SIGKILLed, and the first two grants close on time with neither running (the
+/// kernel's element timeouts). Returns the end times and how late the first two closed.
+fn grants_outlive_agent_and_server(e: &mut E2e) -> ([OffsetDateTime; 3], [time::Duration; 2]) {
+    for port in [NEXT, LONG] {
+        e.lab.listen(&e.vm, Proto::Tcp, SocketAddr::new(ip(VM4), port)).unwrap();
+    }
+    e.start_agent();
+    let (code, stdout, stderr) = e.ajar(&["policy", "set", "web1", "--port", "22/tcp", "--port", "2222/tcp", "--port", "3333/tcp"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    for port in [SHORT, NEXT, LONG] {
+        e.wait_until(A, VM4, port, Proto::Tcp, Probe::Timeout, OPEN_WITHIN);
+    }
+    let ends = [e.request(SHORT, A, "6s"), e.request(NEXT, A, "9s"), e.request(LONG, A, "30s")];
+    for port in [SHORT, NEXT, LONG] {
+        e.wait_until(A, VM4, port, Proto::Tcp, Probe::Open, OPEN_WITHIN);
+    }
+    only_live_grants_open(e, &[SHORT, NEXT, LONG]);
+    e.kill_agent();
+    e.kill_server();
+    assert!(OffsetDateTime::now_utc() < ends[0], "too slow: the first grant ended before both were killed");
+    let late = [e.closed_on_time(A, VM4, SHORT, Proto::Tcp, ends[0]), e.closed_on_time(A, VM4, NEXT, Proto::Tcp, ends[1])];
+    only_live_grants_open(e, &[LONG]);
+    (ends, late)
+}
+
+/// Guards against a machine so slow that the long grant would end before the checks that it is still open.
+fn has_time_left(end: OffsetDateTime) {
+    let left = end - OffsetDateTime::now_utc();
+    assert!(left > time::Duration::seconds(3), "too slow: the long grant has only {left} left");
+}
+
+#[test]
+fn with_agent_and_server_killed_grants_close_on_time_and_both_reconcile_on_restart() {
+    // A fixed port: the agent was given the URL at its start. It is the namespace's own loopback, so free.
+    let Some(mut e) = E2e::new("127.0.0.1:18443") else { return };
+    let (ends, late) = grants_outlive_agent_and_server(&mut e);
+    // The server first: it records the grants that ended while it was down as expired; nothing reopens.
+    e.start_server();
+    e.wait_statuses(A, &[(SHORT, "Revoked/Expired"), (NEXT, "Revoked/Expired"), (LONG, "Initiated/UserRequested")]);
+    has_time_left(ends[2]);
+    only_live_grants_open(&e, &[LONG]);
+    // Then the agent: it restores what it saved, then takes the server's state.
+    e.start_agent();
+    e.wait_in_sync(Duration::from_secs(15));
+    let restores = e.restores();
+    assert!(restores.len() == 1 && restores[0].contains("live=1 ended=2"), "{restores:?}");
+    has_time_left(ends[2]);
+    only_live_grants_open(&e, &[LONG]);
+    let late_long = e.closed_on_time(A, VM4, LONG, Proto::Tcp, ends[2]);
+    only_live_grants_open(&e, &[]);
+    e.wait_statuses(A, &[(SHORT, "Revoked/Expired"), (NEXT, "Revoked/Expired"), (LONG, "Revoked/Expired")]);
+    eprintln!(
+        "closed after their end: {SHORT} {}, {NEXT} {} (agent and server dead), {LONG} {late_long} (both restarted)",
+        late[0], late[1]
+    );
+}
+
+#[test]
+fn an_agent_restarted_while_the_server_is_dead_restores_only_grants_that_have_not_ended() {
+    let Some(mut e) = E2e::new("127.0.0.1:18443") else { return };
+    let (ends, late) = grants_outlive_agent_and_server(&mut e);
+    // Fail closed: from its state directory alone, the agent puts back the live grant and not the ended ones.
+    let restored = e.start_agent_offline();
+    assert!(restored.contains("live=1 ended=2"), "{restored}");
+    has_time_left(ends[2]);
+    only_live_grants_open(&e, &[LONG]);
+    // The server comes back: the agent follows it, and nothing changes but the records.
+    e.start_server();
+    e.wait_in_sync(Duration::from_secs(20));
+    e.wait_statuses(A, &[(SHORT, "Revoked/Expired"), (NEXT, "Revoked/Expired"), (LONG, "Initiated/UserRequested")]);
+    has_time_left(ends[2]);
+    only_live_grants_open(&e, &[LONG]);
+    let late_long = e.closed_on_time(A, VM4, LONG, Proto::Tcp, ends[2]);
+    only_live_grants_open(&e, &[]);
+    eprintln!(
+        "closed after their end: {SHORT} {}, {NEXT} {} (agent and server dead), {LONG} {late_long} (agent restored offline)",
+        late[0], late[1]
+    );
 }

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use ajar_api::ApiError;
-use ajar_api::activity::{ActivityList, activity_out, to_csv};
+use ajar_api::activity::{ActivityList, ChainVerification, activity_out, chain_verification_out, to_csv};
 use ajar_api::ajar_v1::{
     EnableOut, EnableRequest, RecommendedPorts, VmStatusList, enable_in, recommended_ports as recommended, status_out,
 };
@@ -186,4 +186,18 @@ pub(super) async fn activity(State(state): State<AppState>, Extension(caller): E
         "csv" => activity_csv(&entries),
         _ => Ok(Json(ActivityList { value: entries.iter().map(activity_out).collect() }).into_response()),
     }
+}
+
+/// Recomputes the activity log's hash chain. The whole log is at stake, so it needs
+/// `Ajar/activityLog/read` at the root.
+pub(super) async fn verify_activity(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> HttpResult<Json<ChainVerification>> {
+    state.authorize_read(&caller, actions::ACTIVITY_READ, &AccessScope::root()).await?;
+    let verdict = state.store.verify_activity_chain().await?;
+    if let Err(seq) = verdict {
+        tracing::error!(first_bad_entry = seq, "the activity log's hash chain does not verify");
+    }
+    Ok(Json(chain_verification_out(verdict)))
 }

@@ -395,7 +395,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ajar/v1/subscriptions/{sub}/jitStatus", get(ajar_v1::jit_status))
         .route("/ajar/v1/recommendedPorts", get(ajar_v1::recommended_ports))
         .route("/ajar/v1/jit/enable", post(ajar_v1::enable))
-        .route("/ajar/v1/activity", get(ajar_v1::activity));
+        .route("/ajar/v1/activity", get(ajar_v1::activity))
+        .route("/ajar/v1/activity/verify", get(ajar_v1::verify_activity));
     let authenticated = arm.merge(authorization).merge(own).layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     let agent = Router::new()
         .route("/ajar/v1/agent/desiredState", get(agents::desired_state))

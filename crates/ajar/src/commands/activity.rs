@@ -1,13 +1,13 @@
-//! `ajar activity`: the activity log, newest first.
+//! `ajar activity`: the activity log, newest first; `ajar activity verify`: its hash chain.
 
 use time::OffsetDateTime;
 
-use ajar_api::activity::ActivityOut;
+use ajar_api::activity::{ActivityOut, ChainVerification};
 use ajar_api::wire_time;
 use ajar_client::ActivityQuery;
 
 use super::Ctx;
-use crate::flags::{ActivityArgs, ActivityFormat};
+use crate::flags::{ActivityArgs, ActivityCommand, ActivityFormat, ActivityVerifyArgs};
 use crate::output::{self, OutputFormat, Table};
 
 /// The query for the flags; relative times are taken back from `now`.
@@ -48,7 +48,34 @@ fn print_table(list: &[ActivityOut]) -> anyhow::Result<()> {
     table.print_or("No activity.")
 }
 
+/// What `verify` says, and the error that makes it exit 1 when the chain is broken.
+fn verdict(v: &ChainVerification) -> Result<String, String> {
+    match (v.verified, v.entries, v.first_bad_entry) {
+        (true, Some(n), _) => Ok(format!("verified: all {n} entries of the activity log are as written\n")),
+        (true, None, _) => Ok("verified: the activity log is as written\n".to_owned()),
+        (false, _, Some(seq)) => Err(format!(
+            "the activity log's hash chain is broken at entry {seq}: it was edited or inserted, or the entry before it was deleted"
+        )),
+        (false, _, None) => Err("the activity log's hash chain is broken".to_owned()),
+    }
+}
+
+async fn verify(args: ActivityVerifyArgs) -> anyhow::Result<()> {
+    let ctx = Ctx::new(&args.conn)?;
+    let v = ctx.client.verify_activity().await?;
+    let verdict = verdict(&v);
+    match (&verdict, ctx.output) {
+        (_, OutputFormat::Json) => output::json(&v)?,
+        (Ok(line), OutputFormat::Table) => output::emit(line.as_bytes())?,
+        (Err(_), OutputFormat::Table) => {}
+    }
+    verdict.map(|_| ()).map_err(anyhow::Error::msg)
+}
+
 pub async fn run(args: ActivityArgs) -> anyhow::Result<()> {
+    if let Some(ActivityCommand::Verify(v)) = args.command {
+        return verify(v).await;
+    }
     let ctx = Ctx::new(&args.conn)?;
     let format = args.format.unwrap_or(match ctx.output {
         OutputFormat::Table => ActivityFormat::Table,
@@ -71,6 +98,14 @@ mod tests {
 
     use super::*;
     use crate::flags::{Cli, Command};
+
+    #[test]
+    fn a_broken_chain_is_an_error() {
+        let ok = ChainVerification { verified: true, entries: Some(12), first_bad_entry: None };
+        assert_eq!(verdict(&ok), Ok("verified: all 12 entries of the activity log are as written\n".to_owned()));
+        let bad = ChainVerification { verified: false, entries: None, first_bad_entry: Some(3) };
+        assert!(verdict(&bad).unwrap_err().contains("broken at entry 3"));
+    }
 
     #[test]
     fn relative_times_become_rfc3339() {

@@ -18,7 +18,7 @@ const fn step(args: &'static [&'static str], code: i32, says: &'static [&'static
     Step { args, code, says }
 }
 
-fn ajar(s: &Server, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn ajar(s: &Server, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ajar"))
         .args(args)
         .env_clear()

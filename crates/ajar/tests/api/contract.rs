@@ -322,6 +322,7 @@ async fn openapi_describes_every_route() {
         ("get", "/ajar/v1/recommendedPorts"),
         ("post", "/ajar/v1/jit/enable"),
         ("get", "/ajar/v1/activity"),
+        ("get", "/ajar/v1/activity/verify"),
         (
             "post",
             "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Security/locations/{ascLocation}/jitNetworkAccessPolicies/{jitNetworkAccessPolicyName}/revoke",

@@ -12,6 +12,7 @@ mod cli;
 mod common;
 mod contract;
 mod dashboard;
+mod durability;
 mod lifecycle;
 mod oidc;
 mod validation;
