@@ -286,14 +286,7 @@ pub fn grant_still_allowed(policy: &Policy, vm: &VmId, grant: &Grant, start: Off
 mod tests {
     use super::*;
     use crate::policy::{PortRule, VmPolicy};
-    use time::macros::datetime;
-
-    const SUB: &str = "20ff7fc3-e762-44dd-bd96-b71116dcdc23";
-    const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
-
-    fn vm(name: &str) -> VmId {
-        format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/{name}").parse().unwrap()
-    }
+    use crate::test_ids::{NOW, SUB, vm};
 
     fn sources(list: &[&str]) -> Sources {
         Sources::List(list.iter().map(|s| s.parse().unwrap()).collect())

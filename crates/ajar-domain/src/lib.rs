@@ -17,6 +17,8 @@ pub mod policy;
 pub mod prefix;
 pub mod problem;
 pub mod status;
+#[cfg(test)]
+mod test_ids;
 
 pub use duration::AccessDuration;
 pub use ids::{Location, PolicyId, PolicyName, ResourceGroup, SubscriptionId, VmId, VmName};

@@ -149,14 +149,7 @@ mod tests {
     use crate::initiate::{EndSpec, GrantStatus, PortAsk, VmAsk};
     use crate::policy::{PortRule, VmPolicy};
     use crate::prefix::SourcePrefix;
-    use time::macros::datetime;
-
-    const SUB: &str = "20ff7fc3-e762-44dd-bd96-b71116dcdc23";
-    const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
-
-    fn vm(name: &str) -> VmId {
-        format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/{name}").parse().unwrap()
-    }
+    use crate::test_ids::{NOW, SUB, vm};
 
     fn policy(name: &str, vms: &[&str], cut: bool) -> Policy {
         let rule = |number| PortRule {

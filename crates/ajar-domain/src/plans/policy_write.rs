@@ -187,21 +187,7 @@ mod tests {
     use crate::inventory::{EnforcementPoint, OsType};
     use crate::policy::Protocol;
     use crate::prefix::{SourcePrefix, Sources};
-    use time::OffsetDateTime;
-    use time::macros::datetime;
-
-    const SUB: &str = "20ff7fc3-e762-44dd-bd96-b71116dcdc23";
-    const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
-
-    fn vm(name: &str) -> VmId {
-        format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/{name}").parse().unwrap()
-    }
-
-    fn id(name: &str) -> PolicyId {
-        format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Security/locations/local/jitNetworkAccessPolicies/{name}")
-            .parse()
-            .unwrap()
-    }
+    use crate::test_ids::{NOW, policy_id as id, vm};
 
     fn inventory(names: &[&str]) -> Vec<Vm> {
         names

@@ -19,7 +19,8 @@ use ajar_domain::activity::{Audit, actions as a};
 use ajar_domain::initiate::{Caller, EndSpec, InitiateDraft, PortAsk, VmAsk};
 use ajar_domain::inventory::{EnforcementPoint, OsType, Vm};
 use ajar_domain::policy::{Limits, Policy, PortRule, VmPolicy};
-use ajar_domain::{AccessDuration, PolicyId, VmId};
+use ajar_domain::problem::Step;
+use ajar_domain::{AccessDuration, PolicyId, Problem, VmId};
 use ajar_store::{BootstrapPlan, InitiatePart, SqliteStore, Store, StoreError, StoreResult, Subscription};
 
 pub const SUB: &str = "20ff7fc3-e762-44dd-bd96-b71116dcdc23";
@@ -111,10 +112,20 @@ pub fn caller() -> Caller {
 
 /// The refusal's code, or a panic naming what came instead.
 pub fn code<T: std::fmt::Debug>(r: StoreResult<T>) -> &'static str {
+    refusal(r).code.as_str()
+}
+
+/// The refusal, or a panic naming what came instead.
+pub fn refusal<T: std::fmt::Debug>(r: StoreResult<T>) -> Problem {
     match r {
-        Err(StoreError::Rejected(p)) => p.code.as_str(),
+        Err(StoreError::Rejected(p)) => p,
         other => panic!("expected a refusal, got {other:?}"),
     }
+}
+
+/// The path of the field a refusal names.
+pub fn steps(p: &Problem) -> Vec<Step> {
+    p.target.as_ref().map(|t| t.steps().to_vec()).unwrap_or_default()
 }
 
 /// A Linux machine `name` in resource group `rg` (location `local`), not in any policy.

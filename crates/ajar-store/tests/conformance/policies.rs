@@ -7,10 +7,10 @@ use ajar_domain::inventory::OsType;
 use ajar_domain::plans::Precondition;
 use ajar_domain::policy::{Limits, Policy, PortRule, Protocol, VmPolicy, default_ports};
 use ajar_domain::problem::{Field, Step};
-use ajar_domain::{AccessDuration, PolicyId, Problem, SourcePrefix, Sources, VmId};
-use ajar_store::{PutOutcome, Store, StoreError, StoreResult};
+use ajar_domain::{AccessDuration, PolicyId, SourcePrefix, Sources, VmId};
+use ajar_store::{PutOutcome, Store, StoreResult};
 
-use crate::{Place, add_vm, audit, caller, code, fresh, part, policy_id, vm_id};
+use crate::{Place, add_vm, audit, caller, code, fresh, part, policy_id, refusal, steps, vm_id};
 
 fn policy(id: &PolicyId, vms: &[&VmId]) -> Policy {
     let mut ports = default_ports(OsType::Linux);
@@ -26,17 +26,6 @@ fn policy(id: &PolicyId, vms: &[&VmId]) -> Policy {
 async fn put(store: &dyn Store, p: Policy, precondition: Option<Precondition>) -> StoreResult<(PutOutcome, ajar_store::PolicyView)> {
     let id = p.id.to_string();
     store.put_policy(p, precondition, Limits::default(), audit(a::JIT_WRITE, id, Vec::new())).await
-}
-
-fn refusal<T: std::fmt::Debug>(r: StoreResult<T>) -> Problem {
-    match r {
-        Err(StoreError::Rejected(p)) => p,
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
-fn steps(p: &Problem) -> Vec<Step> {
-    p.target.as_ref().map(|t| t.steps().to_vec()).unwrap_or_default()
 }
 
 const PROPERTIES: Step = Step::Field(Field::Properties);

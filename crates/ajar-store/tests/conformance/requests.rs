@@ -10,26 +10,15 @@ use ajar_domain::initiate::{GrantStatus, StatusReason};
 use ajar_domain::inventory::OsType;
 use ajar_domain::policy::{Limits, Policy, VmPolicy, default_ports};
 use ajar_domain::problem::{Field, Step};
-use ajar_domain::{PolicyId, Problem, VmId};
-use ajar_store::{Store, StoreError, StoreResult};
+use ajar_domain::{PolicyId, VmId};
+use ajar_store::{Store, StoreError};
 
-use crate::{Place, add_machine, add_vm, audit, caller, code, fresh, part, policy_id};
+use crate::{Place, add_machine, add_vm, audit, caller, code, fresh, part, policy_id, refusal, steps};
 
 fn ports() -> Vec<ajar_domain::policy::PortRule> {
     let mut ports = default_ports(OsType::Linux);
     ports.extend(default_ports(OsType::Windows));
     ports
-}
-
-fn refusal<T: std::fmt::Debug>(r: StoreResult<T>) -> Problem {
-    match r {
-        Err(StoreError::Rejected(p)) => p,
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
-fn steps(p: &Problem) -> Vec<Step> {
-    p.target.as_ref().map(|t| t.steps().to_vec()).unwrap_or_default()
 }
 
 /// (port, status, reason) of every grant of a policy's history, oldest request first.
