@@ -106,8 +106,7 @@ pub(crate) fn enable(
     now: OffsetDateTime,
 ) -> StoreResult<(Vec<PolicyView>, Details)> {
     let named = inventory_of(tx, vms.iter().cloned())?;
-    let mut targets: Vec<PolicyId> = named.iter().map(|vm| enable_target(vm, name)).collect();
-    targets.dedup_by(|a, b| a == b);
+    let targets: Vec<PolicyId> = named.iter().map(|vm| enable_target(vm, name)).collect();
     let mut stored: Vec<StoredPolicy> = Vec::new();
     let mut live: Vec<LiveGrant> = Vec::new();
     for id in &targets {
