@@ -688,45 +688,71 @@ pub fn role_assignment_out(assignment: &RoleAssignment, principal_type: &str) ->
     }
 }
 
-/// A PUT body. Read-only fields a GET returns are accepted so that a read
-/// assignment can be sent back, and must agree with the URL.
-#[derive(Debug, Deserialize)]
+/// A PUT body, as the server reads it and the client sends it. Read-only fields a GET
+/// returns are accepted so that a read assignment can be sent back, and must agree with
+/// the URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoleAssignmentIn {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<String>,
     pub properties: RoleAssignmentPropertiesIn,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleAssignmentPropertiesIn {
     pub role_definition_id: String,
     pub principal_id: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition_version: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegated_managed_identity_resource_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_on: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_on: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_by: Option<String>,
+}
+
+impl RoleAssignmentIn {
+    /// The body that assigns `role_definition_id` to `principal_id`, naming nothing else.
+    pub fn new(role_definition_id: String, principal_id: String) -> Self {
+        RoleAssignmentIn {
+            id: None,
+            name: None,
+            resource_type: None,
+            properties: RoleAssignmentPropertiesIn {
+                role_definition_id,
+                principal_id,
+                principal_type: None,
+                scope: None,
+                description: None,
+                condition: None,
+                condition_version: None,
+                delegated_managed_identity_resource_id: None,
+                created_on: None,
+                updated_on: None,
+                created_by: None,
+                updated_by: None,
+            },
+        }
+    }
 }
 
 /// Longest principal ID accepted (an OIDC `sub` is at most 255 ASCII characters).

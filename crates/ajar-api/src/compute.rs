@@ -73,27 +73,37 @@ pub fn vm_out(vm: &Vm) -> VirtualMachine {
     }
 }
 
-/// A PUT body: `location` and `properties.storageProfile.osDisk.osType` are
-/// required; other fields an Azure VM carries are accepted and ignored.
-#[derive(Debug, Deserialize)]
+/// A PUT body, as the server reads it and the client sends it: `location` and
+/// `properties.storageProfile.osDisk.osType` are required; other fields an Azure VM carries are
+/// accepted and ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct VirtualMachineIn {
-    location: String,
-    properties: VirtualMachinePropertiesIn,
+pub struct VirtualMachineIn {
+    pub location: String,
+    pub properties: VirtualMachinePropertiesIn,
 }
 
-#[derive(Debug, Deserialize)]
+/// Unlike [`VirtualMachineProperties`], the addresses are optional and `provisioningState`, of
+/// whatever type, is ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct VirtualMachinePropertiesIn {
-    storage_profile: StorageProfileIn,
-    #[serde(default)]
-    network_profile: Option<NetworkProfile>,
+pub struct VirtualMachinePropertiesIn {
+    pub storage_profile: StorageProfile,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_profile: Option<NetworkProfile>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StorageProfileIn {
-    os_disk: OsDisk,
+impl VirtualMachineIn {
+    /// A machine in `location` with OS type `os_type` (`Linux`, `Windows`) and these private addresses.
+    pub fn new(location: &Location, os_type: &str, private_addresses: Vec<String>) -> Self {
+        VirtualMachineIn {
+            location: location.to_string(),
+            properties: VirtualMachinePropertiesIn {
+                storage_profile: StorageProfile { os_disk: OsDisk { os_type: os_type.to_owned() } },
+                network_profile: Some(NetworkProfile { private_ip_addresses: private_addresses }),
+            },
+        }
+    }
 }
 
 pub fn vm_in(id: &VmId, body: &[u8]) -> Result<Vm, ApiError> {

@@ -190,52 +190,52 @@ pub fn policy_out(policy: &Policy, etag: &str, requests: &[AccessRequest], now: 
 
 // ------------------------------------------------------------------ input
 
-/// A PUT body. Read-only fields are accepted (Azure's own example sends them
-/// back) and must agree with the URL; `requests` is history the server keeps,
+/// A PUT body, as the server reads it and the client sends it. Read-only fields are accepted (Azure's
+/// own example sends them back) and must agree with the URL; `requests` is history the server keeps,
 /// so what a client sends there is ignored.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyIn {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
     /// What a GET answered; ignored (a conditional write says so in `If-Match`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
     pub properties: PolicyPropertiesIn,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyPropertiesIn {
     pub virtual_machines: Vec<PolicyVmIn>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests: Option<serde_json::Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_state: Option<String>,
     /// ajar's extension: an early revoke also cuts the grant's established
     /// connections. Omitted means off, as on Azure.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cut_connections_on_revoke: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyVmIn {
     pub id: String,
     pub ports: Vec<PortRuleIn>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_ip_address: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PortRuleIn {
     pub number: i64,
@@ -245,6 +245,45 @@ pub struct PortRuleIn {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_source_address_prefixes: Option<Vec<String>>,
     pub max_request_access_duration: String,
+}
+
+impl From<&JitNetworkAccessPortRule> for PortRuleIn {
+    fn from(rule: &JitNetworkAccessPortRule) -> Self {
+        PortRuleIn {
+            number: i64::from(rule.number),
+            protocol: rule.protocol.clone(),
+            allowed_source_address_prefix: rule.allowed_source_address_prefix.clone(),
+            allowed_source_address_prefixes: rule.allowed_source_address_prefixes.clone(),
+            max_request_access_duration: rule.max_request_access_duration.clone(),
+        }
+    }
+}
+
+impl From<&JitNetworkAccessPolicyVirtualMachine> for PolicyVmIn {
+    fn from(vm: &JitNetworkAccessPolicyVirtualMachine) -> Self {
+        PolicyVmIn {
+            id: vm.id.clone(),
+            ports: vm.ports.iter().map(PortRuleIn::from).collect(),
+            public_ip_address: vm.public_ip_address.clone(),
+        }
+    }
+}
+
+/// The PUT body that writes a policy as read back as it is: its `kind`, machines and
+/// `cutConnectionsOnRevoke` (Azure's PUT replaces the whole policy). The read-only fields are left
+/// out; whether the policy is still as read is for `If-Match` to say.
+impl From<&JitNetworkAccessPolicy> for PolicyIn {
+    fn from(policy: &JitNetworkAccessPolicy) -> Self {
+        PolicyIn {
+            kind: policy.kind.clone(),
+            properties: PolicyPropertiesIn {
+                virtual_machines: policy.properties.virtual_machines.iter().map(PolicyVmIn::from).collect(),
+                cut_connections_on_revoke: policy.properties.cut_connections_on_revoke,
+                ..PolicyPropertiesIn::default()
+            },
+            ..PolicyIn::default()
+        }
+    }
 }
 
 fn invalid(code: &str, target: &str, message: impl Into<String>) -> ApiError {
@@ -341,6 +380,11 @@ pub fn policy_in(id: &PolicyId, body: &[u8]) -> Result<Policy, ApiError> {
     Ok(Policy { id: id.clone(), kind: input.kind, vms, cut_connections_on_revoke: input.properties.cut_connections_on_revoke })
 }
 
+/// An entity tag without the quotes HTTP writes around it (`"…"` → `…`), as the store keeps it.
+pub fn etag_in(tag: &str) -> &str {
+    tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(tag)
+}
+
 /// The precondition of a conditional write, from its `If-Match` (`*`, or entity tags separated by
 /// commas) or `If-None-Match: *` header. A weak tag (`W/"…"`) never matches: writes compare strongly.
 pub fn precondition_in(if_match: Option<&str>, if_none_match: Option<&str>) -> Result<Option<Precondition>, ApiError> {
@@ -352,12 +396,7 @@ pub fn precondition_in(if_match: Option<&str>, if_none_match: Option<&str>) -> R
         (None, Some(_)) => Err(invalid(CODE, "If-None-Match", "only If-None-Match: * (create, do not replace) is supported on a write")),
         (Some("*"), None) => Ok(Some(Precondition::Exists)),
         (Some(list), None) => {
-            let tags: Vec<String> = list
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(|t| t.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(t).to_owned())
-                .collect();
+            let tags: Vec<String> = list.split(',').map(str::trim).filter(|t| !t.is_empty()).map(|t| etag_in(t).to_owned()).collect();
             if tags.is_empty() {
                 return Err(invalid(CODE, "If-Match", "If-Match names no entity tag; give the policy's etag (from GET), or '*'"));
             }
@@ -366,32 +405,57 @@ pub fn precondition_in(if_match: Option<&str>, if_none_match: Option<&str>) -> R
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The header that asks for `precondition` on a write, with its value: the reverse of [`precondition_in`].
+pub fn precondition_out(precondition: &Precondition) -> (&'static str, String) {
+    match precondition {
+        Precondition::Exists => ("If-Match", "*".to_owned()),
+        Precondition::OneOf(tags) => ("If-Match", tags.iter().map(|t| etag_out(t)).collect::<Vec<_>>().join(", ")),
+        Precondition::Absent => ("If-None-Match", "*".to_owned()),
+    }
+}
+
+/// The precondition that a policy is still as it was read (`None`: it did not exist), for writing
+/// back a change made to it without losing one made meanwhile.
+pub fn unchanged_since(read: Option<&JitNetworkAccessPolicy>) -> Precondition {
+    match read {
+        Some(policy) => match &policy.etag {
+            Some(etag) => Precondition::OneOf(vec![etag_in(etag).to_owned()]),
+            // A server that names no version: it must at least still exist.
+            None => Precondition::Exists,
+        },
+        None => Precondition::Absent,
+    }
+}
+
+/// An initiate body, as the server reads it and the client sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InitiateIn {
     pub virtual_machines: Vec<InitiateVmIn>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub justification: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InitiateVmIn {
     pub id: String,
     pub ports: Vec<InitiatePortIn>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One port to open: exactly one of `duration` (ISO 8601) and `end_time_utc`. No source means the
+/// caller's own address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InitiatePortIn {
     pub number: i64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_time_utc: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_source_address_prefix: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_source_address_prefixes: Option<Vec<String>>,
 }
 
@@ -429,4 +493,58 @@ pub fn initiate_in(body: &[u8]) -> Result<InitiateDraft, ApiError> {
         vms.push(VmAsk { vm: vm_id, ports });
     }
     Ok(InitiateDraft { vms, justification: input.justification })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = "/subscriptions/20ff7fc3-e762-44dd-bd96-b71116dcdc23/resourceGroups/rg1/providers/Microsoft.Security/locations/local/jitNetworkAccessPolicies/default";
+    const VM: &str =
+        "/subscriptions/20ff7fc3-e762-44dd-bd96-b71116dcdc23/resourceGroups/rg1/providers/Microsoft.Compute/virtualMachines/web1";
+
+    /// What the client sends is what the server reads: a policy as read, written back, is the same
+    /// policy; an initiate body and a precondition read back as they were made.
+    #[test]
+    fn bodies_the_client_sends_read_back_as_made() {
+        let id: PolicyId = POLICY.parse().unwrap();
+        let body = serde_json::json!({"kind": "Basic", "properties": {"virtualMachines": [{"id": VM, "ports": [
+            {"number": 22, "protocol": "TCP", "allowedSourceAddressPrefix": "*", "maxRequestAccessDuration": "PT3H"},
+            {"number": 3389, "protocol": "*", "allowedSourceAddressPrefixes": ["10.0.0.0/8", "192.0.2.7"], "maxRequestAccessDuration": "PT1H"}
+        ], "publicIpAddress": "198.51.100.4"}], "cutConnectionsOnRevoke": true}});
+        let policy = policy_in(&id, body.to_string().as_bytes()).unwrap();
+        let read = policy_out(&policy, "v1", &[], OffsetDateTime::UNIX_EPOCH);
+        let written = serde_json::to_vec(&PolicyIn::from(&read)).unwrap();
+        assert_eq!(policy_in(&id, &written).unwrap(), policy);
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&written).unwrap(), body);
+
+        let initiate = InitiateIn {
+            virtual_machines: vec![InitiateVmIn {
+                id: VM.to_owned(),
+                ports: vec![InitiatePortIn {
+                    number: 22,
+                    end_time_utc: None,
+                    duration: Some("PT30M".to_owned()),
+                    allowed_source_address_prefix: Some("10.1.2.3".to_owned()),
+                    allowed_source_address_prefixes: None,
+                }],
+            }],
+            justification: Some("deploy".to_owned()),
+        };
+        let draft = initiate_in(&serde_json::to_vec(&initiate).unwrap()).unwrap();
+        assert_eq!(draft.justification.as_deref(), Some("deploy"));
+        assert_eq!(draft.vms[0].ports[0].number, 22);
+        assert_eq!(draft.vms[0].ports[0].end, EndSpec::For("PT30M".parse().unwrap()));
+
+        for p in [Precondition::Exists, Precondition::Absent, Precondition::OneOf(vec!["a".to_owned(), "b".to_owned()])] {
+            let (name, value) = precondition_out(&p);
+            let back = match name {
+                "If-Match" => precondition_in(Some(&value), None),
+                _ => precondition_in(None, Some(&value)),
+            };
+            assert_eq!(back.unwrap(), Some(p));
+        }
+        assert_eq!(unchanged_since(Some(&read)), Precondition::OneOf(vec!["v1".to_owned()]));
+        assert_eq!(unchanged_since(None), Precondition::Absent);
+    }
 }

@@ -1,13 +1,15 @@
 //! The wire formats of ajar's API, and the only crate that knows them: the ARM
 //! JSON of `Microsoft.Security/jitNetworkAccessPolicies` (api-version
 //! 2020-01-01) and of the VM inventory, ajar's own JSON under `/ajar/v1`, the
-//! activity log's CSV, and the OpenAPI document. Everything here converts
-//! between bytes and domain types; no I/O.
+//! activity log's CSV, the OpenAPI document, and `bootstrap.json`. Request
+//! bodies are one type each, which the server parses and the client sends.
+//! Everything here converts between bytes and domain types; no I/O.
 
 pub mod activity;
 pub mod agent;
 pub mod ajar_v1;
 pub mod authorization;
+pub mod bootstrap;
 pub mod compute;
 pub mod error;
 pub mod jit;

@@ -17,6 +17,8 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::task::JoinSet;
 
+use ajar_api::bootstrap;
+
 use crate::{
     Api, Outcome, REQUEST_TIMEOUT, SEED_CONCURRENCY, Server, join_all, machine, new_histogram, read_bootstrap, record, seed, send,
 };
@@ -102,8 +104,9 @@ pub async fn run(args: DashboardArgs) -> Result<()> {
     let dir = tempfile::Builder::new().prefix("ajar-bench-").tempdir().context("creating a temporary directory")?;
     let data_dir = dir.path().join("data");
     let mut server = Server::start(&args.server_bin, &data_dir)?;
-    let boot = read_bootstrap(&data_dir.join("bootstrap.json"))?;
-    let ca = std::fs::read(&boot.ca).with_context(|| format!("reading the CA {}", boot.ca.display()))?;
+    let file = read_bootstrap(&data_dir.join(bootstrap::FILE_NAME))?;
+    let boot = file.complete()?;
+    let ca = std::fs::read(boot.ca).with_context(|| format!("reading the CA {}", boot.ca))?;
     let client = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).context("parsing the CA certificate")?)
@@ -116,10 +119,10 @@ pub async fn run(args: DashboardArgs) -> Result<()> {
     let api = Arc::new(Api {
         client: client.clone(),
         url: server.url.clone(),
-        sub: boot.subscription_id,
-        rg: boot.resource_group,
-        loc: boot.location,
-        token: boot.admin_token.clone(),
+        sub: boot.subscription_id.to_owned(),
+        rg: boot.resource_group.to_owned(),
+        loc: boot.location.to_owned(),
+        token: boot.admin_token.to_owned(),
     });
 
     let configured = args.vms / 2;
@@ -127,7 +130,7 @@ pub async fn run(args: DashboardArgs) -> Result<()> {
     let unsupported = args.vms - configured - not_configured;
     eprintln!("seeding {configured} Configured, {not_configured} Not configured and {unsupported} Unsupported machines ...");
     seed(&api, configured).await?;
-    enroll(&api, &boot.join_token, not_configured).await?;
+    enroll(&api, boot.join_token, not_configured).await?;
     for i in (configured..configured + unsupported).collect::<Vec<_>>().chunks(SEED_CONCURRENCY) {
         let mut set = JoinSet::new();
         for &i in i {
@@ -150,7 +153,7 @@ pub async fn run(args: DashboardArgs) -> Result<()> {
     }
     server.check_alive()?;
 
-    let session = sign_in(&client, &server.url, &boot.admin_token).await?;
+    let session = sign_in(&client, &server.url, boot.admin_token).await?;
     let encode = |id: &str| percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).to_string();
     let vm = encode(&api.vm_id(0));
     let pages = [

@@ -325,8 +325,9 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 async fn inside(args: &LatencyArgs, bootstrap: &Path) -> Result<()> {
-    let boot = read_bootstrap(bootstrap)?;
-    let ca = std::fs::read(&boot.ca).with_context(|| format!("reading the CA {}", boot.ca.display()))?;
+    let file = read_bootstrap(bootstrap)?;
+    let boot = file.complete()?;
+    let ca = std::fs::read(boot.ca).with_context(|| format!("reading the CA {}", boot.ca))?;
     let client = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).context("parsing the CA certificate")?)
@@ -346,7 +347,7 @@ async fn inside(args: &LatencyArgs, bootstrap: &Path) -> Result<()> {
             "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/web1",
             boot.subscription_id, boot.resource_group
         ),
-        token: boot.admin_token,
+        token: boot.admin_token.to_owned(),
     };
     let addr: SocketAddr = WEB1.parse().context("parsing web1's address")?;
 

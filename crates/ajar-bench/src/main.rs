@@ -64,6 +64,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
+use ajar_api::bootstrap::{self, BootstrapFile};
+
 const API_VERSION: &str = "api-version=2020-01-01";
 /// How long `ajar serve` may take to print its "listening on" line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -272,31 +274,11 @@ pub(crate) fn memory_kib(pid: u32) -> Result<(u64, u64)> {
 
 // ------------------------------------------------------------------ API
 
-struct Bootstrap {
-    url: String,
-    ca: PathBuf,
-    subscription_id: String,
-    resource_group: String,
-    location: String,
-    admin_token: String,
-    join_token: String,
-}
-
-fn read_bootstrap(path: &Path) -> Result<Bootstrap> {
+/// `bootstrap.json` of a server the bench started; [`BootstrapFile::complete`] says whether it holds
+/// every key, as `ajar serve` writes it.
+fn read_bootstrap(path: &Path) -> Result<BootstrapFile> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let v: Value = serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
-    let field = |k: &str| -> Result<String> {
-        v.get(k).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| anyhow!("{} has no string \"{k}\"", path.display()))
-    };
-    Ok(Bootstrap {
-        url: field("url")?,
-        ca: PathBuf::from(field("ca")?),
-        subscription_id: field("subscriptionId")?,
-        resource_group: field("resourceGroup")?,
-        location: field("location")?,
-        admin_token: field("adminToken")?,
-        join_token: field("joinToken")?,
-    })
+    BootstrapFile::parse(&bytes).with_context(|| format!("parsing {}", path.display()))
 }
 
 /// What the load tasks share: the client and the resource names.
@@ -699,11 +681,12 @@ async fn control_plane(args: ControlPlaneArgs) -> Result<()> {
 
     eprintln!("starting {} serve ...", args.server_bin.display());
     let mut server = Server::start(&args.server_bin, &data_dir)?;
-    let boot = read_bootstrap(&data_dir.join("bootstrap.json"))?;
+    let file = read_bootstrap(&data_dir.join(bootstrap::FILE_NAME))?;
+    let boot = file.complete()?;
     if boot.url != server.url {
         eprintln!("note: bootstrap.json says {} but the server printed {}; using the latter", boot.url, server.url);
     }
-    let ca = std::fs::read(&boot.ca).with_context(|| format!("reading the CA {}", boot.ca.display()))?;
+    let ca = std::fs::read(boot.ca).with_context(|| format!("reading the CA {}", boot.ca))?;
     let mut builder = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).context("parsing the CA certificate")?)
@@ -718,10 +701,10 @@ async fn control_plane(args: ControlPlaneArgs) -> Result<()> {
     let api = Arc::new(Api {
         client,
         url: server.url.clone(),
-        sub: boot.subscription_id,
-        rg: boot.resource_group,
-        loc: boot.location,
-        token: boot.admin_token,
+        sub: boot.subscription_id.to_owned(),
+        rg: boot.resource_group.to_owned(),
+        loc: boot.location.to_owned(),
+        token: boot.admin_token.to_owned(),
     });
 
     eprintln!("seeding {n} VMs and {n} policies ({SEED_CONCURRENCY} in flight) ...");

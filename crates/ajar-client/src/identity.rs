@@ -7,14 +7,16 @@
 //! for spaces, `%27` for quotes), so no input can change which resource a
 //! request reaches.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use url::Url;
 
 use ajar_api::authorization::{
-    API_VERSION as AUTHORIZATION_API_VERSION, RoleAssignmentList, RoleAssignmentOut, RoleDefinitionList, RoleDefinitionOut,
-    role_definition_id,
+    API_VERSION as AUTHORIZATION_API_VERSION, RoleAssignmentIn, RoleAssignmentList, RoleAssignmentOut, RoleDefinitionList,
+    RoleDefinitionOut, role_definition_id,
 };
-use ajar_api::principals::{PrincipalIn, PrincipalList, PrincipalOut, TokenCreatedOut, TokenList, TokenRevokedOut};
+use ajar_api::principals::{
+    PrincipalIn, PrincipalList, PrincipalOut, RequesterRoleIn, TokenCreatedOut, TokenIn, TokenList, TokenRevokedOut,
+};
 use ajar_api::wire_time;
 use ajar_domain::access::Scope;
 
@@ -67,32 +69,23 @@ pub fn encode_query_value(value: &str) -> String {
 }
 
 /// The body of a role assignment PUT.
-pub fn role_assignment_body(role_guid: &str, principal_id: &str) -> Value {
-    json!({ "properties": { "roleDefinitionId": role_definition_id(role_guid, None), "principalId": principal_id } })
+pub fn role_assignment_body(role_guid: &str, principal_id: &str) -> RoleAssignmentIn {
+    RoleAssignmentIn::new(role_definition_id(role_guid, None), principal_id.to_owned())
 }
 
 /// The body of a token POST.
-pub fn token_body(name: &str, expiry: &TokenExpiry) -> Value {
-    match expiry {
-        TokenExpiry::Default => json!({ "name": name }),
-        TokenExpiry::InDays(days) => json!({ "name": name, "expiresInDays": days }),
-        TokenExpiry::On(at) => json!({ "name": name, "expiresOn": wire_time::format(*at) }),
-    }
+pub fn token_body(name: &str, expiry: &TokenExpiry) -> TokenIn {
+    let (expires_in_days, expires_on) = match expiry {
+        TokenExpiry::Default => (None, None),
+        TokenExpiry::InDays(days) => (Some(*days), None),
+        TokenExpiry::On(at) => (None, Some(Some(wire_time::format(*at)))),
+    };
+    TokenIn { name: name.to_owned(), expires_in_days, expires_on }
 }
 
 /// The body of a requester-role POST; only what is given is sent.
-pub fn requester_role_body(name: Option<&str>, api_only: bool, scope: Option<&Scope>) -> Value {
-    let mut body = serde_json::Map::new();
-    if let Some(name) = name {
-        body.insert("name".to_owned(), json!(name));
-    }
-    if api_only {
-        body.insert("apiOnly".to_owned(), json!(true));
-    }
-    if let Some(scope) = scope {
-        body.insert("scope".to_owned(), json!(scope.to_string()));
-    }
-    Value::Object(body)
+pub fn requester_role_body(name: Option<&str>, api_only: bool, scope: Option<&Scope>) -> RequesterRoleIn {
+    RequesterRoleIn { name: name.map(str::to_owned), api_only, scope: scope.map(ToString::to_string) }
 }
 
 impl Paged for RoleDefinitionList {
@@ -306,6 +299,7 @@ impl Client {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+    use serde_json::json;
     use time::macros::datetime;
 
     const SUB: &str = "20ff7fc3-e762-44dd-bd96-b71116dcdc23";
@@ -393,20 +387,23 @@ mod tests {
 
     #[test]
     fn bodies() {
+        fn sent(body: &impl serde::Serialize) -> Value {
+            serde_json::to_value(body).unwrap()
+        }
         assert_eq!(
-            role_assignment_body(ROLE, "p-1"),
+            sent(&role_assignment_body(ROLE, "p-1")),
             json!({"properties": {"roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{ROLE}"), "principalId": "p-1"}})
         );
-        assert_eq!(token_body("ci", &TokenExpiry::Default), json!({"name": "ci"}));
-        assert_eq!(token_body("ci", &TokenExpiry::InDays(30)), json!({"name": "ci", "expiresInDays": 30}));
+        assert_eq!(sent(&token_body("ci", &TokenExpiry::Default)), json!({"name": "ci"}));
+        assert_eq!(sent(&token_body("ci", &TokenExpiry::InDays(30))), json!({"name": "ci", "expiresInDays": 30}));
         assert_eq!(
-            token_body("ci", &TokenExpiry::On(datetime!(2026-12-31 23:59:59 UTC))),
+            sent(&token_body("ci", &TokenExpiry::On(datetime!(2026-12-31 23:59:59 UTC)))),
             json!({"name": "ci", "expiresOn": "2026-12-31T23:59:59.0000000Z"})
         );
-        assert_eq!(requester_role_body(None, false, None), json!({}));
+        assert_eq!(sent(&requester_role_body(None, false, None)), json!({}));
         let sub: Scope = format!("/subscriptions/{SUB}").parse().unwrap();
         assert_eq!(
-            requester_role_body(Some("Ops"), true, Some(&sub)),
+            sent(&requester_role_body(Some("Ops"), true, Some(&sub))),
             json!({"name": "Ops", "apiOnly": true, "scope": format!("/subscriptions/{SUB}")})
         );
         let me: Me =

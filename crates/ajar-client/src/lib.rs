@@ -6,6 +6,9 @@
 //! `bootstrap.json`), never the system roots, and sends the bearer token on
 //! every request. List operations follow `nextLink` until the last page and
 //! return every item in one list.
+//!
+//! Bodies and answers are `ajar-api`'s types, the ones the server parses and
+//! renders; this crate declares no wire shape of its own.
 
 mod identity;
 
@@ -19,13 +22,13 @@ use url::Url;
 use ajar_api::activity::{ActivityList, ChainVerification};
 use ajar_api::agent::{RevokeIn, RevokeOut};
 use ajar_api::ajar_v1::{EnableIn, EnableOut, RecommendedPorts, VmStatusList};
-use ajar_api::compute::{NetworkProfile, OsDisk, StorageProfile, VirtualMachine, VirtualMachineList, VirtualMachineProperties};
+use ajar_api::compute::{VirtualMachine, VirtualMachineIn, VirtualMachineList};
 use ajar_api::jit::{
-    JitNetworkAccessPoliciesList, JitNetworkAccessPolicy, JitNetworkAccessPolicyVirtualMachine, JitNetworkAccessPortRule,
-    JitNetworkAccessRequest, PortRuleIn,
+    InitiateIn, JitNetworkAccessPoliciesList, JitNetworkAccessPolicy, JitNetworkAccessRequest, PolicyIn, precondition_out,
 };
 use ajar_api::subscriptions::SubscriptionList;
 use ajar_api::{API_VERSION, CloudError, CloudErrorBody};
+use ajar_domain::plans::Precondition;
 use ajar_domain::{Location, PolicyId, ResourceGroup, SubscriptionId, VmId};
 
 pub use identity::{Me, RoleResource, TokenExpiry, encode_query_value, odata_eq, requester_role_body, role_assignment_body, token_body};
@@ -136,122 +139,7 @@ fn transport_message(e: &reqwest::Error) -> String {
     msg
 }
 
-// ------------------------------------------------------------------ request bodies
-
-/// A JIT policy PUT body. Azure's PUT replaces the whole policy, so this
-/// carries every VM that should remain in it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PolicyPut {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    pub properties: PolicyPutProperties,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PolicyPutProperties {
-    pub virtual_machines: Vec<PolicyVmPut>,
-    /// ajar's extension; see the policy's `cutConnectionsOnRevoke`.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub cut_connections_on_revoke: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PolicyVmPut {
-    pub id: String,
-    pub ports: Vec<PortRuleIn>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub public_ip_address: Option<String>,
-}
-
-impl PolicyVmPut {
-    /// The VM entry of a policy as read, ready to be written back unchanged.
-    pub fn from_existing(vm: &JitNetworkAccessPolicyVirtualMachine) -> Self {
-        PolicyVmPut {
-            id: vm.id.clone(),
-            ports: vm.ports.iter().map(port_rule_in).collect(),
-            public_ip_address: vm.public_ip_address.clone(),
-        }
-    }
-}
-
-/// A port rule as read, in the shape a PUT takes.
-pub fn port_rule_in(rule: &JitNetworkAccessPortRule) -> PortRuleIn {
-    PortRuleIn {
-        number: i64::from(rule.number),
-        protocol: rule.protocol.clone(),
-        allowed_source_address_prefix: rule.allowed_source_address_prefix.clone(),
-        allowed_source_address_prefixes: rule.allowed_source_address_prefixes.clone(),
-        max_request_access_duration: rule.max_request_access_duration.clone(),
-    }
-}
-
-impl PolicyPut {
-    /// The PUT body that writes `policy` back as it is (its `kind` and VMs).
-    pub fn from_existing(policy: &JitNetworkAccessPolicy) -> Self {
-        PolicyPut {
-            kind: policy.kind.clone(),
-            properties: PolicyPutProperties {
-                virtual_machines: policy.properties.virtual_machines.iter().map(PolicyVmPut::from_existing).collect(),
-                cut_connections_on_revoke: policy.properties.cut_connections_on_revoke,
-            },
-        }
-    }
-}
-
-/// An initiate body: `{"virtualMachines":[{"id","ports":[...]}],"justification"?}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InitiateRequest {
-    pub virtual_machines: Vec<InitiateVm>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub justification: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InitiateVm {
-    pub id: String,
-    pub ports: Vec<InitiatePort>,
-}
-
-/// One port to open: exactly one of `duration` (ISO 8601) and `end_time_utc`.
-/// No source means the caller's own address.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InitiatePort {
-    pub number: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub duration: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub end_time_utc: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed_source_address_prefix: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed_source_address_prefixes: Option<Vec<String>>,
-}
-
-/// A VM PUT body: location, OS type and private addresses.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VmPut {
-    pub location: String,
-    pub properties: VirtualMachineProperties,
-}
-
-impl VmPut {
-    pub fn new(location: &Location, os_type: &str, private_addresses: Vec<String>) -> Self {
-        VmPut {
-            location: location.to_string(),
-            properties: VirtualMachineProperties {
-                storage_profile: StorageProfile { os_disk: OsDisk { os_type: os_type.to_owned() } },
-                network_profile: NetworkProfile { private_ip_addresses: private_addresses },
-                provisioning_state: None,
-            },
-        }
-    }
-}
+// ------------------------------------------------------------------ queries
 
 /// Filters of `GET /ajar/v1/subscriptions/{sub}/jitStatus`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -495,8 +383,23 @@ impl Client {
     }
 
     async fn send(&self, method: Method, url: Url, body: Option<Vec<u8>>) -> Result<(u16, Vec<u8>), ClientError> {
+        self.send_if(method, url, body, None).await
+    }
+
+    /// Sends a request, conditional on `expected` when given (`If-Match`, `If-None-Match`).
+    async fn send_if(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+        expected: Option<&Precondition>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
         let context = format!("{method} {}", &url[..url::Position::AfterPath]);
         let mut req = self.http.request(method, url).header(AUTHORIZATION, self.auth.clone()).header(ACCEPT, "application/json");
+        if let Some(expected) = expected {
+            let (name, value) = precondition_out(expected);
+            req = req.header(name, value);
+        }
         if let Some(body) = body {
             req = req.header(CONTENT_TYPE, "application/json").body(body);
         }
@@ -508,7 +411,17 @@ impl Client {
 
     /// Sends a request and returns the body of a success answer, or the error.
     async fn call(&self, method: Method, url: Url, body: Option<Vec<u8>>) -> Result<(u16, Vec<u8>), ClientError> {
-        let (status, bytes) = self.send(method, url, body).await?;
+        self.call_if(method, url, body, None).await
+    }
+
+    async fn call_if(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+        expected: Option<&Precondition>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let (status, bytes) = self.send_if(method, url, body, expected).await?;
         if (200..300).contains(&status) {
             return Ok((status, bytes));
         }
@@ -516,8 +429,18 @@ impl Client {
     }
 
     async fn call_json<T: DeserializeOwned>(&self, method: Method, url: Url, body: Option<Vec<u8>>) -> Result<(u16, T), ClientError> {
+        self.call_json_if(method, url, body, None).await
+    }
+
+    async fn call_json_if<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+        expected: Option<&Precondition>,
+    ) -> Result<(u16, T), ClientError> {
         let context = format!("{method} {}", url.path());
-        let (status, bytes) = self.call(method, url, body).await?;
+        let (status, bytes) = self.call_if(method, url, body, expected).await?;
         Ok((status, decode(&context, &bytes)?))
     }
 
@@ -620,21 +543,28 @@ impl Client {
         }
     }
 
-    /// `JitNetworkAccessPolicies_CreateOrUpdate`: replaces the whole policy.
-    pub async fn put_policy(&self, id: &PolicyId, body: &PolicyPut) -> Result<JitNetworkAccessPolicy, ClientError> {
+    /// `JitNetworkAccessPolicies_CreateOrUpdate`: replaces the whole policy, only if `expected`
+    /// holds when given (else a 412 `PreconditionFailed`), e.g. [`ajar_api::jit::unchanged_since`]
+    /// the policy the body was made from.
+    pub async fn put_policy(
+        &self,
+        id: &PolicyId,
+        body: &PolicyIn,
+        expected: Option<&Precondition>,
+    ) -> Result<JitNetworkAccessPolicy, ClientError> {
         let body = encode(body)?;
-        Ok(self.call_json(Method::PUT, self.arm_url(&id.to_string(), &[])?, Some(body)).await?.1)
+        Ok(self.call_json_if(Method::PUT, self.arm_url(&id.to_string(), &[])?, Some(body), expected).await?.1)
     }
 
-    /// `JitNetworkAccessPolicies_Delete`. True when something was deleted
-    /// (200), false when there was nothing to delete (204).
-    pub async fn delete_policy(&self, id: &PolicyId) -> Result<bool, ClientError> {
-        let (status, _) = self.call(Method::DELETE, self.arm_url(&id.to_string(), &[])?, None).await?;
+    /// `JitNetworkAccessPolicies_Delete`, only if `expected` holds when given. True when something
+    /// was deleted (200), false when there was nothing to delete (204).
+    pub async fn delete_policy(&self, id: &PolicyId, expected: Option<&Precondition>) -> Result<bool, ClientError> {
+        let (status, _) = self.call_if(Method::DELETE, self.arm_url(&id.to_string(), &[])?, None, expected).await?;
         Ok(status != 204)
     }
 
     /// `JitNetworkAccessPolicies_Initiate`: asks for access.
-    pub async fn initiate(&self, id: &PolicyId, body: &InitiateRequest) -> Result<JitNetworkAccessRequest, ClientError> {
+    pub async fn initiate(&self, id: &PolicyId, body: &InitiateIn) -> Result<JitNetworkAccessRequest, ClientError> {
         let body = encode(body)?;
         Ok(self.call_json(Method::POST, self.arm_url(&format!("{id}/initiate"), &[])?, Some(body)).await?.1)
     }
@@ -668,7 +598,7 @@ impl Client {
     }
 
     /// Creates or updates a VM. The flag is true when it was created (201).
-    pub async fn put_vm(&self, id: &VmId, body: &VmPut) -> Result<(VirtualMachine, bool), ClientError> {
+    pub async fn put_vm(&self, id: &VmId, body: &VirtualMachineIn) -> Result<(VirtualMachine, bool), ClientError> {
         let body = encode(body)?;
         let (status, vm) = self.call_json(Method::PUT, self.arm_url(&id.to_string(), &[])?, Some(body)).await?;
         Ok((vm, status == 201))
@@ -838,10 +768,10 @@ mod tests {
 
     #[test]
     fn serialises_bodies_in_camel_case() {
-        let body = InitiateRequest {
-            virtual_machines: vec![InitiateVm {
+        let body = InitiateIn {
+            virtual_machines: vec![ajar_api::jit::InitiateVmIn {
                 id: "/x".into(),
-                ports: vec![InitiatePort {
+                ports: vec![ajar_api::jit::InitiatePortIn {
                     number: 22,
                     duration: Some("PT1H".into()),
                     end_time_utc: None,
@@ -853,10 +783,36 @@ mod tests {
         };
         assert_eq!(serde_json::to_string(&body).unwrap(), r#"{"virtualMachines":[{"id":"/x","ports":[{"number":22,"duration":"PT1H"}]}]}"#);
         let loc: Location = "local".parse().unwrap();
-        let vm = VmPut::new(&loc, "Linux", vec!["10.0.0.4".into()]);
+        let vm = VirtualMachineIn::new(&loc, "Linux", vec!["10.0.0.4".into()]);
         assert_eq!(
             serde_json::to_string(&vm).unwrap(),
             r#"{"location":"local","properties":{"storageProfile":{"osDisk":{"osType":"Linux"}},"networkProfile":{"privateIPAddresses":["10.0.0.4"]}}}"#
         );
+    }
+
+    #[test]
+    fn writes_a_policy_back_as_read() {
+        let read: JitNetworkAccessPolicy = serde_json::from_value(serde_json::json!({
+            "id": "/p", "name": "default", "type": "Microsoft.Security/locations/jitNetworkAccessPolicies", "kind": "Basic",
+            "location": "local", "etag": "\"v7\"",
+            "properties": {
+                "virtualMachines": [{"id": "/vm", "ports": [{"number": 22, "protocol": "TCP", "allowedSourceAddressPrefix": "*",
+                    "maxRequestAccessDuration": "PT3H"}], "publicIpAddress": "1.2.3.4"}],
+                "requests": [], "provisioningState": "Succeeded", "cutConnectionsOnRevoke": true
+            }
+        }))
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(PolicyIn::from(&read)).unwrap(),
+            serde_json::json!({"kind": "Basic", "properties": {
+                "virtualMachines": [{"id": "/vm", "ports": [{"number": 22, "protocol": "TCP", "allowedSourceAddressPrefix": "*",
+                    "maxRequestAccessDuration": "PT3H"}], "publicIpAddress": "1.2.3.4"}],
+                "cutConnectionsOnRevoke": true
+            }})
+        );
+        // The write is conditional on the version read; a policy not found must still be absent.
+        let unchanged = ajar_api::jit::unchanged_since(Some(&read));
+        assert_eq!(precondition_out(&unchanged), ("If-Match", "\"v7\"".to_owned()));
+        assert_eq!(precondition_out(&ajar_api::jit::unchanged_since(None)), ("If-None-Match", "*".to_owned()));
     }
 }

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Deserialize;
 
+use ajar_api::bootstrap::BootstrapFile;
 use ajar_domain::{Location, PolicyId, PolicyName, ResourceGroup, SubscriptionId, VmId, VmName};
 
 use crate::error::UsageError;
@@ -17,26 +17,11 @@ pub const ENV_TOKEN: &str = "AJAR_TOKEN";
 pub const ENV_CA: &str = "AJAR_CA";
 pub const ENV_BOOTSTRAP: &str = "AJAR_BOOTSTRAP";
 
-/// The file `ajar serve` writes on first start (`DATA_DIR/bootstrap.json`).
-/// Every key is optional here so a partial file still helps.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Bootstrap {
-    pub url: Option<String>,
-    /// Path of the CA certificate (PEM).
-    pub ca: Option<String>,
-    pub subscription_id: Option<String>,
-    pub resource_group: Option<String>,
-    pub location: Option<String>,
-    pub admin_token: Option<String>,
-    pub join_token: Option<String>,
-}
-
-impl Bootstrap {
-    pub fn read(path: &Path) -> anyhow::Result<Bootstrap> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read the bootstrap file {}", path.display()))?;
-        serde_json::from_slice(&bytes).with_context(|| format!("the bootstrap file {} is not the JSON `ajar serve` writes", path.display()))
-    }
+/// The file `ajar serve` writes on first start (`DATA_DIR/bootstrap.json`); what it lacks (a
+/// partial file still helps) comes from elsewhere or is missing.
+pub fn read_bootstrap(path: &Path) -> anyhow::Result<BootstrapFile> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read the bootstrap file {}", path.display()))?;
+    BootstrapFile::parse(&bytes).with_context(|| format!("the bootstrap file {} is not the JSON `ajar serve` writes", path.display()))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,12 +45,12 @@ impl Settings {
     pub fn resolve(
         flags: &Conn,
         env: impl Fn(&str) -> Option<String>,
-        load: impl Fn(&Path) -> anyhow::Result<Bootstrap>,
+        load: impl Fn(&Path) -> anyhow::Result<BootstrapFile>,
     ) -> anyhow::Result<Settings> {
         let bootstrap_path = flags.bootstrap.clone().or_else(|| non_empty(env(ENV_BOOTSTRAP)).map(PathBuf::from));
         let boot = match &bootstrap_path {
             Some(path) => load(path)?,
-            None => Bootstrap::default(),
+            None => BootstrapFile::default(),
         };
         // A relative CA path in the file is relative to the file, not to the
         // directory the command happens to run in.
@@ -118,7 +103,7 @@ impl Settings {
 
     /// From the real environment and file system.
     pub fn from_env(flags: &Conn) -> anyhow::Result<Settings> {
-        Settings::resolve(flags, |k| std::env::var(k).ok(), Bootstrap::read)
+        Settings::resolve(flags, |k| std::env::var(k).ok(), read_bootstrap)
     }
 
     pub fn subscription(&self) -> Result<&SubscriptionId, UsageError> {
@@ -219,7 +204,7 @@ mod tests {
     struct Case {
         flags: Conn,
         env: &'static [(&'static str, &'static str)],
-        file: Option<Bootstrap>,
+        file: Option<BootstrapFile>,
     }
 
     fn resolve(case: &Case) -> anyhow::Result<Settings> {
@@ -235,8 +220,8 @@ mod tests {
         )
     }
 
-    fn boot() -> Bootstrap {
-        Bootstrap {
+    fn boot() -> BootstrapFile {
+        BootstrapFile {
             url: Some("https://file:8443".into()),
             ca: Some("ca.pem".into()),
             subscription_id: Some(SUB.into()),
@@ -308,7 +293,7 @@ mod tests {
             Case {
                 flags: Conn { bootstrap: Some("/flag/bootstrap.json".into()), token: Some("t".into()), ..Conn::default() },
                 env: &[("AJAR_BOOTSTRAP", "/elsewhere/nope.json"), ("AJAR_SERVER", "https://env:2")],
-                file: Some(Bootstrap { ca: Some("/abs/ca.pem".into()), ..boot() }),
+                file: Some(BootstrapFile { ca: Some("/abs/ca.pem".into()), ..boot() }),
             },
             Ok(("https://env:2", "t", "/abs/ca.pem", Some(SUB), Some("filerg"), Some("fileloc"))),
         );
@@ -316,6 +301,15 @@ mod tests {
         check(
             Case { flags: Conn::default(), env: &[("AJAR_SERVER", ""), ("AJAR_BOOTSTRAP", "/data/bootstrap.json")], file: Some(boot()) },
             Ok(("https://file:8443", "file-admin", "/data/ca.pem", Some(SUB), Some("filerg"), Some("fileloc"))),
+        );
+        // A file cut down to the server and its CA still gives those.
+        check(
+            Case {
+                flags: Conn::default(),
+                env: &[("AJAR_BOOTSTRAP", "/data/bootstrap.json"), ("AJAR_TOKEN", "env-token")],
+                file: Some(BootstrapFile { url: Some("https://file:8443".into()), ca: Some("ca.pem".into()), ..BootstrapFile::default() }),
+            },
+            Ok(("https://file:8443", "env-token", "/data/ca.pem", None, None, None)),
         );
         // No defaults anywhere: still fine until a command needs one.
         check(
@@ -336,7 +330,7 @@ mod tests {
             Case {
                 flags: Conn::default(),
                 env: &[("AJAR_BOOTSTRAP", "/data/bootstrap.json")],
-                file: Some(Bootstrap { subscription_id: Some("nope".into()), ..boot() }),
+                file: Some(BootstrapFile { subscription_id: Some("nope".into()), ..boot() }),
             },
             Err("the bootstrap file's subscription is invalid"),
         );

@@ -31,6 +31,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::signal::unix::{SignalKind, signal};
 
+use ajar_api::ajar_v1::VmStatusList;
+use ajar_api::bootstrap::BootstrapFile;
+
 use crate::flags::{DemoArgs, DemoCommand, DemoConnectArgs, DemoListenArgs, DemoProbeArgs};
 use crate::settings::{ENV_BOOTSTRAP, ENV_CA, ENV_SERVER, ENV_TOKEN};
 
@@ -212,7 +215,7 @@ fn start(dir: &Path, exe: &Path, cancel: &AtomicBool) -> anyhow::Result<Lab> {
     let server_log = logs.join("server.log");
     let server =
         lab.spawn(&ns("ctl"), exe, &["serve", "--data-dir", &path_str(&server_dir)?, "--listen", &listen, "--san", ctl], &[], &server_log)?;
-    let bootstrap = server_dir.join("bootstrap.json");
+    let bootstrap = server_dir.join(ajar_api::bootstrap::FILE_NAME);
     let join_token = wait_for_server(&mut lab, server, &server_log, &bootstrap, cancel)?;
     let url = format!("https://{ctl}:{SERVER_PORT}");
 
@@ -266,10 +269,8 @@ fn wait_for_server(lab: &mut Lab, server: usize, log: &Path, bootstrap: &Path, c
         }
         let listening = std::fs::read_to_string(log).is_ok_and(|s| s.contains("listening on "));
         if listening && let Ok(bytes) = std::fs::read(bootstrap) {
-            let json: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", bootstrap.display()))?;
-            let token =
-                json.get("joinToken").and_then(|t| t.as_str()).with_context(|| format!("{} has no joinToken", bootstrap.display()))?;
-            return Ok(token.to_owned());
+            let file = BootstrapFile::parse(&bytes).with_context(|| format!("{} is not a bootstrap file", bootstrap.display()))?;
+            return file.join_token.with_context(|| format!("{} has no joinToken", bootstrap.display()));
         }
         if Instant::now() >= deadline {
             bail!("the server did not start within {START_LIMIT:?}; see {}", log.display());
@@ -285,11 +286,8 @@ fn wait_for_agents(client: &Client, cancel: &AtomicBool) -> anyhow::Result<()> {
         check_cancel(cancel)?;
         let enrolled = match client.ajar(&["status", "--output", "json"]) {
             Ok(out) => {
-                let json: serde_json::Value = serde_json::from_str(&out).context("`ajar status --output json` did not print JSON")?;
-                let list = json.get("value").and_then(|v| v.as_array()).cloned().unwrap_or_default();
-                VMS.iter().all(|(vm, _, _)| {
-                    list.iter().any(|s| s.get("name").and_then(|n| n.as_str()) == Some(vm) && s.get("agent").is_some_and(|a| !a.is_null()))
-                })
+                let list: VmStatusList = serde_json::from_str(&out).context("`ajar status --output json` did not print the status list")?;
+                VMS.iter().all(|(vm, _, _)| list.value.iter().any(|s| s.name == *vm && s.agent.is_some()))
             }
             Err(_) => false,
         };
@@ -312,7 +310,7 @@ fn print_ready(dir: &Path, lab: &Lab) {
         format!(" --dir {}", dir.display())
     };
     let d = |rest: &str| format!("  {me} demo{dir_flag} {rest}");
-    let bootstrap = dir.join("server").join("bootstrap.json");
+    let bootstrap = dir.join("server").join(ajar_api::bootstrap::FILE_NAME);
     println!("The ajar demo is ready (namespaces {}*; Ctrl-C to stop and clean up).", lab.prefix());
     println!();
     println!("  server:     https://10.99.0.1:{SERVER_PORT} (in namespace {}ctl)", lab.prefix());

@@ -2,13 +2,14 @@
 //!
 //! Azure's PUT replaces a policy's whole VM list, so changing one machine is a
 //! read-modify-write: GET the policy, change that machine's entry, PUT it back
-//! with every other machine as it was.
+//! with every other machine as it was, on condition (`If-Match` with the etag
+//! read) that nobody changed it in between.
 
 use time::OffsetDateTime;
 
 use ajar_api::ajar_v1::EnableIn;
-use ajar_api::jit::{JitNetworkAccessPolicy, JitNetworkAccessPortRule};
-use ajar_client::{PolicyPut, PolicyPutProperties, PolicyScope, PolicyVmPut};
+use ajar_api::jit::{JitNetworkAccessPolicy, JitNetworkAccessPortRule, PolicyIn, PolicyVmIn, unchanged_since};
+use ajar_client::{ClientError, PolicyScope};
 use ajar_domain::{Location, PolicyId, VmId};
 
 use super::Ctx;
@@ -35,24 +36,39 @@ fn same_id(a: &str, b: &str) -> bool {
 }
 
 /// Puts `entry` in place of the machine's existing entry, or adds it.
-pub fn upsert_vm(put: &mut PolicyPut, entry: PolicyVmPut) {
+pub fn upsert_vm(put: &mut PolicyIn, entry: PolicyVmIn) {
     let vms = &mut put.properties.virtual_machines;
     match vms.iter_mut().find(|v| same_id(&v.id, &entry.id)) {
         Some(existing) => {
             // A linked gateway address is the policy's business, not the ports'.
             let public_ip = existing.public_ip_address.take();
-            *existing = PolicyVmPut { public_ip_address: entry.public_ip_address.or(public_ip), ..entry };
+            *existing = PolicyVmIn { public_ip_address: entry.public_ip_address.or(public_ip), ..entry };
         }
         None => vms.push(entry),
     }
 }
 
 /// Drops the machine's entry; false when it had none.
-pub fn remove_vm_entry(put: &mut PolicyPut, vm: &str) -> bool {
+pub fn remove_vm_entry(put: &mut PolicyIn, vm: &str) -> bool {
     let vms = &mut put.properties.virtual_machines;
     let before = vms.len();
     vms.retain(|v| !same_id(&v.id, vm));
     vms.len() != before
+}
+
+/// A write refused because the policy changed after it was read: nothing was written, and the
+/// command, run again, applies its change to the policy as it is now.
+fn changed_meanwhile(e: ClientError, id: &PolicyId) -> anyhow::Error {
+    let changed = e.code() == Some("PreconditionFailed");
+    let e = anyhow::Error::from(e);
+    if changed {
+        e.context(format!(
+            "policy '{}' changed while this command ran, so nothing was written; run it again to apply the change to it as it is now",
+            id.name
+        ))
+    } else {
+        e
+    }
 }
 
 /// The machine's location: policies live in their machines' location.
@@ -211,20 +227,16 @@ async fn set(args: PolicySetArgs) -> anyhow::Result<()> {
     // Without --policy, the machine's entry is edited where it already is: a
     // machine may be in only one policy, so "default" would be refused.
     let (id, existing) = policy_for_vm(&ctx, &vm, &location, args.policy.as_deref()).await?;
-    let mut body = match existing {
-        Some(existing) => PolicyPut::from_existing(&existing),
-        None => {
-            PolicyPut { kind: None, properties: PolicyPutProperties { virtual_machines: Vec::new(), cut_connections_on_revoke: false } }
-        }
-    };
+    let mut body = existing.as_ref().map(PolicyIn::from).unwrap_or_default();
     if let Some(cut) = args.cut_connections_on_revoke {
         body.properties.cut_connections_on_revoke = cut;
     }
     upsert_vm(
         &mut body,
-        PolicyVmPut { id: vm.to_string(), ports: args.ports.iter().map(|p| p.to_rule()).collect(), public_ip_address: None },
+        PolicyVmIn { id: vm.to_string(), ports: args.ports.iter().map(|p| p.to_rule()).collect(), public_ip_address: None },
     );
-    let policy = ctx.client.put_policy(&id, &body).await?;
+    let policy =
+        ctx.client.put_policy(&id, &body, Some(&unchanged_since(existing.as_ref()))).await.map_err(|e| changed_meanwhile(e, &id))?;
     emit_policy(&ctx, &policy)
 }
 
@@ -301,7 +313,7 @@ async fn list(args: PolicyListArgs) -> anyhow::Result<()> {
 async fn remove(args: PolicyNameArgs) -> anyhow::Result<()> {
     let ctx = Ctx::new(&args.conn)?;
     let id = ctx.settings.policy_id(&args.name)?;
-    let deleted = ctx.client.delete_policy(&id).await?;
+    let deleted = ctx.client.delete_policy(&id, None).await?;
     match ctx.output {
         OutputFormat::Json => output::json(&serde_json::json!({ "id": id.to_string(), "deleted": deleted })),
         OutputFormat::Table if deleted => {
@@ -327,13 +339,14 @@ async fn remove_vm(args: PolicyRemoveVmArgs) -> anyhow::Result<()> {
             location
         );
     };
-    let mut body = PolicyPut::from_existing(&policy);
+    let mut body = PolicyIn::from(&policy);
     if !remove_vm_entry(&mut body, &vm.to_string()) {
         anyhow::bail!("VM {} is not in policy '{}'; nothing to remove", vm.name, id.name);
     }
+    let expected = unchanged_since(Some(&policy));
     if body.properties.virtual_machines.is_empty() {
         // A policy needs at least one machine: the last one out deletes it.
-        ctx.client.delete_policy(&id).await?;
+        ctx.client.delete_policy(&id, Some(&expected)).await.map_err(|e| changed_meanwhile(e, &id))?;
         return match ctx.output {
             OutputFormat::Json => output::json(&serde_json::json!({ "id": id.to_string(), "deleted": true, "policy": null })),
             OutputFormat::Table => output::line(&format!(
@@ -342,7 +355,7 @@ async fn remove_vm(args: PolicyRemoveVmArgs) -> anyhow::Result<()> {
             )),
         };
     }
-    let updated = ctx.client.put_policy(&id, &body).await?;
+    let updated = ctx.client.put_policy(&id, &body, Some(&expected)).await.map_err(|e| changed_meanwhile(e, &id))?;
     match ctx.output {
         OutputFormat::Json => output::json(&serde_json::json!({ "id": id.to_string(), "deleted": false, "policy": updated })),
         OutputFormat::Table => output::line(&format!(
@@ -356,12 +369,12 @@ async fn remove_vm(args: PolicyRemoveVmArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use ajar_api::jit::PortRuleIn;
+    use ajar_api::jit::{PolicyPropertiesIn, PortRuleIn};
 
     use super::*;
 
-    fn entry(id: &str, port: i64, public_ip: Option<&str>) -> PolicyVmPut {
-        PolicyVmPut {
+    fn entry(id: &str, port: i64, public_ip: Option<&str>) -> PolicyVmIn {
+        PolicyVmIn {
             id: id.to_owned(),
             ports: vec![PortRuleIn {
                 number: port,
@@ -374,7 +387,7 @@ mod tests {
         }
     }
 
-    fn summary(put: &PolicyPut) -> Vec<String> {
+    fn summary(put: &PolicyIn) -> Vec<String> {
         put.properties
             .virtual_machines
             .iter()
@@ -391,12 +404,13 @@ mod tests {
 
     #[test]
     fn read_modify_write_keeps_other_machines() {
-        let mut put = PolicyPut {
+        let mut put = PolicyIn {
             kind: Some("Basic".into()),
-            properties: PolicyPutProperties {
+            properties: PolicyPropertiesIn {
                 virtual_machines: vec![entry("/a", 22, Some("1.2.3.4")), entry("/b", 3389, None)],
-                cut_connections_on_revoke: false,
+                ..PolicyPropertiesIn::default()
             },
+            ..PolicyIn::default()
         };
         upsert_vm(&mut put, entry("/A", 2222, None));
         assert_eq!(summary(&put), ["/A:2222:1.2.3.4", "/b:3389:-"]);

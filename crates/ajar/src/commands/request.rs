@@ -2,9 +2,8 @@
 
 use time::OffsetDateTime;
 
-use ajar_api::jit::{JitNetworkAccessPolicyVirtualMachine, JitNetworkAccessRequest};
+use ajar_api::jit::{InitiateIn, InitiatePortIn, InitiateVmIn, JitNetworkAccessPolicyVirtualMachine, JitNetworkAccessRequest};
 use ajar_api::wire_time;
-use ajar_client::{InitiatePort, InitiateRequest, InitiateVm};
 
 use super::Ctx;
 use super::policy::{policy_holding_vm, sources};
@@ -17,7 +16,7 @@ use crate::spec::{SourceArg, default_max, to_iso};
 /// asks for its own maximum from the policy (`rules`); a port the policy does
 /// not have asks for Azure's default, and the server says it is not
 /// configured, naming the ports that are.
-pub fn initiate_body(vm_id: &str, args: &RequestArgs, rules: Option<&JitNetworkAccessPolicyVirtualMachine>) -> InitiateRequest {
+pub fn initiate_body(vm_id: &str, args: &RequestArgs, rules: Option<&JitNetworkAccessPolicyVirtualMachine>) -> InitiateIn {
     let mut numbers: Vec<u16> = Vec::new();
     for n in &args.ports {
         if !numbers.contains(n) {
@@ -42,8 +41,8 @@ pub fn initiate_body(vm_id: &str, args: &RequestArgs, rules: Option<&JitNetworkA
                     (Some(max), None)
                 }
             };
-            InitiatePort {
-                number,
+            InitiatePortIn {
+                number: i64::from(number),
                 duration,
                 end_time_utc,
                 allowed_source_address_prefix: source.clone(),
@@ -51,7 +50,7 @@ pub fn initiate_body(vm_id: &str, args: &RequestArgs, rules: Option<&JitNetworkA
             }
         })
         .collect();
-    InitiateRequest { virtual_machines: vec![InitiateVm { id: vm_id.to_owned(), ports }], justification: args.justification.clone() }
+    InitiateIn { virtual_machines: vec![InitiateVmIn { id: vm_id.to_owned(), ports }], justification: args.justification.clone() }
 }
 
 pub async fn run(args: RequestArgs) -> anyhow::Result<()> {

@@ -1,8 +1,8 @@
 //! `ajar vm add|list|show|remove`: the VM inventory.
 
 use ajar_api::ajar_v1::VmStatusOut;
-use ajar_api::compute::VirtualMachine;
-use ajar_client::{StatusQuery, VmPut};
+use ajar_api::compute::{VirtualMachine, VirtualMachineIn};
+use ajar_client::StatusQuery;
 use ajar_domain::VmId;
 
 use super::Ctx;
@@ -27,7 +27,7 @@ fn addresses(vm: &VirtualMachine) -> String {
 async fn add(args: VmAddArgs) -> anyhow::Result<()> {
     let ctx = Ctx::new(&args.conn)?;
     let id = ctx.settings.vm_id(&args.name)?;
-    let body = VmPut::new(ctx.settings.location()?, args.os.as_wire(), args.addresses.iter().map(ToString::to_string).collect());
+    let body = VirtualMachineIn::new(ctx.settings.location()?, args.os.as_wire(), args.addresses.iter().map(ToString::to_string).collect());
     let (vm, created) = ctx.client.put_vm(&id, &body).await?;
     match ctx.output {
         OutputFormat::Json => output::json(&vm),

@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+use ajar_api::jit::{JitNetworkAccessPolicy, PolicyIn, unchanged_since};
+use ajar_domain::PolicyId;
 use serde_json::Value;
 
 use crate::common::Server;
@@ -160,4 +162,55 @@ async fn least_privilege_setup_from_the_readme() {
     assert!(!listed.contains(&token), "{listed}");
     run(None, &["token", "revoke", &token_id], 0, &[]);
     run(bot, &["whoami"], 1, &["InvalidAuthenticationToken"]);
+}
+
+/// A policy's version as `policy show --output json` gives it.
+fn shown_policy(s: &Server, name: &str) -> JitNetworkAccessPolicy {
+    let (code, stdout, stderr) = ajar(s, &["policy", "show", name, "--output", "json"]);
+    assert_eq!(code, 0, "policy show {name}: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("policy show --output json: {e}\n{stdout}"))
+}
+
+/// The CLI edits a policy on condition that it is still the version it read (`If-Match` with its
+/// etag, `If-None-Match: *` for a new one), so it cannot write over an edit made in between.
+#[tokio::test]
+async fn policy_edits_are_conditional_on_the_version_read() {
+    let s = Server::start(&[]).await;
+    let run = |args: &[&str]| {
+        let (code, stdout, stderr) = ajar(&s, args);
+        assert_eq!(code, 0, "ajar {args:?}\nstdout: {stdout}\nstderr: {stderr}");
+    };
+    run(&["vm", "add", "web1", "--os", "linux", "--address", "10.0.0.4"]);
+    run(&["vm", "add", "web2", "--os", "linux", "--address", "10.0.0.5"]);
+    run(&["policy", "enable", "web1", "--defaults"]);
+    let before = shown_policy(&s, "default");
+    let first = before.etag.clone().expect("policy show --output json gives the etag");
+    assert!(first.starts_with('"') && first.ends_with('"'), "an entity tag as HTTP writes it: {first}");
+
+    run(&["policy", "set", "web1", "--port", "2222/tcp"]);
+    let edited = shown_policy(&s, "default");
+    assert_ne!(edited.etag.as_deref(), Some(first.as_str()), "an edit makes a new version");
+    // A new policy is written only if none has appeared meanwhile.
+    run(&["policy", "set", "web2", "--policy", "other", "--port", "22/tcp"]);
+    assert_eq!(shown_policy(&s, "other").properties.virtual_machines.len(), 1);
+
+    // A write made from the version before the edit is refused and changes nothing.
+    let ca = std::fs::read(s.ca_path()).unwrap();
+    let client = ajar_client::Client::new(&s.url, &s.token, &ca).unwrap();
+    let id: PolicyId = before.id.parse().unwrap();
+    let stale = unchanged_since(Some(&before));
+    let refused = [
+        client.put_policy(&id, &PolicyIn::from(&before), Some(&stale)).await.unwrap_err(),
+        client.put_policy(&id, &PolicyIn::from(&before), Some(&unchanged_since(None))).await.unwrap_err(),
+        client.delete_policy(&id, Some(&stale)).await.unwrap_err(),
+    ];
+    for e in refused {
+        assert_eq!((e.status(), e.code()), (Some(412), Some("PreconditionFailed")), "{e}");
+    }
+    assert_eq!(shown_policy(&s, "default"), edited);
+
+    // From the version as it is now, the last machine out deletes the policy.
+    run(&["policy", "remove-vm", "web1"]);
+    let (code, _, stderr) = ajar(&s, &["policy", "show", "default"]);
+    assert_eq!(code, 1, "{stderr}");
 }
