@@ -14,4 +14,5 @@ mod contract;
 mod dashboard;
 mod lifecycle;
 mod oidc;
+mod schemathesis;
 mod validation;
