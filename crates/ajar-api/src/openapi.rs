@@ -47,6 +47,17 @@ fn merge(into: &mut Value, from: &Value, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Azure's spec names its api-version only in `info.version` (which its code generators read), while
+/// the shared `ApiVersion` parameter it uses is any string. The server refuses every api-version but
+/// [`crate::API_VERSION`] on these paths, so the served document says so, for clients and test
+/// generators that read parameters only.
+fn pin_api_version(doc: &mut Value) -> Result<(), String> {
+    let param =
+        doc.pointer_mut("/parameters/ApiVersion").and_then(Value::as_object_mut).ok_or("the shared ApiVersion parameter is missing")?;
+    param.insert("enum".into(), serde_json::json!([crate::API_VERSION]));
+    Ok(())
+}
+
 pub fn document() -> Result<Value, String> {
     let mut doc: Value = serde_json::from_str(AZURE_JIT).map_err(|e| format!("Azure JIT spec: {e}"))?;
     let types: Value = serde_json::from_str(AZURE_TYPES).map_err(|e| format!("Azure types: {e}"))?;
@@ -59,6 +70,7 @@ pub fn document() -> Result<Value, String> {
     merge(&mut doc, &ajar, "paths")?;
     let identity: Value = serde_json::from_str(IDENTITY_PATHS).map_err(|e| format!("identity paths: {e}"))?;
     merge(&mut doc, &identity, "paths")?;
+    pin_api_version(&mut doc)?;
     let obj = doc.as_object_mut().ok_or("the document is not an object")?;
     // Served by whatever host the client reached, with bearer tokens instead of Azure AD.
     obj.remove("host");
@@ -107,6 +119,13 @@ mod tests {
             let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("external reference left: {r}"));
             assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
         }
+    }
+
+    #[test]
+    fn api_version_is_the_one_served() {
+        let doc = document().unwrap();
+        assert_eq!(doc["parameters"]["ApiVersion"]["enum"], serde_json::json!([crate::API_VERSION]));
+        assert_eq!(doc["parameters"]["AuthorizationApiVersion"]["enum"], serde_json::json!([crate::authorization::API_VERSION]));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! HTTP plumbing shared by the routes: ARM errors as responses, strict body,
 //! path and query extraction, and paging links.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -43,6 +45,18 @@ impl From<StoreError> for HttpError {
 
 pub type HttpResult<T> = Result<T, HttpError>;
 
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn not_json() -> HttpError {
+    HttpError(ApiError::new(415, "UnsupportedMediaType", "send the body as JSON with 'Content-Type: application/json'"))
+}
+
 /// A JSON request body, within the size limit, with `Content-Type: application/json`.
 pub struct JsonBody(pub Bytes);
 
@@ -50,26 +64,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = HttpError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-        if !is_json {
-            return Err(HttpError(ApiError::new(
-                415,
-                "UnsupportedMediaType",
-                "send the body as JSON with 'Content-Type: application/json'",
-            )));
+        if !is_json(req.headers()) {
+            return Err(not_json());
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                HttpError(ApiError::new(413, "RequestEntityTooLarge", "the request body is larger than this server accepts"))
-            } else {
-                HttpError(ApiError::new(400, "InvalidRequestContent", format!("the request body could not be read: {rejection}")))
-            }
-        })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(unreadable_body)?;
         if bytes.is_empty() {
             return Err(HttpError(ApiError::new(
                 400,
@@ -78,6 +76,42 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             )));
         }
         Ok(JsonBody(bytes))
+    }
+}
+
+/// As [`JsonBody`], for an operation whose body may be left out: no body at all, with or without a
+/// `Content-Type`, is an empty one.
+pub struct OptionalJsonBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for OptionalJsonBody {
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = is_json(req.headers());
+        let bytes = Bytes::from_request(req, state).await.map_err(unreadable_body)?;
+        if !bytes.is_empty() && !json {
+            return Err(not_json());
+        }
+        Ok(OptionalJsonBody(bytes))
+    }
+}
+
+fn unreadable_body(rejection: BytesRejection) -> HttpError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        HttpError(ApiError::new(413, "RequestEntityTooLarge", "the request body is larger than this server accepts"))
+    } else {
+        HttpError(ApiError::new(400, "InvalidRequestContent", format!("the request body could not be read: {rejection}")))
+    }
+}
+
+/// Reads the whole request body (within the body limit) before the request goes on. An answer given
+/// with the body still unread (a refused token, a missing api-version, an unknown route) makes the
+/// connection close with data in flight, and the client then sees a reset instead of the answer.
+pub async fn read_body_first(req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    match Bytes::from_request(Request::from_parts(parts.clone(), body), &()).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Err(rejection) => unreadable_body(rejection).into_response(),
     }
 }
 

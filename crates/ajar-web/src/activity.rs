@@ -3,7 +3,7 @@
 
 use askama::Template;
 use time::macros::format_description;
-use time::{Date, Duration, Time};
+use time::{Date, Time};
 
 use ajar_domain::VmId;
 use ajar_domain::activity::{ActivityEntry, ActivityQuery, Outcome, ResultKind, actions as a};
@@ -153,8 +153,8 @@ impl ActivityFilter {
             operation: Some(self.operation.clone()).filter(|o| !o.is_empty()),
             result,
             since: since.map(midnight),
-            // The whole of the last day.
-            until: until.map(|d| midnight(d) + Duration::days(1)),
+            // The whole of the last day; after the calendar's last day there is nothing to leave out.
+            until: until.and_then(Date::next_day).map(midnight),
             ..ActivityQuery::default()
         })
     }

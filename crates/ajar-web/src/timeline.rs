@@ -113,7 +113,12 @@ impl TimelineForm {
             Some(d) => midnight(d) + Duration::days(1),
             None => now,
         };
-        Ok(Window { range, from: to - range.length(), to, end })
+        // A window reaching back past the calendar's first day (year -9999) cannot be shown.
+        let Some(from) = to.checked_sub(range.length()) else {
+            let end = Some(format!("End date '{}' is too early for a {}; use a later date.", self.end, range.label().to_lowercase()));
+            return Err(WindowErrors { end, ..WindowErrors::default() });
+        };
+        Ok(Window { range, from, to, end })
     }
 }
 

@@ -28,7 +28,7 @@ use ajar_store::{AssignmentFilter, NewPrincipal, NewToken, PrincipalInfo, TokenI
 use super::{AppState, created_or_ok, scope_audit};
 use crate::auth::{Caller, hash_token};
 use crate::bootstrap::new_token;
-use crate::http::{ArmPath, HttpError, HttpResult, JsonBody, Query};
+use crate::http::{ArmPath, HttpError, HttpResult, JsonBody, OptionalJsonBody, Query};
 
 /// Filed under the subscription and resource group `resource_id` is in, when it is an ARM path.
 fn identity_audit(caller: &Caller, operation: &'static str, resource_id: String) -> Audit {
@@ -441,10 +441,10 @@ pub(super) async fn revoke_token(
 pub(super) async fn create_requester_role(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    body: Result<JsonBody, HttpError>,
+    body: Result<OptionalJsonBody, HttpError>,
 ) -> HttpResult<Response> {
     let audit = identity_audit(&caller, actions::ROLE_DEFINITIONS_WRITE, "/ajar/v1/roles/requester".to_owned());
-    let request = match body.and_then(|JsonBody(bytes)| requester_role_in(&bytes).map_err(HttpError)) {
+    let request = match body.and_then(|OptionalJsonBody(bytes)| requester_role_in(&bytes).map_err(HttpError)) {
         Ok(r) => r,
         Err(e) => return Err(state.refuse(audit, e).await),
     };

@@ -431,6 +431,8 @@ pub fn router(state: AppState) -> Router {
         .merge(agent)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside the body limit, which it reads from the request's extensions.
+        .layer(middleware::from_fn(crate::http::read_body_first))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
         .with_state(state);

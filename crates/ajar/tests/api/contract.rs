@@ -279,6 +279,91 @@ async fn transport_errors_are_arm_errors() {
     assert!(!serde_json::to_string(&refused).unwrap().contains("not-a-real-token"), "tokens never reach the log");
 }
 
+/// Writes `head` and then all of `body` before reading anything, as many HTTP clients do, over a TLS
+/// connection of its own to `s`, and returns the answer's status line; an error if the connection
+/// broke while the client was still sending or before the answer arrived.
+fn send_whole_then_read(s: &Server, head: &str, body: &[u8]) -> std::io::Result<String> {
+    use rustls_pki_types::pem::PemObject;
+    use std::io::{Read, Write};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(s.ca_path()).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let addr = s.url.strip_prefix("https://").unwrap();
+    let name = rustls_pki_types::ServerName::try_from(addr.rsplit_once(':').unwrap().0.to_owned()).unwrap();
+    let tcp = std::net::TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    tcp.set_write_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(head.as_bytes())?;
+    for chunk in body.chunks(16 * 1024) {
+        tls.write_all(chunk)?;
+    }
+    tls.flush()?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Up to the status line; the rest does not matter.
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        match tls.read(&mut buf)? {
+            0 => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before answering")),
+            n => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+/// A refusal decided before the body is needed (no api-version, a method the path lacks, no such path,
+/// not JSON) still reaches a client that sends its whole body first: the server reads the body before
+/// answering, so it never closes the connection with the body in flight, which the client would see
+/// as a reset instead of the answer.
+#[tokio::test]
+async fn early_refusals_reach_a_client_still_sending() {
+    let s = Server::start(&[]).await;
+    let policy = s.policy_path("default");
+    let body = format!("{{\"properties\": \"{}\"}}", "x".repeat(256 * 1024)).into_bytes();
+    let cases = [
+        ("PUT", policy.clone(), "application/json", "400"),
+        ("DELETE", format!("{policy}/revoke?{API}"), "application/json", "405"),
+        ("POST", "/no/such/thing".to_owned(), "application/json", "404"),
+        ("PUT", format!("{policy}?{API}"), "text/plain", "415"),
+    ];
+    let s = std::sync::Arc::new(s);
+    for (method, path, ctype, status) in cases {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            s.url.strip_prefix("https://").unwrap(),
+            s.token,
+            body.len()
+        );
+        for _ in 0..10 {
+            let (server, head, body) = (std::sync::Arc::clone(&s), head.clone(), body.clone());
+            let answer = tokio::task::spawn_blocking(move || send_whole_then_read(&server, &head, &body)).await.unwrap();
+            let line = answer.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+            assert!(line.starts_with(&format!("HTTP/1.1 {status} ")), "{method} {path}: {line}");
+        }
+    }
+}
+
+/// A body the document calls optional (the requester role's) may be left out, Content-Type and all.
+#[tokio::test]
+async fn an_optional_body_may_be_left_out() {
+    let s = Server::start(&[]).await;
+    let (st, v, _) = s.send(Method::POST, "/ajar/v1/roles/requester", Some(&s.token), None, "").await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["properties"]["roleName"], "JIT Network Access Requester (custom)");
+    // A body that is there is JSON.
+    let (st, v, _) = s.send(Method::POST, "/ajar/v1/roles/requester", Some(&s.token), Some(b"name=x".to_vec()), "text/plain").await;
+    assert_eq!((st.as_u16(), v["error"]["code"].as_str()), (415, Some("UnsupportedMediaType")), "{v}");
+}
+
 #[tokio::test]
 async fn openapi_describes_every_route() {
     let s = Server::start(&[]).await;

@@ -15,5 +15,6 @@ mod dashboard;
 mod durability;
 mod lifecycle;
 mod oidc;
+mod schemathesis;
 mod validation;
 mod writes;
