@@ -58,11 +58,44 @@ fn pin_api_version(doc: &mut Value) -> Result<(), String> {
     Ok(())
 }
 
+/// The path of one JIT policy (GET, PUT, DELETE).
+const POLICY_PATH: &str = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Security/locations/{ascLocation}/jitNetworkAccessPolicies/{jitNetworkAccessPolicyName}";
+
+/// ajar's conditional writes on a policy (see `JitPolicyVersion` in `ajar.json`), added to Azure's
+/// operations without changing anything of theirs: the `ETag` header on GET and PUT, `If-Match` and
+/// `If-None-Match` on PUT and DELETE, and their 412.
+fn add_conditional_writes(paths: &mut Value) -> Result<(), String> {
+    let item = paths.get_mut(POLICY_PATH).and_then(Value::as_object_mut).ok_or("the policy's path is missing")?;
+    let etag = serde_json::json!({"ETag": {"type": "string", "description": "The policy version's entity tag (see JitPolicyVersion)."}});
+    for method in ["get", "put", "delete"] {
+        let op = item.get_mut(method).and_then(Value::as_object_mut).ok_or_else(|| format!("the policy's {method} is missing"))?;
+        if method != "delete" {
+            let ok = op.get_mut("responses").and_then(|r| r.get_mut("200")).and_then(Value::as_object_mut);
+            ok.ok_or_else(|| format!("the policy's {method} has no 200"))?.insert("headers".into(), etag.clone());
+        }
+        if method == "get" {
+            continue;
+        }
+        let params =
+            op.get_mut("parameters").and_then(Value::as_array_mut).ok_or_else(|| format!("the policy's {method} has no parameters"))?;
+        params.push(serde_json::json!({"$ref": "#/parameters/IfMatch"}));
+        params.push(serde_json::json!({"$ref": "#/parameters/IfNoneMatch"}));
+        let responses =
+            op.get_mut("responses").and_then(Value::as_object_mut).ok_or_else(|| format!("the policy's {method} has no responses"))?;
+        responses.insert(
+            "412".into(),
+            serde_json::json!({"description": "PreconditionFailed: the policy is not the version If-Match names (or exists, with If-None-Match: *); nothing was written.", "schema": {"$ref": "#/definitions/CloudError"}}),
+        );
+    }
+    Ok(())
+}
+
 pub fn document() -> Result<Value, String> {
     let mut doc: Value = serde_json::from_str(AZURE_JIT).map_err(|e| format!("Azure JIT spec: {e}"))?;
     let types: Value = serde_json::from_str(AZURE_TYPES).map_err(|e| format!("Azure types: {e}"))?;
     let ajar: Value = serde_json::from_str(AJAR).map_err(|e| format!("ajar spec: {e}"))?;
     inline_refs(&mut doc);
+    add_conditional_writes(doc.get_mut("paths").ok_or("Azure's spec has no paths")?)?;
     for part in ["definitions", "parameters"] {
         merge(&mut doc, &types, part)?;
         merge(&mut doc, &ajar, part)?;
@@ -137,7 +170,10 @@ mod tests {
             inline_refs(&mut expected);
             assert_eq!(doc["definitions"][name], expected, "definition {name}");
         }
-        for (path, item) in azure["paths"].as_object().unwrap() {
+        // The paths as Azure wrote them, with ajar's conditional writes and nothing else added.
+        let mut paths = azure["paths"].clone();
+        add_conditional_writes(&mut paths).unwrap();
+        for (path, item) in paths.as_object().unwrap() {
             let mut expected = item.clone();
             inline_refs(&mut expected);
             assert_eq!(doc["paths"][path], expected, "path {path}");

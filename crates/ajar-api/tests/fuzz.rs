@@ -403,7 +403,7 @@ proptest! {
 
     #[test]
     fn policies_read_back(policy in policy()) {
-        let shown = serde_json::to_vec(&policy_out(&policy, &[], OffsetDateTime::now_utc())).unwrap();
+        let shown = serde_json::to_vec(&policy_out(&policy, "v1", &[], OffsetDateTime::now_utc())).unwrap();
         prop_assert_eq!(policy_in(&policy.id, &shown).unwrap(), policy);
     }
 
