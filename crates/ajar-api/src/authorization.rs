@@ -17,6 +17,7 @@ use ajar_domain::SubscriptionId;
 use ajar_domain::access::role::is_guid;
 use ajar_domain::access::scope::ACCEPTED_FORMS;
 use ajar_domain::access::{ActionPattern, CATALOG, RoleAssignment, RoleDefinition, RoleKind, Scope, validate_custom_role};
+use ajar_domain::ids::arm_key;
 use ajar_domain::problem::{Field, Step, Target};
 
 use crate::{ApiError, render_target, wire_time};
@@ -785,7 +786,7 @@ pub fn role_assignment_in(scope: &Scope, name_from_url: &str, body: &[u8]) -> Re
     }
     let id = role_assignment_id(scope, name_from_url);
     if let Some(body_id) = &input.id
-        && !body_id.eq_ignore_ascii_case(&id)
+        && arm_key(body_id) != arm_key(&id)
     {
         return Err(bad(CODE, "id", format!("the body's id '{body_id}' is not the URL's resource '{id}'")));
     }
@@ -844,7 +845,10 @@ pub fn role_assignment_in(scope: &Scope, name_from_url: &str, body: &[u8]) -> Re
             return Err(bad(CODE, target, "ajar has no conditions or delegated identities on role assignments; leave this out".into()));
         }
     }
-    Ok(RoleAssignment { id: name_from_url.to_ascii_lowercase(), principal_id: p.principal_id, role_id: guid, scope: scope.clone() })
+    // A principal's object ID is a GUID in any case (ajar writes them in lower case); an OIDC identity's
+    // subject is matched exactly.
+    let principal_id = if is_guid(&p.principal_id) { p.principal_id.to_ascii_lowercase() } else { p.principal_id };
+    Ok(RoleAssignment { id: name_from_url.to_ascii_lowercase(), principal_id, role_id: guid, scope: scope.clone() })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use ajar_domain::ids::arm_key;
 use ajar_domain::initiate::{AccessRequest, EndSpec, Grant, InitiateDraft, PortAsk, VmAsk};
 use ajar_domain::plans::Precondition;
 use ajar_domain::policy::{Policy, PortRule, Protocol, VmPolicy};
@@ -349,18 +350,19 @@ pub fn port_rule_in(port: &PortRuleIn, at: &str) -> Result<PortRule, ApiError> {
 pub fn policy_in(id: &PolicyId, body: &[u8]) -> Result<Policy, ApiError> {
     const CODE: &str = "InvalidPolicy";
     let input: PolicyIn = crate::parse_body(body)?;
+    // ARM names compare ignoring case in any letters, as the URL's do.
     if let Some(name) = &input.name
-        && !name.eq_ignore_ascii_case(id.name.as_str())
+        && arm_key(name) != id.name.key()
     {
         return Err(invalid(CODE, "name", format!("the body names policy '{name}' but the URL names '{}'", id.name)));
     }
     if let Some(location) = &input.location
-        && !location.eq_ignore_ascii_case(id.location.as_str())
+        && arm_key(location) != id.location.key()
     {
         return Err(invalid(CODE, "location", format!("the body says location '{location}' but the URL says '{}'", id.location)));
     }
     if let Some(body_id) = &input.id
-        && !body_id.eq_ignore_ascii_case(&id.to_string())
+        && arm_key(body_id) != id.key()
     {
         return Err(invalid(CODE, "id", format!("the body's id '{body_id}' is not the URL's resource '{id}'")));
     }

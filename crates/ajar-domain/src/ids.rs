@@ -1,7 +1,7 @@
 //! ARM names and resource IDs.
 //!
 //! ARM treats names and IDs case-insensitively; each type keeps the spelling it
-//! was given for display and offers `key()`, the lower-cased form used to compare
+//! was given for display and offers `key()`, its [`arm_key`], used to compare
 //! and to look things up.
 
 use std::fmt;
@@ -13,6 +13,30 @@ pub struct IdError {
     pub what: &'static str,
     pub input: String,
     pub why: String,
+}
+
+/// The form ARM names and IDs are compared and looked up in: each character folded on its own, to
+/// the lower case of its upper case. So every spelling of a name that differs only in case has one
+/// key, also where lower-casing alone would keep two (`ς`/`σ` both under `Σ`, `ſ`/`s` under `S`,
+/// `µ`/`μ` under `Μ`), and the key of a whole ID is the keys of its segments joined (no character's
+/// fold depends on its neighbours, as the final sigma's does in `str::to_lowercase`). A character
+/// whose upper case is several (`ß` → `SS`) is only lower-cased. ASCII folds as
+/// `to_ascii_lowercase`. The store keeps these keys and folds in SQL with this same function.
+pub fn arm_key(s: &str) -> String {
+    let mut key = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii() {
+            key.push(c.to_ascii_lowercase());
+            continue;
+        }
+        let mut upper = c.to_uppercase();
+        let upper = match (upper.next(), upper.next()) {
+            (Some(u), None) => u,
+            _ => c,
+        };
+        key.extend(upper.to_lowercase());
+    }
+    key
 }
 
 fn id_error(what: &'static str, input: &str, why: impl Into<String>) -> IdError {
@@ -47,9 +71,9 @@ macro_rules! arm_name {
                 &self.0
             }
 
-            /// The lower-cased form, for comparing and looking up.
+            /// The [`arm_key`], for comparing and looking up.
             pub fn key(&self) -> String {
-                self.0.to_lowercase()
+                arm_key(&self.0)
             }
         }
 
@@ -162,8 +186,9 @@ pub struct VmId {
 }
 
 impl VmId {
+    /// The [`arm_key`] of the whole ID.
     pub fn key(&self) -> String {
-        self.to_string().to_lowercase()
+        arm_key(&self.to_string())
     }
 }
 
@@ -205,8 +230,9 @@ pub struct PolicyId {
 }
 
 impl PolicyId {
+    /// The [`arm_key`] of the whole ID.
     pub fn key(&self) -> String {
-        self.to_string().to_lowercase()
+        arm_key(&self.to_string())
     }
 }
 
@@ -307,7 +333,90 @@ mod tests {
         assert!("rg.".parse::<ResourceGroup>().is_err());
     }
 
+    /// The characters a case mapping takes `c` to in one step, where it takes it to one character.
+    fn single_case_variants(c: char) -> Vec<char> {
+        fn single(mut mapped: impl Iterator<Item = char>) -> Option<char> {
+            let first = mapped.next()?;
+            mapped.next().is_none().then_some(first)
+        }
+        single(c.to_uppercase()).into_iter().chain(single(c.to_lowercase())).collect()
+    }
+
+    /// Over every character: the key is a fixed point, every one-character case variant has the same
+    /// key, a key written by lower-casing (what the store kept before) folds to the same key again, and
+    /// ASCII folds as `to_ascii_lowercase`.
+    #[test]
+    fn arm_key_gives_every_case_variant_of_a_character_one_key() {
+        for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+            let key = arm_key(c.encode_utf8(&mut [0; 4]));
+            assert_eq!(arm_key(&key), key, "{c:?}: the key is not a fixed point");
+            for v in single_case_variants(c) {
+                assert_eq!(arm_key(v.encode_utf8(&mut [0; 4])), key, "{c:?} and its case variant {v:?}");
+            }
+            assert_eq!(arm_key(&c.to_lowercase().collect::<String>()), key, "{c:?} lower-cased");
+            if c.is_ascii() {
+                assert_eq!(key, c.to_ascii_lowercase().to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn arm_key_table() {
+        // (spellings that are one name, a spelling that is another)
+        let table: &[(&[&str], &str)] = &[
+            (&["DEFAULT", "default", "Default"], "defaults"),
+            // Lower-casing keeps ς (a final sigma) and σ apart; ARM upper-cases both to Σ.
+            (&["ΑΣ", "ας", "ασ", "Ας", "αΣ"], "α"),
+            (&["vmſ", "VMS", "vms"], "vm"),
+            (&["µ", "μ", "Μ"], "m"),
+            (&["ǅ", "Ǆ", "ǆ"], "dz"),
+            (&["\u{212a}", "K", "k"], "κ"),
+            // ß upper-cases to two letters: it is no spelling of "ss", as in ARM.
+            (&["ß", "ẞ"], "ss"),
+            (&["İ", "i\u{307}"], "i"),
+            (&["Ärg", "ärg", "ÄRG"], "arg"),
+        ];
+        for (same, other) in table {
+            let key = arm_key(same[0]);
+            for s in *same {
+                assert_eq!(arm_key(s), key, "{s} is a spelling of {}", same[0]);
+            }
+            assert_ne!(arm_key(other), key, "{other} is not a spelling of {}", same[0]);
+        }
+        // A whole ID's key is its segments' keys joined: nothing folds by its neighbours.
+        assert_eq!(arm_key("ΑΣ/ΑΣ.Σ-Σ"), format!("{}/{}.{}-{}", arm_key("ΑΣ"), arm_key("ΑΣ"), arm_key("Σ"), arm_key("Σ")));
+    }
+
+    /// Letters whose case mappings are unusual, for spelling names.
+    const TRICKY: &str = "[A-Za-z0-9ΣσςſµΜμßẞİǅǄǆΩω\u{2126}\u{212a}Ää_-]{1,12}";
+
+    /// `s` with each character changed to one of its one-character case variants (or kept), as `pick` says.
+    fn respell(s: &str, pick: &[u8]) -> String {
+        s.chars()
+            .zip(pick.iter().cycle())
+            .map(|(c, p)| {
+                let mut variants = single_case_variants(c);
+                variants.push(c);
+                variants[usize::from(*p) % variants.len()]
+            })
+            .collect()
+    }
+
     proptest! {
+        #[test]
+        fn ids_spelled_in_any_case_are_one_id(rg in TRICKY, name in TRICKY, pick in proptest::collection::vec(any::<u8>(), 1..16)) {
+            let id = format!("/subscriptions/{SUB}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}");
+            let other = respell(&format!("/SUBSCRIPTIONS/{}/resourcegroups/{rg}/PROVIDERS/microsoft.COMPUTE/virtualmachines/{name}", SUB.to_uppercase()), &pick);
+            let (a, b): (VmId, VmId) = (id.parse().unwrap(), other.parse().unwrap());
+            prop_assert_eq!(&a, &b);
+            prop_assert_eq!(a.key(), b.key());
+            prop_assert_eq!(a.key(), format!("/subscriptions/{SUB}/resourcegroups/{}/providers/microsoft.compute/virtualmachines/{}", a.resource_group.key(), a.name.key()));
+            // Another name is another machine, whatever its case.
+            let neighbour: VmId = format!("{other}1").parse().unwrap();
+            prop_assert_ne!(&a, &neighbour);
+            prop_assert_ne!(a.key(), neighbour.key());
+        }
+
         #[test]
         fn vm_id_round_trips(rg in "[A-Za-z0-9_()-]{1,20}", name in "[A-Za-z0-9_-]{1,20}") {
             let id = format!("/subscriptions/{SUB}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}");

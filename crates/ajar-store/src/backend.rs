@@ -227,7 +227,8 @@ pub trait Tx: Read {
     fn store_defaults(&mut self, defaults: &Defaults) -> StoreResult<()>;
 
     // ------------------------------------------------------------ inventory
-    /// Creates or replaces the machine's entry (its agent stays). Returns whether it was new.
+    /// Creates or replaces the machine's entry (its agent, and the spelling of its ID, stay). Returns
+    /// whether it was new.
     fn put_vm(&mut self, vm: &Vm, now: OffsetDateTime) -> StoreResult<bool>;
     /// Deletes the machine and its agent. Returns whether it existed.
     fn delete_vm(&mut self, id: &VmId) -> StoreResult<bool>;

@@ -273,6 +273,8 @@ pub trait Store: Send + Sync + 'static {
     async fn principal_for_token(&self, hash: [u8; 32], purpose: TokenPurpose) -> StoreResult<Option<Principal>>;
     async fn subscriptions(&self) -> StoreResult<Vec<Subscription>>;
 
+    /// Creates or replaces a machine's entry. A machine keeps the spelling of the ID it was created
+    /// with, as an ARM resource keeps its name's: a PUT naming it in another case updates it.
     async fn put_vm(&self, vm: Vm, audit: Audit) -> StoreResult<PutOutcome>;
     async fn get_vm(&self, id: &VmId) -> StoreResult<Option<Vm>>;
     async fn list_vms(&self, query: ListQuery) -> StoreResult<Page<Vm>>;

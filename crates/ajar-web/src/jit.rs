@@ -3,6 +3,7 @@
 use askama::Template;
 use time::OffsetDateTime;
 
+use ajar_domain::ids::arm_key;
 use ajar_domain::inventory::Vm;
 use ajar_domain::status::{JitState, VmJitStatus};
 
@@ -58,13 +59,13 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Case-insensitive, and a name matches by substring.
+    /// Ignoring case as ARM does (in any letters), and a name matches by substring.
     pub fn matches(&self, vm: &Vm) -> bool {
-        let eq = |want: &str, have: &str| want.is_empty() || want.eq_ignore_ascii_case(have);
+        let eq = |want: &str, have: &str| want.is_empty() || arm_key(want) == arm_key(have);
         eq(&self.subscription, vm.id.subscription.as_str())
             && eq(&self.resource_group, vm.id.resource_group.as_str())
             && eq(&self.location, vm.location.as_str())
-            && (self.name.is_empty() || vm.id.name.as_str().to_ascii_lowercase().contains(&self.name.to_ascii_lowercase()))
+            && (self.name.is_empty() || vm.id.name.key().contains(&arm_key(&self.name)))
     }
 
     /// The address of page `page` of `tab` (the first when `None`), keeping the filter.
@@ -277,5 +278,37 @@ mod tests {
         assert_eq!(filter.href(Tab::NotConfigured, None), "/ui/jit?tab=notconfigured&resourceGroup=rg%201&name=web%26db");
         assert_eq!(filter.href(Tab::Configured, Some(3)), "/ui/jit?tab=configured&resourceGroup=rg%201&name=web%26db&page=3");
         assert_eq!(Filter::default().href(Tab::Unsupported, Some(2)), "/ui/jit?tab=unsupported&page=2");
+    }
+
+    #[test]
+    fn the_filter_ignores_case_in_any_letters() {
+        use ajar_domain::inventory::{EnforcementPoint, OsType};
+        let vm = Vm {
+            id: "/subscriptions/20ff7fc3-e762-44dd-bd96-b71116dcdc23/resourceGroups/Ärger/providers/Microsoft.Compute/virtualMachines/ΑΣ-web1"
+                .parse()
+                .unwrap(),
+            location: "Local".parse().unwrap(),
+            os: OsType::Linux,
+            private_addresses: Vec::new(),
+            enforcement: EnforcementPoint::None,
+        };
+        let filter = |rg: &str, location: &str, name: &str| Filter {
+            subscription: "20FF7FC3-E762-44DD-BD96-B71116DCDC23".into(),
+            resource_group: rg.into(),
+            location: location.into(),
+            name: name.into(),
+        };
+        let table = [
+            (filter("ärger", "LOCAL", ""), true),
+            (filter("ÄRGER", "local", "ασ-WEB"), true),
+            (filter("", "", "ας-web1"), true),
+            (filter("", "", "σ-web"), true),
+            (filter("ärge", "", ""), false),
+            (filter("", "", "ασ-web2"), false),
+            (filter("", "elsewhere", ""), false),
+        ];
+        for (f, expected) in table {
+            assert_eq!(f.matches(&vm), expected, "{f:?}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 use crate::access::action::{ActionPattern, CATALOG, catalog_actions};
 use crate::access::builtin::builtin_roles;
 use crate::access::scope::Scope;
+use crate::ids::arm_key;
 use crate::problem::{ErrorCode, Field, Problem, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,7 +113,7 @@ pub fn validate_custom_role(role: &RoleDefinition) -> Result<(), Problem> {
             format!("the name is {len} characters long; at most {MAX_ROLE_NAME} are allowed"),
         ));
     }
-    if let Some(b) = builtins.iter().find(|b| b.name.eq_ignore_ascii_case(name)) {
+    if let Some(b) = builtins.iter().find(|b| arm_key(&b.name) == arm_key(name)) {
         return Err(invalid(properties(Field::RoleName), format!("'{}' is the name of a built-in role; choose another", b.name)));
     }
     if role.actions.is_empty() {

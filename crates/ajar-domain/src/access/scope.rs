@@ -2,7 +2,8 @@
 //! resource group → resource.
 //!
 //! ARM compares IDs case-insensitively, so a scope keeps the spelling it was
-//! given for display and compares by its lower-cased key. Containment is by
+//! given for display and compares by its key ([`arm_key`]); the key of a
+//! resource starts with the key of every scope holding it. Containment is by
 //! whole path segments, never by string prefix alone.
 
 use std::fmt;
@@ -10,7 +11,7 @@ use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::ids::{PolicyId, ResourceGroup, SubscriptionId, VmId};
+use crate::ids::{PolicyId, ResourceGroup, SubscriptionId, VmId, arm_key};
 
 /// The forms a scope may take, quoted in every parse error so the user can fix the input.
 pub const ACCEPTED_FORMS: &str = "'/', '/subscriptions/{subscriptionId}', '/subscriptions/{subscriptionId}/resourceGroups/{name}' \
@@ -38,7 +39,7 @@ struct Parts {
     /// Canonical spelling: fixed words as ARM writes them, names as given, no trailing slash
     /// (except the root, `/`).
     display: String,
-    /// `display` lower-cased, with the root as the empty string so that every
+    /// `display`'s [`arm_key`], with the root as the empty string so that every
     /// other key starts with `/` and containment is a segment-aligned prefix test.
     key: String,
     subscription: Option<SubscriptionId>,
@@ -60,7 +61,7 @@ impl Scope {
     }
 
     fn from_display(display: String, subscription: Option<SubscriptionId>, resource_group: Option<ResourceGroup>) -> Scope {
-        let key = display.to_lowercase();
+        let key = arm_key(&display);
         Scope(Arc::new(Parts { display, key, subscription, resource_group }))
     }
 
@@ -81,7 +82,7 @@ impl Scope {
         self.0.resource_group.is_some() && self.0.key.split('/').count() > 5
     }
 
-    /// The lower-cased form, for comparing and looking up (`/` for the root).
+    /// The [`arm_key`], for comparing and looking up (`/` for the root).
     pub fn key(&self) -> &str {
         if self.is_root() { "/" } else { &self.0.key }
     }
@@ -351,6 +352,15 @@ mod tests {
         key.split('/').filter(|s| !s.is_empty()).collect()
     }
 
+    /// `name` with each letter in its other case, where that is one letter.
+    fn swap_case(name: &str) -> String {
+        fn one(mut mapped: impl Iterator<Item = char>) -> Option<char> {
+            let first = mapped.next()?;
+            mapped.next().is_none().then_some(first)
+        }
+        name.chars().map(|c| one(c.to_uppercase()).filter(|u| *u != c).or_else(|| one(c.to_lowercase())).unwrap_or(c)).collect()
+    }
+
     proptest! {
         #[test]
         fn contains_is_a_partial_order_by_segment_prefix(a in arb_scope(), b in arb_scope(), c in arb_scope()) {
@@ -371,6 +381,28 @@ mod tests {
             let scope = s(&a);
             prop_assert_eq!(s(&scope.to_string()), scope.clone());
             prop_assert_eq!(s(&a.to_uppercase()), scope);
+        }
+
+        /// A scope spelled in any case holds exactly what it holds in its own spelling, for names in
+        /// any letters: the same resources, and never a neighbour whose name it begins.
+        #[test]
+        fn containment_ignores_case_in_any_letters(
+            rg in "[A-Za-zΣσςſµΜμßẞİǅǄǆ\u{212a}Ää_-]{1,10}",
+            vm in "[A-Za-zΣσςſµΜμßẞİǅǄǆ\u{212a}Ää_-]{1,10}",
+        ) {
+            let (rg2, vm2) = (swap_case(&rg), swap_case(&vm));
+            let group = s(&format!("/subscriptions/{SUB}/resourceGroups/{rg}"));
+            let group2 = s(&format!("/SUBSCRIPTIONS/{}/RESOURCEGROUPS/{rg2}", SUB.to_uppercase()));
+            let machine = s(&format!("/subscriptions/{SUB}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}"));
+            let machine2 = s(&format!("/subscriptions/{SUB}/resourcegroups/{rg2}/providers/microsoft.compute/VIRTUALMACHINES/{vm2}"));
+            prop_assert_eq!(&group, &group2);
+            prop_assert_eq!(&machine, &machine2);
+            prop_assert!(group2.contains(&machine) && group.contains(&machine2) && machine2.contains(&machine));
+            let vm_id: VmId = machine2.to_string().parse().unwrap();
+            prop_assert_eq!(Scope::from(&vm_id).key().to_owned(), vm_id.key());
+            let neighbour_group = s(&format!("/subscriptions/{SUB}/resourceGroups/{rg2}1/providers/Microsoft.Compute/virtualMachines/{vm}"));
+            let neighbour_vm = s(&format!("/subscriptions/{SUB}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm2}1"));
+            prop_assert!(!group.contains(&neighbour_group) && !machine.contains(&neighbour_vm) && !neighbour_vm.contains(&machine));
         }
 
         #[test]

@@ -66,8 +66,10 @@ pub(super) async fn enroll(
         ("addresses".into(), vm.private_addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")),
     ];
     let agent_token = new_token("ajaragent");
-    let vm_id = vm.id.to_string();
+    let id = vm.id.clone();
     let agent_id = state.store.enroll_agent(vm, NewAgent { token_hash: hash_token(&agent_token), version, nftables }, audit).await?;
+    // The machine as stored: one in the inventory already keeps the spelling it was created with.
+    let vm_id = state.store.get_vm(&id).await?.map_or(id, |stored| stored.id).to_string();
     Ok((StatusCode::CREATED, Json(EnrollOut { agent_id, token: agent_token, vm_id })))
 }
 

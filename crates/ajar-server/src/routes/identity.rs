@@ -23,6 +23,7 @@ use ajar_api::principals::{
 };
 use ajar_domain::access::{GrantDenied, RoleAssignment, RoleDefinition, RoleKind, Scope as AccessScope};
 use ajar_domain::activity::{Audit, actions};
+use ajar_domain::ids::arm_key;
 use ajar_store::{AssignmentFilter, NewPrincipal, NewToken, PrincipalInfo, TokenInfo, TokenPurpose};
 
 use super::{AppState, created_or_ok, scope_audit};
@@ -142,7 +143,7 @@ async fn list_role_definitions(state: &AppState, caller: &Caller, scope: &Access
         .list_role_definitions()
         .await?
         .into_iter()
-        .filter(|r| name.as_deref().is_none_or(|n| r.name.eq_ignore_ascii_case(n)))
+        .filter(|r| name.as_deref().is_none_or(|n| arm_key(&r.name) == arm_key(n)))
         .collect();
     Ok(Json(role_definition_list(&roles, Some(scope))).into_response())
 }

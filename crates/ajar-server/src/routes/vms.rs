@@ -87,7 +87,9 @@ pub(super) async fn put_vm(
         ("addresses".into(), vm.private_addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")),
     ];
     let outcome = state.store.put_vm(vm.clone(), audit).await?;
-    Ok((created_or_ok(outcome), Json(vm_out(&vm))))
+    // Answered as stored: a machine named in another case than it was created with keeps its spelling.
+    let stored = state.store.get_vm(&id).await?.unwrap_or(vm);
+    Ok((created_or_ok(outcome), Json(vm_out(&stored))))
 }
 
 pub(super) async fn delete_vm(

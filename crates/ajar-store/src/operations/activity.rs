@@ -4,6 +4,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use ajar_domain::activity::{Audit, Outcome};
+use ajar_domain::ids::arm_key;
 
 use crate::backend::{ActivityRow, Read, Tx};
 use crate::{StoreError, StoreResult};
@@ -45,7 +46,7 @@ pub(crate) fn append(
 ) -> StoreResult<()> {
     let details: Vec<&(String, String)> = audit.details.iter().chain(extra).collect();
     let details = serde_json::to_string(&details).map_err(|e| StoreError::Backend(format!("encoding activity details: {e}")))?;
-    let subjects = if audit.subjects.is_empty() { vec![audit.resource_id.to_lowercase()] } else { audit.subjects.clone() };
+    let subjects = if audit.subjects.is_empty() { vec![arm_key(&audit.resource_id)] } else { audit.subjects.clone() };
     let mut row = ActivityRow {
         time: now,
         subscription: audit.subscription.clone(),

@@ -97,11 +97,12 @@ pub(crate) fn principal_for_oidc(c: &Connection, issuer: &str, subject: &str) ->
     }
 }
 
-/// The principal with this name, ignoring case.
+/// The principal with this name, ignoring case in any letters (the unique index on `lower(name)` folds
+/// ASCII only).
 pub(crate) fn principal_named(c: &Connection, name: &str) -> StoreResult<Option<Principal>> {
     let err = db("reading a principal");
     let mut stmt =
-        c.prepare_cached(&format!("SELECT {PRINCIPAL_COLUMNS} FROM principals p WHERE lower(p.name) = lower(?1)")).map_err(&err)?;
+        c.prepare_cached(&format!("SELECT {PRINCIPAL_COLUMNS} FROM principals p WHERE arm_key(p.name) = arm_key(?1)")).map_err(&err)?;
     let mut rows = stmt.query([name]).map_err(&err)?;
     match rows.next().map_err(&err)? {
         Some(r) => Ok(Some(principal_info_from_row(r, 0)?.principal)),
@@ -277,7 +278,7 @@ pub(crate) fn custom_roles(c: &Connection) -> StoreResult<Vec<RoleDefinition>> {
 
 /// The key of a custom role other than `except` named `name`, ignoring case.
 pub(crate) fn custom_role_named(c: &Connection, name: &str, except: &str) -> StoreResult<Option<String>> {
-    c.prepare_cached("SELECT id FROM role_definitions WHERE lower(name) = lower(?1) AND id <> ?2")
+    c.prepare_cached("SELECT id FROM role_definitions WHERE arm_key(name) = arm_key(?1) AND id <> ?2")
         .map_err(db("checking a role's name"))?
         .query_row(params![name, except], |r| r.get(0))
         .optional()

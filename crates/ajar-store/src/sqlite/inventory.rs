@@ -196,7 +196,7 @@ pub(crate) fn put_vm(c: &Connection, vm: &Vm, now: OffsetDateTime) -> StoreResul
     c.prepare_cached(
         "INSERT INTO vms (key, id, subscription, rg_key, location, os, addresses, created_ns, updated_ns)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
-         ON CONFLICT(key) DO UPDATE SET id = excluded.id, location = excluded.location, os = excluded.os,
+         ON CONFLICT(key) DO UPDATE SET location = excluded.location, os = excluded.os,
              addresses = excluded.addresses, updated_ns = excluded.updated_ns",
     )
     .map_err(db("writing a VM"))?

@@ -217,9 +217,9 @@ fn open_connection(path: &Path, writable: bool) -> StoreResult<Connection> {
     .map_err(|e| backend("configuring the connection", e))?;
     // Room for every statement the store prepares, so none is parsed twice.
     conn.set_prepared_statement_cache_capacity(128);
-    // SQLite's lower() folds ASCII only; ARM names may hold any letter, and the domain's keys fold them all.
+    // SQLite's lower() folds ASCII only; ARM names may hold any letter. SQL folds them as the domain's keys do.
     conn.create_scalar_function("arm_key", 1, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
-        Ok(ctx.get_raw(0).as_str_or_null()?.map(str::to_lowercase))
+        Ok(ctx.get_raw(0).as_str_or_null()?.map(ajar_domain::ids::arm_key))
     })
     .map_err(|e| backend("registering arm_key", e))?;
     if writable {

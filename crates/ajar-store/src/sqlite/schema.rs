@@ -209,6 +209,25 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE policies ADD COLUMN etag TEXT NOT NULL DEFAULT '';
     UPDATE policies SET etag = lower(hex(randomblob(16)));
     "#,
+    // 7: keys fold each character on its own (`arm_key`), so that `ς` and `σ`, `ſ` and `s`, `µ` and `μ`
+    // are one key as in ARM, where whole strings were lower-cased before. Folding a key written then
+    // gives the key of the name it came from, so every stored key is folded again; keys of ASCII names
+    // do not change. Two machines (or policies) that are now one name stop the upgrade at their
+    // primary key; duplicate role assignments and activity subjects merge.
+    r#"
+    PRAGMA defer_foreign_keys = ON;
+    UPDATE vms SET key = arm_key(key), rg_key = arm_key(rg_key) WHERE key <> arm_key(key) OR rg_key <> arm_key(rg_key);
+    UPDATE agents SET vm_key = arm_key(vm_key) WHERE vm_key <> arm_key(vm_key);
+    UPDATE policies SET key = arm_key(key), rg_key = arm_key(rg_key), loc_key = arm_key(loc_key)
+        WHERE key <> arm_key(key) OR rg_key <> arm_key(rg_key) OR loc_key <> arm_key(loc_key);
+    UPDATE policy_vms SET vm_key = arm_key(vm_key), policy_key = arm_key(policy_key)
+        WHERE vm_key <> arm_key(vm_key) OR policy_key <> arm_key(policy_key);
+    UPDATE policy_ports SET vm_key = arm_key(vm_key) WHERE vm_key <> arm_key(vm_key);
+    UPDATE grants SET vm_key = arm_key(vm_key) WHERE vm_key <> arm_key(vm_key);
+    UPDATE connection_cuts SET vm_key = arm_key(vm_key) WHERE vm_key <> arm_key(vm_key);
+    UPDATE OR REPLACE activity_subjects SET key = arm_key(key) WHERE key <> arm_key(key);
+    UPDATE OR REPLACE role_assignments SET scope_key = arm_key(scope_key) WHERE scope_key <> arm_key(scope_key);
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {

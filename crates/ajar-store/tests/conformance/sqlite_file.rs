@@ -7,7 +7,7 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
 use ajar_domain::access::builtin::OWNER_ID;
-use ajar_domain::activity::{Audit, actions as a};
+use ajar_domain::activity::{ActivityQuery, Audit, actions as a};
 use ajar_domain::history::SpanState;
 use ajar_domain::initiate::{Caller, EndSpec, InitiateDraft, PortAsk, VmAsk};
 use ajar_domain::inventory::OsType;
@@ -184,4 +184,86 @@ async fn upgrading_a_version_5_database_gives_each_policy_a_version() {
         db.prepare("SELECT etag FROM policies ORDER BY key").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
     assert_eq!(etags.len(), 2);
     assert!(etags.iter().all(|e| e.len() == 32) && etags[0] != etags[1], "{etags:?}");
+}
+
+#[tokio::test]
+async fn upgrading_a_version_6_database_folds_its_keys() {
+    use ajar_domain::access::builtin::READER_ID;
+    use ajar_domain::access::{RoleAssignment, Scope as AccessScope};
+    use ajar_domain::activity::actions as a;
+    use ajar_domain::inventory::{EnforcementPoint, Vm};
+    use ajar_store::AssignmentFilter;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ajar.db");
+    ajar_store::create_database_at_version(&path, 6).unwrap();
+    let vm: VmId = vm_id("ΑΣ", "WebΣ");
+    let policy: PolicyId = policy_id("ΑΣ");
+    let group = format!("/subscriptions/{SUB}/resourceGroups/ΑΣ");
+    let old_key = |id: &str| id.to_lowercase();
+    assert_ne!(old_key(&vm.to_string()), vm.key(), "the old key of this machine is not its key now");
+    let now = time::OffsetDateTime::now_utc();
+    let ns = |t: time::OffsetDateTime| t.unix_timestamp_nanos() as i64;
+    {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(&format!(
+            "INSERT INTO subscriptions (id, display_name, created_ns) VALUES ('{SUB}', 't', 0);
+             INSERT INTO vms (key, id, subscription, rg_key, location, os, addresses, created_ns, updated_ns)
+                 VALUES ('{vm_key}', '{vm}', '{SUB}', '{rg_key}', 'local', 'Linux', '', 0, 0);
+             INSERT INTO policies (key, uid, id, subscription, rg_key, loc_key, kind, created_ns, updated_ns, etag)
+                 VALUES ('{policy_key}', 'u1', '{policy}', '{SUB}', '{rg_key}', 'local', NULL, 0, 0, 'e1');
+             INSERT INTO policy_vms (vm_key, policy_key, vm_id, ord) VALUES ('{vm_key}', '{policy_key}', '{vm}', 0);
+             INSERT INTO policy_ports (vm_key, ord, number, protocol, sources, sources_is_list, max_duration_ns)
+                 VALUES ('{vm_key}', 0, 22, 'TCP', '*', 0, 3600000000000);
+             INSERT INTO access_requests (seq, id, policy_uid, policy_id, requestor, principal_id, start_ns)
+                 VALUES (1, 'r1', 'u1', '{policy}', 'alice', 'a', {start});
+             INSERT INTO grants (request_seq, vm_key, vm_id, vm_ord, port_ord, number, protocol, sources, sources_is_list, end_ns, status, reason)
+                 VALUES (1, '{vm_key}', '{vm}', 0, 0, 22, 'TCP', '*', 0, {end}, 'Initiated', 'UserRequested');
+             INSERT INTO activity (seq, time_ns, resource_id, operation, caller, result, details, chain)
+                 VALUES (1, {start}, '{policy}', '{initiate}', 'alice', 'Succeeded', '[]', zeroblob(32));
+             INSERT INTO activity_subjects (key, seq) VALUES ('{vm_key}', 1);
+             INSERT INTO role_assignments (id, principal_id, role_id, scope, scope_key, created_ns)
+                 VALUES ('0e5f2e6a-3f52-4b38-9c43-5f1d3bb6b0e1', 'group:ops', '{READER_ID}', '{group}', '{group_key}', 0);",
+            vm_key = old_key(&vm.to_string()),
+            rg_key = old_key("ΑΣ"),
+            policy_key = old_key(&policy.to_string()),
+            group_key = old_key(&group),
+            start = ns(now),
+            end = ns(now + time::Duration::hours(1)),
+            initiate = a::JIT_INITIATE,
+        ))
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    // Spelled with σ where the old key has ς.
+    let spelled = vm_id("ασ", "webσ");
+    let status = store.vm_status(&spelled).await.unwrap().expect("the machine, by another spelling");
+    assert_eq!(status.vm.id.to_string(), vm.to_string(), "it keeps its spelling");
+    assert_eq!(status.policy.as_ref(), Some(&policy));
+    assert_eq!(status.live.len(), 1, "its live grant");
+    assert_eq!(store.desired_state(&spelled).await.unwrap().grants.len(), 1);
+    assert!(store.get_policy(&policy_id("ασ")).await.unwrap().is_some());
+    let entries = store.activity(ActivityQuery { resource_key: Some(spelled.key()), ..ActivityQuery::default() }).await.unwrap();
+    assert_eq!(entries.len(), 1, "its activity");
+    let at_group: AccessScope = format!("/subscriptions/{SUB}/resourceGroups/ασ").parse().unwrap();
+    let held = store.list_role_assignments(AssignmentFilter { principal_id: None, scope: Some(at_group.clone()) }).await.unwrap();
+    assert_eq!(held.len(), 1, "the assignment at its group");
+    let again = RoleAssignment {
+        id: "1e5f2e6a-3f52-4b38-9c43-5f1d3bb6b0e1".into(),
+        principal_id: "group:ops".into(),
+        role_id: READER_ID.into(),
+        scope: at_group,
+    };
+    let refused = store.create_role_assignment(again, audit(a::ROLE_ASSIGNMENTS_WRITE, group.clone())).await;
+    assert!(matches!(&refused, Err(StoreError::Rejected(p)) if p.code == ajar_domain::ErrorCode::RoleAssignmentExists), "{refused:?}");
+    // A second machine under the new spelling is the first one.
+    let again = Vm {
+        id: spelled.clone(),
+        location: "local".parse().unwrap(),
+        os: OsType::Linux,
+        private_addresses: vec![],
+        enforcement: EnforcementPoint::None,
+    };
+    assert_eq!(store.put_vm(again, audit(a::VM_WRITE, spelled.to_string())).await.unwrap(), ajar_store::PutOutcome::Updated);
+    assert_eq!(store.get_vm(&vm).await.unwrap().unwrap().id.to_string(), vm.to_string());
 }

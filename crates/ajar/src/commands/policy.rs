@@ -31,8 +31,9 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
     }
 }
 
+/// ARM IDs compare ignoring case in any letters.
 fn same_id(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b)
+    ajar_domain::ids::arm_key(a) == ajar_domain::ids::arm_key(b)
 }
 
 /// Puts `entry` in place of the machine's existing entry, or adds it.

@@ -4,6 +4,7 @@ use time::OffsetDateTime;
 
 use ajar_api::jit::{InitiateIn, InitiatePortIn, InitiateVmIn, JitNetworkAccessPolicyVirtualMachine, JitNetworkAccessRequest};
 use ajar_api::wire_time;
+use ajar_domain::ids::arm_key;
 
 use super::Ctx;
 use super::policy::{policy_holding_vm, sources};
@@ -59,7 +60,7 @@ pub async fn run(args: RequestArgs) -> anyhow::Result<()> {
     // Found through the JIT policies alone: a requester needs to read those, not the machine.
     let (policy_id, policy) = policy_holding_vm(&ctx, &vm, args.policy.as_deref()).await?;
     let vm_text = vm.to_string();
-    let rules = policy.properties.virtual_machines.iter().find(|v| v.id.eq_ignore_ascii_case(&vm_text));
+    let rules = policy.properties.virtual_machines.iter().find(|v| arm_key(&v.id) == vm.key());
     let body = initiate_body(&vm_text, &args, rules);
     let response = ctx.client.initiate(&policy_id, &body).await?;
     if ctx.output == OutputFormat::Json {

@@ -4,6 +4,7 @@ use ajar_api::ajar_v1::VmStatusOut;
 use ajar_api::compute::{VirtualMachine, VirtualMachineIn};
 use ajar_client::StatusQuery;
 use ajar_domain::VmId;
+use ajar_domain::ids::arm_key;
 
 use super::Ctx;
 use super::status::{state_label, unsupported_notes};
@@ -78,7 +79,7 @@ async fn list(args: VmListArgs) -> anyhow::Result<()> {
 pub async fn find_status(ctx: &Ctx, id: &VmId, location: &str) -> Option<VmStatusOut> {
     let query = StatusQuery { resource_group: Some(id.resource_group.to_string()), location: Some(location.to_owned()), state: None };
     match ctx.client.jit_status(&id.subscription, &query).await {
-        Ok(list) => list.value.into_iter().find(|s| s.id.eq_ignore_ascii_case(&id.to_string())),
+        Ok(list) => list.value.into_iter().find(|s| arm_key(&s.id) == id.key()),
         Err(e) => {
             tracing::warn!(error = %e, "could not read the JIT status");
             None

@@ -8,6 +8,7 @@ mod access;
 mod agents;
 mod authorization;
 mod browser;
+mod case_insensitive;
 mod cli;
 mod common;
 mod contract;

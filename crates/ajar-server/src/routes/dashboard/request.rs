@@ -129,9 +129,11 @@ pub(in crate::routes) async fn request_form(
     query: Query,
 ) -> HttpResult<Response> {
     let mut given: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for v in FormFields::from(query).all("vm") {
-        // The JIT page's selection names each machine once; a hand-made address may repeat one.
-        if !given.contains(&v) {
+        // The JIT page's selection names each machine once; a hand-made address may repeat one, in
+        // any case.
+        if seen.insert(vm_param(&v).map_or_else(|| v.clone(), |id| id.key())) {
             given.push(v);
         }
     }
