@@ -12,6 +12,7 @@ mod cli;
 mod common;
 mod contract;
 mod dashboard;
+mod exhaustion;
 mod lifecycle;
 mod oidc;
 mod validation;
