@@ -334,10 +334,11 @@ async fn serve_connection(
     let service = TowerToHyperService::new(service);
     let io = TokioIo::new(tls);
     let idle = setup.header_read_timeout;
+    // Boxed, so that a connection still in its handshake (the cheapest to open) holds no room for hyper's.
     if is_h2 {
-        drive(setup.http2.serve_connection(io, service), stopping, &activity, idle, peer).await;
+        Box::pin(drive(setup.http2.serve_connection(io, service), stopping, &activity, idle, peer)).await;
     } else {
-        drive(setup.http1.serve_connection(io, service), stopping, &activity, idle, peer).await;
+        Box::pin(drive(setup.http1.serve_connection(io, service), stopping, &activity, idle, peer)).await;
     }
 }
 
