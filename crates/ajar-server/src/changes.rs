@@ -2,12 +2,14 @@
 //! reaches its machine as soon as it is stored, not on a polling interval.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-/// One watch channel per machine key, made when an agent first waits on it.
-/// `None` once the server is shutting down.
+/// One watch channel per machine key while an agent waits on it, so the map holds at most one entry per
+/// waiting request (each an authenticated agent's, for its own machine). `None` once the server is
+/// shutting down.
 pub struct ChangeHub {
     channels: Mutex<Option<HashMap<String, watch::Sender<u64>>>>,
 }
@@ -18,19 +20,48 @@ impl Default for ChangeHub {
     }
 }
 
+/// A waiter's view of one machine's changes; the machine's channel goes when its last waiter does.
+pub struct Subscription {
+    hub: Arc<ChangeHub>,
+    vm_key: String,
+    receiver: watch::Receiver<u64>,
+}
+
+impl Deref for Subscription {
+    type Target = watch::Receiver<u64>;
+    fn deref(&self) -> &Self::Target {
+        &self.receiver
+    }
+}
+
+impl DerefMut for Subscription {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.receiver
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut channels = self.hub.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Subscribing takes the same lock, so nobody joins between the count and the removal.
+        if let Some(map) = channels.as_mut()
+            && map.get(&self.vm_key).is_some_and(|tx| tx.receiver_count() <= 1)
+        {
+            map.remove(&self.vm_key);
+        }
+    }
+}
+
 impl ChangeHub {
     /// A receiver that sees this machine's changes. Once the hub is closed it
     /// is closed too, so a waiter answers at once.
-    pub fn subscribe(&self, vm_key: &str) -> watch::Receiver<u64> {
-        match self.channels.lock() {
-            Ok(mut channels) => match channels.as_mut() {
-                Some(map) => map.entry(vm_key.to_owned()).or_insert_with(|| watch::channel(0).0).subscribe(),
-                None => watch::channel(0).1,
-            },
-            // A poisoned map only means a panic elsewhere; a fresh channel still
-            // lets the waiter time out and poll again.
-            Err(_) => watch::channel(0).1,
-        }
+    pub fn subscribe(self: &Arc<Self>, vm_key: &str) -> Subscription {
+        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let receiver = match channels.as_mut() {
+            Some(map) => map.entry(vm_key.to_owned()).or_insert_with(|| watch::channel(0).0).subscribe(),
+            None => watch::channel(0).1,
+        };
+        Subscription { hub: Arc::clone(self), vm_key: vm_key.to_owned(), receiver }
     }
 
     /// At shutdown: ends every wait now (the waiters answer with the current
@@ -53,6 +84,11 @@ impl ChangeHub {
             }
         }
     }
+
+    /// Machines with a waiting agent.
+    pub fn channels(&self) -> usize {
+        self.channels.lock().map(|c| c.as_ref().map_or(0, HashMap::len)).unwrap_or(0)
+    }
 }
 
 #[cfg(test)]
@@ -60,8 +96,29 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn a_channel_lasts_while_someone_waits_on_it() {
+        let hub = Arc::new(ChangeHub::default());
+        let first = hub.subscribe("vm1");
+        let mut second = hub.subscribe("vm1");
+        let other = hub.subscribe("vm2");
+        assert_eq!(hub.channels(), 2);
+        drop(first);
+        assert_eq!(hub.channels(), 2, "vm1 still has a waiter");
+        hub.notify([&"vm1".to_owned()]);
+        assert!(second.has_changed().unwrap(), "and it still sees changes");
+        second.borrow_and_update();
+        drop(second);
+        drop(other);
+        assert_eq!(hub.channels(), 0);
+        for i in 0..1_000 {
+            let _waiter = hub.subscribe(&format!("vm{i}"));
+        }
+        assert_eq!(hub.channels(), 0, "nothing stays behind");
+    }
+
+    #[tokio::test]
     async fn closing_ends_every_wait_now() {
-        let hub = ChangeHub::default();
+        let hub = Arc::new(ChangeHub::default());
         let mut before = hub.subscribe("vm1");
         hub.notify([&"vm1".to_owned()]);
         assert!(before.changed().await.is_ok(), "a change wakes the waiter");

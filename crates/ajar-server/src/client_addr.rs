@@ -37,6 +37,16 @@ pub fn client_addr(peer: IpAddr, headers: &HeaderMap, proxies: &[IpNet]) -> IpAd
     addr
 }
 
+/// What per-address limits count (connections, failed authentications, started sign-ins): an IPv4
+/// address, or the /64 an IPv6 address is in. One host or site usually holds a whole IPv6 /64, so counting
+/// single IPv6 addresses would be no limit at all.
+pub fn source_key(addr: IpAddr) -> IpAddr {
+    match addr.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +79,15 @@ mod tests {
         check("10.0.0.5", &[], &["10.0.0.0/24"], "10.0.0.5");
         // An IPv4-mapped peer is the IPv4 address.
         check("::ffff:10.0.0.5", &["198.51.100.1"], &["10.0.0.0/24"], "198.51.100.1");
+    }
+
+    #[test]
+    fn sources_are_ipv4_addresses_and_ipv6_slash_64s() {
+        let key = |s: &str| source_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 }

@@ -67,7 +67,9 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
     tracing::info!(%url, data_dir = %config.data_dir.display(), "ajar is serving");
     // A line on stdout that scripts and tests wait for.
     println!("listening on {url}");
-    let served = listener::serve_https(listener, tls.server_config, app, shutdown, DRAIN_TIMEOUT).await;
+    let mut limits = config.connections.clone();
+    listener::fit_to_open_files(&mut limits);
+    let served = listener::serve_https(listener, tls.server_config, app, limits, shutdown, DRAIN_TIMEOUT).await;
     let _ = stop_tx.send(true);
     if let Err(e) = scheduler.await {
         tracing::warn!(error = %e, "the expiry scheduler ended abnormally");

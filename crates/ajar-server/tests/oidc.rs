@@ -163,7 +163,14 @@ impl JwksServer {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let task = tokio::spawn(ajar_server::listener::serve_https(listener, tls.server_config, app, shutdown, Duration::from_secs(1)));
+        let task = tokio::spawn(ajar_server::listener::serve_https(
+            listener,
+            tls.server_config,
+            app,
+            Default::default(),
+            shutdown,
+            Duration::from_secs(1),
+        ));
         JwksServer { url, ca: tls.ca_pem_path, hits: served.hits, answer: served.answer, stop: Some(stop), task: Some(task), _dir: dir }
     }
 

@@ -12,7 +12,10 @@ use ajar_api::authorization::{AuthorizationKind, authorization_path, parse_role_
 use ajar_api::principals::{MAX_EXPIRES_IN_DAYS, MAX_ISSUER, MAX_NAME, MAX_SUBJECT};
 use ajar_domain::access::Scope;
 use ajar_domain::{AccessDuration, Location, ResourceGroup, SubscriptionId, VmId, VmName};
-use ajar_server::config::{DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_PAGE_SIZE};
+use ajar_server::config::{
+    DEFAULT_HEADER_READ_TIMEOUT_SECS, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+    DEFAULT_PAGE_SIZE, DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS,
+};
 
 use crate::output::OutputFormat;
 use crate::spec::{PortSpec, SourceArg, TimeArg};
@@ -211,6 +214,21 @@ pub struct ServeArgs {
     /// and the activity log (repeatable). Without it the connection's address is used and the header ignored.
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = proxy_net)]
     pub trusted_proxies: Vec<IpNet>,
+    /// Connections open at once; at the limit, new ones wait until one closes.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = connection_count)]
+    pub max_connections: usize,
+    /// Connections open at once from one address (IPv6: one /64); more are closed at once. Trusted proxies
+    /// are exempt. Machines whose agents reach the server through one NAT address share it.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, value_parser = connection_count)]
+    pub max_connections_per_address: usize,
+    /// Seconds a client has to complete its TLS handshake.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS, value_parser = timeout_seconds)]
+    pub tls_handshake_timeout: u64,
+    /// Seconds a connection waits for its client while no request is being handled: for a complete
+    /// request head (also between requests, so idle keep-alive connections close after it), or to take
+    /// the response it is sent.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_SECS, value_parser = timeout_seconds)]
+    pub header_read_timeout: u64,
     /// Accept bearer JWTs from the OIDC issuers this JSON file lists (issuer, audience, jwksUri or
     /// jwksFile, claims), and dashboard sign-in through those with a signIn block; see README.
     #[arg(long, value_name = "FILE")]
@@ -230,6 +248,27 @@ fn proxy_net(s: &str) -> Result<IpNet, String> {
         return Err(format!("'{s}' has host bits set; did you mean {}?", net.trunc()));
     }
     Ok(net)
+}
+
+/// A limit on connections: at least 1, and no more than a process could hold open.
+fn connection_count(s: &str) -> Result<usize, String> {
+    match positive_usize(s)? {
+        n if n > MAX_CONNECTIONS => Err(format!("{n} is more than {MAX_CONNECTIONS}, more connections than one process can hold")),
+        n => Ok(n),
+    }
+}
+
+/// The most `--max-connections` accepts (each connection is an open file; Linux's own ceiling is about a
+/// million per process by default).
+const MAX_CONNECTIONS: usize = 1 << 20;
+
+/// Whole seconds from 1 to an hour: a timeout of 0 would cut every client, a longer one protects nothing.
+fn timeout_seconds(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n @ 1..=3600) => Ok(n),
+        Ok(_) => Err("it must be from 1 to 3600 seconds".to_owned()),
+        Err(_) => Err(format!("'{s}' is not a whole number of seconds")),
+    }
 }
 
 fn positive_usize(s: &str) -> Result<usize, String> {
@@ -925,6 +964,27 @@ mod tests {
         assert!(parse(&["serve", "--data-dir", "/d", "--subscription-id", "nope"]).is_err());
         assert!(parse(&["serve", "--data-dir", "/d", "--tls-cert", "c", "--tls-key", "k", "--san", "x"]).is_err());
         assert!(parse(&["serve", "--data-dir", "/d", "--tls-cert", "c", "--tls-key", "k"]).is_ok());
+        assert_eq!((s.max_connections, s.max_connections_per_address), (4096, 256));
+        assert_eq!((s.tls_handshake_timeout, s.header_read_timeout), (10, 10));
+        let Command::Serve(s) =
+            parse(&["serve", "--data-dir", "/d", "--max-connections", "8", "--header-read-timeout", "2"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!((s.max_connections, s.header_read_timeout), (8, 2));
+        for bad in [
+            &["--max-connections", "0"][..],
+            &["--max-connections", "many"],
+            &["--max-connections", "2000000"],
+            &["--max-connections-per-address", "0"],
+            &["--tls-handshake-timeout", "0"],
+            &["--tls-handshake-timeout", "1.5"],
+            &["--header-read-timeout", "3601"],
+        ] {
+            let err = parse(&[&["serve", "--data-dir", "/d"][..], bad].concat()).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+            assert!(err.to_string().contains(bad[0]), "{bad:?}: {err}");
+        }
     }
 
     #[test]

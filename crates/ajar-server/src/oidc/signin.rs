@@ -1,15 +1,18 @@
 //! Dashboard sign-in through an OIDC issuer: the authorization-code flow with PKCE (RFC 7636, S256).
 //!
 //! Starting a sign-in makes a state, a nonce and a code verifier (256 random bits each) and keeps them
-//! here, keyed by the state's hash, for [`PENDING_TTL`] and at most [`MAX_PENDING`] at a time, with the
-//! hash of a value only the starting browser holds (in a cookie). The browser is sent to the issuer's
+//! here, keyed by the state's hash, for [`PENDING_TTL`], with the hash of a value only the starting
+//! browser holds (in a cookie). Anyone may start one, so at most [`MAX_PENDING`] are kept at a time, and
+//! at most [`MAX_PENDING_PER_SOURCE`] per source address: past either, the oldest (of that source) is
+//! dropped, in time logarithmic in the table's size. The browser is sent to the issuer's
 //! authorization endpoint with the state, the nonce and the verifier's S256 challenge. The callback takes
 //! the state back once, and only from that browser; the code is then exchanged at the token endpoint with
 //! the verifier (so a code intercepted on the way is useless without it), and the ID token that comes back
 //! must carry the nonce (checked by [`super::OidcVerifier::verify_id_token`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -22,11 +25,16 @@ use super::config_file::NamedIssuer;
 use super::jwks::{read_bounded, transport_message};
 use super::{OidcError, OidcVerifier};
 use crate::bootstrap::random_secret;
+use crate::client_addr::source_key;
 
 /// How long a started sign-in may take to come back.
 pub const PENDING_TTL: Duration = Duration::from_secs(600);
-/// Started sign-ins kept at once; beyond that, expired ones are dropped, then the oldest.
-const MAX_PENDING: usize = 10_000;
+/// Started sign-ins kept at once (a few hundred bytes each); beyond that, the oldest is dropped.
+pub const MAX_PENDING: usize = 10_000;
+/// Started sign-ins kept per source (an IPv4 address or IPv6 /64); its next start drops its own oldest,
+/// so one source starting sign-ins over and over cannot push out everyone else's. Generous, since the
+/// people behind one NAT address share it.
+pub const MAX_PENDING_PER_SOURCE: usize = 64;
 /// The code exchange (connect, TLS, request and answer) must finish within this.
 pub const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// A larger answer from the token endpoint is refused: real ones (an ID token, an access token, maybe a
@@ -73,6 +81,64 @@ pub struct Pending {
     /// SHA-256 of the browser's binding cookie.
     browser: [u8; 32],
     expires: Instant,
+    /// Who started it ([`source_key`]), and its place in [`PendingTable::order`].
+    source: IpAddr,
+    place: Place,
+}
+
+/// When a started sign-in expires, and a sequence number that sets apart those starting at once.
+type Place = (Instant, u64);
+
+/// The sign-ins under way, by state, by age and by source.
+#[derive(Default)]
+struct PendingTable {
+    by_state: HashMap<[u8; 32], Pending>,
+    /// Oldest first (all live for the same time).
+    order: BTreeMap<Place, [u8; 32]>,
+    /// Each source's sign-ins (at most [`MAX_PENDING_PER_SOURCE`]).
+    by_source: HashMap<IpAddr, Vec<Place>>,
+    next: u64,
+}
+
+impl PendingTable {
+    fn remove(&mut self, key: &[u8; 32]) -> Option<Pending> {
+        let pending = self.by_state.remove(key)?;
+        self.order.remove(&pending.place);
+        if let Some(places) = self.by_source.get_mut(&pending.source) {
+            places.retain(|p| *p != pending.place);
+            if places.is_empty() {
+                self.by_source.remove(&pending.source);
+            }
+        }
+        Some(pending)
+    }
+
+    fn remove_at(&mut self, place: &Place) {
+        if let Some(key) = self.order.get(place).copied() {
+            self.remove(&key);
+        }
+    }
+
+    fn insert(&mut self, key: [u8; 32], mut pending: Pending, capacity: usize, now: Instant) {
+        while let Some((&place, _)) = self.order.first_key_value().filter(|((expires, _), _)| *expires <= now) {
+            self.remove_at(&place);
+        }
+        if let Some(oldest) = self.by_source.get(&pending.source).filter(|p| p.len() >= MAX_PENDING_PER_SOURCE).and_then(|p| p.iter().min())
+        {
+            let oldest = *oldest;
+            self.remove_at(&oldest);
+        }
+        if self.by_state.len() >= capacity
+            && let Some((&oldest, _)) = self.order.first_key_value()
+        {
+            self.remove_at(&oldest);
+        }
+        pending.place = (pending.expires, self.next);
+        self.next = self.next.wrapping_add(1);
+        self.order.insert(pending.place, key);
+        self.by_source.entry(pending.source).or_default().push(pending.place);
+        self.by_state.insert(key, pending);
+    }
 }
 
 /// Why a callback's state was not taken.
@@ -112,7 +178,8 @@ pub enum ExchangeError {
 /// The sign-ins this server offers, and those under way.
 pub struct SignIn {
     issuers: Vec<SignInIssuer>,
-    pending: Mutex<HashMap<[u8; 32], Pending>>,
+    pending: Mutex<PendingTable>,
+    capacity: usize,
 }
 
 struct SignInIssuer {
@@ -168,7 +235,7 @@ impl SignIn {
             })?;
             out.push(SignInIssuer { label: named.label.clone(), issuer: named.config.issuer.clone(), config: config.clone(), http });
         }
-        Ok(SignIn { issuers: out, pending: Mutex::default() })
+        Ok(SignIn { issuers: out, pending: Mutex::default(), capacity: MAX_PENDING })
     }
 
     /// The labels of the issuers one may sign in with, in the configuration's order.
@@ -180,9 +247,9 @@ impl SignIn {
         self.issuers.iter().find(|i| i.label == label)
     }
 
-    /// Starts a sign-in with the issuer labelled `label`, bound to the browser holding `browser`: the
-    /// authorization URL to send it to, or `None` if no such issuer offers sign-in.
-    pub fn start(&self, label: &str, browser: &str, now: Instant) -> Option<Url> {
+    /// Starts a sign-in with the issuer labelled `label`, bound to the browser holding `browser`, for a
+    /// caller at `addr`: the authorization URL to send it to, or `None` if no such issuer offers sign-in.
+    pub fn start(&self, label: &str, browser: &str, addr: IpAddr, now: Instant) -> Option<Url> {
         let issuer = self.issuer(label)?;
         let (state, nonce, code_verifier) = (random_secret(), random_secret(), random_secret());
         let mut url = issuer.config.authorization_endpoint.clone();
@@ -202,35 +269,29 @@ impl SignIn {
             code_verifier,
             browser: hash(browser),
             expires: now + PENDING_TTL,
+            source: source_key(addr),
+            place: (now, 0),
         };
-        let mut map = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if map.len() >= MAX_PENDING {
-            map.retain(|_, p| p.expires > now);
-        }
-        if map.len() >= MAX_PENDING
-            && let Some(oldest) = map.iter().min_by_key(|(_, p)| p.expires).map(|(k, _)| *k)
-        {
-            map.remove(&oldest);
-        }
-        map.insert(hash(&state), pending);
+        let mut table = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        table.insert(hash(&state), pending, self.capacity, now);
         Some(url)
     }
 
     /// Takes the sign-in started with `state`, if it is live and `browser` (the binding cookie) is the
     /// one it was started in. A state is taken once; one presented by another browser stays for its own.
     pub fn take(&self, state: &str, browser: Option<&str>, now: Instant) -> Result<Pending, StateRefused> {
-        let mut map = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut table = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let key = hash(state);
-        let Some(pending) = map.get(&key) else { return Err(StateRefused::Unknown) };
+        let Some(pending) = table.by_state.get(&key) else { return Err(StateRefused::Unknown) };
         if pending.expires <= now {
-            map.remove(&key);
+            table.remove(&key);
             return Err(StateRefused::Expired);
         }
         // Hashes of secrets neither side chose: comparing them says nothing about the cookie.
         if browser.map(hash) != Some(pending.browser) {
             return Err(StateRefused::OtherBrowser);
         }
-        map.remove(&key).ok_or(StateRefused::Unknown)
+        table.remove(&key).ok_or(StateRefused::Unknown)
     }
 
     /// Exchanges the authorization `code` of `pending` for its ID token at the issuer's token endpoint.
@@ -302,8 +363,8 @@ mod tests {
         let sign_in = sign_in().await;
         assert_eq!(sign_in.labels(), ["corp"]);
         let now = Instant::now();
-        assert!(sign_in.start("other", "browser", now).is_none());
-        let url = sign_in.start("corp", "browser", now).unwrap();
+        assert!(sign_in.start("other", "browser", HERE, now).is_none());
+        let url = sign_in.start("corp", "browser", HERE, now).unwrap();
         assert_eq!(url.path(), "/authorize");
         let q = query(&url);
         for (name, value) in [
@@ -329,27 +390,59 @@ mod tests {
         let sign_in = sign_in().await;
         let now = Instant::now();
         let state = |url: Url| query(&url)["state"].clone();
-        let first = state(sign_in.start("corp", "browser", now).unwrap());
+        let first = state(sign_in.start("corp", "browser", HERE, now).unwrap());
         assert_eq!(sign_in.take(&first, None, now).err(), Some(StateRefused::OtherBrowser));
         assert_eq!(sign_in.take(&first, Some("another"), now).err(), Some(StateRefused::OtherBrowser));
         assert!(sign_in.take(&first, Some("browser"), now).is_ok(), "another browser's attempt does not use it up");
         assert_eq!(sign_in.take(&first, Some("browser"), now).err(), Some(StateRefused::Unknown), "single use");
         assert_eq!(sign_in.take("made-up", Some("browser"), now).err(), Some(StateRefused::Unknown));
-        let late = state(sign_in.start("corp", "browser", now).unwrap());
+        let late = state(sign_in.start("corp", "browser", HERE, now).unwrap());
         assert_eq!(sign_in.take(&late, Some("browser"), now + PENDING_TTL).err(), Some(StateRefused::Expired));
         assert_eq!(sign_in.take(&late, Some("browser"), now).err(), Some(StateRefused::Unknown), "an expired state is gone");
+    }
+
+    const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn source(i: u32) -> IpAddr {
+        IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i))
+    }
+
+    fn held(sign_in: &SignIn) -> (usize, usize, usize) {
+        let table = sign_in.pending.lock().unwrap();
+        (table.by_state.len(), table.order.len(), table.by_source.values().map(Vec::len).sum())
     }
 
     #[tokio::test]
     async fn started_sign_ins_are_bounded() {
         let sign_in = sign_in().await;
         let now = Instant::now();
-        let oldest = query(&sign_in.start("corp", "b", now).unwrap())["state"].clone();
-        for i in 1..=MAX_PENDING {
-            sign_in.start("corp", "b", now + Duration::from_millis(i as u64)).unwrap();
+        let oldest = query(&sign_in.start("corp", "b", source(0), now).unwrap())["state"].clone();
+        for i in 1..=(2 * MAX_PENDING as u32) {
+            sign_in.start("corp", "b", source(i), now + Duration::from_millis(u64::from(i))).unwrap();
         }
-        assert_eq!(sign_in.pending.lock().unwrap().len(), MAX_PENDING);
+        assert_eq!(held(&sign_in), (MAX_PENDING, MAX_PENDING, MAX_PENDING));
         assert_eq!(sign_in.take(&oldest, Some("b"), now).err(), Some(StateRefused::Unknown), "the oldest made room");
+        // Expired ones go as new ones come.
+        sign_in.start("corp", "b", source(0), now + PENDING_TTL + Duration::from_secs(60)).unwrap();
+        assert_eq!(held(&sign_in), (1, 1, 1));
+    }
+
+    #[tokio::test]
+    async fn one_source_cannot_push_out_the_others() {
+        let sign_in = sign_in().await;
+        let now = Instant::now();
+        let state = |url: Url| query(&url)["state"].clone();
+        let theirs = state(sign_in.start("corp", "b", source(1), now).unwrap());
+        let first = state(sign_in.start("corp", "b", source(2), now).unwrap());
+        let mut last = String::new();
+        for i in 0..(MAX_PENDING as u64 * 2) {
+            last = state(sign_in.start("corp", "b", source(2), now + Duration::from_millis(i)).unwrap());
+        }
+        assert_eq!(held(&sign_in), (MAX_PENDING_PER_SOURCE + 1, MAX_PENDING_PER_SOURCE + 1, MAX_PENDING_PER_SOURCE + 1));
+        assert!(sign_in.take(&theirs, Some("b"), now).is_ok(), "another source's sign-in stays");
+        assert_eq!(sign_in.take(&first, Some("b"), now).err(), Some(StateRefused::Unknown), "its own oldest went");
+        assert!(sign_in.take(&last, Some("b"), now).is_ok());
+        assert_eq!(held(&sign_in), (MAX_PENDING_PER_SOURCE - 1, MAX_PENDING_PER_SOURCE - 1, MAX_PENDING_PER_SOURCE - 1));
     }
 
     #[test]

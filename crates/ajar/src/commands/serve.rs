@@ -2,12 +2,13 @@
 //! SIGTERM or SIGINT.
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
 use ajar_domain::policy::Limits;
-use ajar_server::config::{FirstStart, ServeConfig, TlsSource};
+use ajar_server::config::{ConnectionLimits, FirstStart, ServeConfig, TlsSource};
 
 use crate::error::UsageError;
 use crate::flags::{LogFormat, ServeArgs};
@@ -47,6 +48,14 @@ pub fn config(args: &ServeArgs) -> Result<ServeConfig, UsageError> {
         max_body_bytes: args.max_body_bytes,
         trusted_proxies: args.trusted_proxies.clone(),
         oidc,
+        connections: ConnectionLimits {
+            max_connections: args.max_connections,
+            max_per_source: args.max_connections_per_address,
+            // A proxy carries everyone's connections; its own limits are what stand in for these.
+            unlimited_sources: args.trusted_proxies.clone(),
+            tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout),
+            header_read_timeout: Duration::from_secs(args.header_read_timeout),
+        },
     })
 }
 

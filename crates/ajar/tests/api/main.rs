@@ -14,6 +14,7 @@ mod common;
 mod contract;
 mod dashboard;
 mod durability;
+mod exhaustion;
 mod lifecycle;
 mod oidc;
 mod schemathesis;

@@ -159,12 +159,12 @@ pub(super) async fn signin(
         return again(&too_many_failures(wait), StatusCode::TOO_MANY_REQUESTS);
     }
     let hash = hash_token(form.token.trim());
-    if principal_for_hash(&state, hash).await?.is_none() {
+    let Some(principal) = principal_for_hash(&state, hash).await? else {
         let details = vec![("reason".to_owned(), "dashboard sign-in with an unknown token".to_owned())];
         refused_authentication(&state, addr, now, SIGNIN, "InvalidAuthenticationToken", details).await;
         return again("That token is unknown, expired or revoked.", StatusCode::UNAUTHORIZED);
-    }
-    let (session, _) = state.sessions.open(OpenedWith::ApiToken(hash), now, None);
+    };
+    let (session, _) = state.sessions.open(OpenedWith::ApiToken(hash), &principal.id, now, None);
     Ok(redirect(HOME, vec![set_cookie(SESSION_COOKIE, &session, "/", SESSION_TTL.as_secs()), set_cookie(SIGNIN_COOKIE, "", SIGNIN, 0)]))
 }
 

@@ -46,7 +46,7 @@ pub(in crate::routes) async fn start(
     }
     // One binding per browser, kept while it lasts, so sign-ins started in several tabs can each finish.
     let browser = cookie(&headers, BROWSER_COOKIE).filter(|v| well_formed(v)).unwrap_or_else(random_secret);
-    let Some(to) = state.oidc.as_deref().and_then(|oidc| oidc.sign_in.start(&label, &browser, now)) else {
+    let Some(to) = state.oidc.as_deref().and_then(|oidc| oidc.sign_in.start(&label, &browser, addr, now)) else {
         return signin_page(
             &state,
             Some("No identity provider by that name offers sign-in here; choose one below."),
@@ -208,7 +208,7 @@ pub(in crate::routes) async fn callback(
     }
     let caller = oidc_caller(&state, oidc, &verified.identity, addr).await?;
     let opened_with = OpenedWith::Oidc { identity: verified.identity, principal_id: caller.principal.id.clone() };
-    let (session, _) = state.sessions.open(opened_with, now, Some(now + left));
+    let (session, _) = state.sessions.open(opened_with, &caller.principal.id, now, Some(now + left));
     // A 200 page that moves on by itself rather than a redirect: this answer is to a cross-site navigation,
     // so a redirect's next request would go without the Strict session cookie.
     let page = rendered(ajar_web::signed_in_page(&caller.principal.name, HOME))?;

@@ -109,7 +109,14 @@ impl Idp {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        tokio::spawn(ajar_server::listener::serve_https(listener, tls.server_config, app, shutdown, Duration::from_secs(1)));
+        tokio::spawn(ajar_server::listener::serve_https(
+            listener,
+            tls.server_config,
+            app,
+            Default::default(),
+            shutdown,
+            Duration::from_secs(1),
+        ));
         Idp { url, ca: tls.ca_pem_path, state, stop: Some(stop), _dir: dir }
     }
 
