@@ -24,6 +24,8 @@ impl ServerClient {
             .tls_built_in_root_certs(false)
             .add_root_certificate(ca)
             .connect_timeout(Duration::from_secs(5))
+            // Below the server's keep-alive bound (10 s), so a connection it is about to close is not reused.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .context("building the HTTPS client")?;
         Ok(ServerClient { base: server.trim_end_matches('/').to_owned(), http, token: None })

@@ -299,6 +299,8 @@ impl Client {
             .https_only(true)
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
+            // Below the server's keep-alive bound (10 s), so a connection it is about to close is not reused.
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
             // Redirects would carry the token elsewhere; the API never redirects.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("ajar-client/", env!("CARGO_PKG_VERSION")));

@@ -83,6 +83,8 @@ impl Server {
             .tls_built_in_root_certs(false)
             .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
             .timeout(Duration::from_secs(20))
+            // Below the server's keep-alive bound (10 s), so a connection it is about to close is not reused.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .unwrap();
     }

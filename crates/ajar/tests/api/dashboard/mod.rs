@@ -64,6 +64,8 @@ fn browser(s: &Server) -> reqwest::Client {
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
         .redirect(redirect::Policy::none())
+        // Below the server's keep-alive bound (10 s), so a connection it is about to close is not reused.
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
         .build()
         .unwrap()
 }
