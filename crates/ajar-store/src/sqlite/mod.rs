@@ -220,8 +220,7 @@ fn open_connection(path: &Path, writable: bool) -> StoreResult<Connection> {
     // One plan per statement, whatever is bound: without this, SQLite (built with STAT4) re-prepares a
     // statement whenever a parameter its plan looked at is bound anew, which is every time here, and
     // re-preparing cost more than the work. The store runs no ANALYZE, so no plan could improve.
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
-        .map_err(|e| backend("fixing query plans", e))?;
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(|e| backend("fixing query plans", e))?;
     // SQLite's lower() folds ASCII only; ARM names may hold any letter. SQL folds them as the domain's keys do.
     conn.create_scalar_function("arm_key", 1, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
         Ok(ctx.get_raw(0).as_str_or_null()?.map(ajar_domain::ids::arm_key))
