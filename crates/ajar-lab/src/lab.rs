@@ -216,6 +216,35 @@ impl Lab {
         ip(&["-n", &ns.name, "route", "add", dest, "dev", dev])
     }
 
+    /// Adds a route to `dest` through the router `via` in `ns` (both inside the lab ranges; `via` on one of
+    /// the namespace's links).
+    pub fn route_via(&self, ns: &Netns, dest: &str, via: IpAddr) -> Result<(), LabError> {
+        self.own(ns)?;
+        let ok =
+            dest.split('/').next().and_then(|a| a.parse::<IpAddr>().ok()).is_some_and(|a| lab_range(&a) && a.is_ipv4() == via.is_ipv4());
+        if !ok || !lab_range(&via) {
+            return Err(LabError::new("adding a route", format!("{dest} via {via}: not both inside 10.0.0.0/8 or fd00::/8")));
+        }
+        ip(&["-n", &ns.name, "route", "add", dest, "via", &via.to_string()])
+    }
+
+    /// Makes the router `via` (a lab address on one of the namespace's links) the default route of its
+    /// family in `ns`. The route exists only inside the namespace.
+    pub fn default_route(&self, ns: &Netns, via: IpAddr) -> Result<(), LabError> {
+        self.own(ns)?;
+        if !lab_range(&via) {
+            return Err(LabError::new("adding a default route", format!("{via} is outside 10.0.0.0/8 and fd00::/8")));
+        }
+        let family = if via.is_ipv4() { "-4" } else { "-6" };
+        ip(&["-n", &ns.name, family, "route", "add", "default", "via", &via.to_string()])
+    }
+
+    /// Turns on IPv4 and IPv6 forwarding in `ns`, so it routes between its links (needs `sysctl`; the
+    /// setting belongs to the namespace and goes with it).
+    pub fn forwarding(&self, ns: &Netns) -> Result<(), LabError> {
+        self.exec(ns, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]).map(|_| ())
+    }
+
     /// Runs `args` inside `ns` (`ip netns exec NS args…`), bounded in time. Fails unless it exits 0;
     /// returns its stdout.
     pub fn exec(&self, ns: &Netns, args: &[&str]) -> Result<String, LabError> {

@@ -1,7 +1,8 @@
 //! A network-namespace lab for tests.
 //!
 //! A [`Lab`] creates throwaway network namespaces with unique names, veth links between them, addresses
-//! (private ranges only: 10.0.0.0/8 and fd00::/8, and only inside its own namespaces), routes, TCP/UDP echo
+//! (private ranges only: 10.0.0.0/8 and fd00::/8, and only inside its own namespaces), routes (also via a
+//! router, and default routes), IP forwarding for a namespace that routes between its links, TCP/UDP echo
 //! listeners and connect probes. Everything is removed when the `Lab` is dropped, also when a test panics:
 //! helper processes are killed and the namespaces deleted. Every wait is bounded.
 //!
