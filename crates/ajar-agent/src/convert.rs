@@ -114,7 +114,7 @@ fn enforce(saved: &Saved, now_ms: i128, keep_ended_since: Option<i128>) -> Desir
             grants.push(Grant { id: g.request_id.clone(), source, proto, port: g.number, timeout });
         }
     }
-    DesiredState { protected, grants }
+    DesiredState { protected, grants, ..DesiredState::default() }
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ fn desired(n: u32) -> DesiredState {
                 timeout: Duration::from_secs(3600),
             })
             .collect(),
+        ..DesiredState::default()
     }
 }
 
@@ -176,7 +177,7 @@ fn measure_changes(firewall: &NftFirewall, args: &EnforceArgs) -> Result<()> {
             let t = Instant::now();
             let diff = change::diff(&from, &to).context("the protected set did not change")?;
             pure.push(t.elapsed());
-            let undo = change::ElementDiff { deletes: diff.adds.iter().map(|e| e.key).collect(), adds: Vec::new() };
+            let undo = change::ElementDiff { deletes: diff.adds.iter().map(|e| e.key).collect(), adds: Vec::new(), ..Default::default() };
             firewall.apply_json("undoing the change", &ruleset::to_json(change::build(&undo)))?;
             let json = ruleset::to_json(change::build(&diff));
             let t = Instant::now();

@@ -4,6 +4,14 @@
 //! Removing a flow from the connection tracker is not enough on its own: the next packet the local service
 //! sends would track the flow again in the reverse direction. The ruleset's first rule drops packets to a
 //! protected port in the reply direction, so a cut flow stays cut (see [`crate::ruleset`]).
+//!
+//! On a gateway a cut names the MAPPED port (`Cut::port` = `Mapping::mapped_port`): a translated flow's
+//! original direction is client → public address : mapped port (the reply direction carries the machine's
+//! address and port), and that is what is listed and deleted. The mapping must be gone first (revoked), or
+//! the client's next packet is simply translated again as a new connection. After the cut, the machine's
+//! next packet is tracked as a new flow the machine started from its served port, which the gateway's
+//! forward chain drops, as the client's packets to the machine (see the gateway section of
+//! [`crate::ruleset`]).
 
 use std::ffi::OsString;
 use std::net::IpAddr;
@@ -180,6 +188,18 @@ conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown.
             Flow { l4: L4::Tcp, src: "10.9.0.2".parse().unwrap(), dst: "10.9.0.1".parse().unwrap(), sport: 46694, dport: 22 }
         );
         assert_eq!((flows[1].l4, flows[1].src.to_string(), flows[1].dport), (L4::Udp, "fd00::2".into(), 22));
+    }
+
+    #[test]
+    fn a_gateway_cut_selects_the_mapped_port_of_the_original_direction() {
+        let line = "tcp      6 431999 ESTABLISHED src=10.78.0.2 dst=10.78.0.1 sport=51777 dport=50022 \
+                    src=10.78.1.2 dst=10.78.0.2 sport=22 dport=51777 [ASSURED] mark=0 use=1";
+        let flows = parse_flows(line);
+        assert_eq!(flows.len(), 1);
+        assert_eq!((flows[0].dst.to_string(), flows[0].dport), ("10.78.0.1".into(), 50022));
+        let cut = |port| Cut { proto: Proto::Tcp, port, sources: vec![net("10.78.0.2/32")], keep: vec![] };
+        assert!(cut(50022).selects(&flows[0]));
+        assert!(!cut(22).selects(&flows[0]), "the machine's port is the reply direction's");
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! What the host should enforce, as plain data: the JIT-protected ports and the live grants.
+//! What the host should enforce, as plain data: the JIT-protected ports and the live grants, and on a
+//! gateway the public addresses, the served ports of the machines behind it and the live mappings.
 //!
-//! Pure: no I/O, no clock. A grant carries the time left until its end, computed by the caller.
+//! Pure: no I/O, no clock. A grant or mapping carries the time left until its end, computed by the caller.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -80,9 +82,54 @@ pub struct Grant {
     pub timeout: Duration,
 }
 
+/// A JIT-protected port of a machine behind a gateway: never forwarded to, unless a live mapping
+/// translated the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ServedPort {
+    /// The machine's address.
+    pub address: IpAddr,
+    pub proto: Proto,
+    pub port: u16,
+}
+
+/// A live mapping on a gateway: `source` connecting to `mapped_port` on a public address (of the target's
+/// family) reaches `target`:`port`, for `timeout` more. One per grant port on a gateway-enforced machine.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Mapping {
+    /// The access request's id; it goes into the element's comment, as for grants.
+    pub id: String,
+    /// Any, or a prefix; a prefix of the other family than `target` does not apply.
+    pub source: Source,
+    pub proto: Proto,
+    /// The port clients connect to, on every public address of the target's family.
+    pub mapped_port: u16,
+    /// The machine's address.
+    pub target: IpAddr,
+    /// The machine's port.
+    pub port: u16,
+    /// Time left, as for [`Grant::timeout`]: whole seconds rounded up; zero is not enforced.
+    pub timeout: Duration,
+}
+
 /// Everything the host enforces. Applying it replaces whatever `inet ajar` held before.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DesiredState {
     pub protected: Vec<Protected>,
     pub grants: Vec<Grant>,
+    /// Gateway mode: the addresses clients connect to. Empty = not a gateway.
+    pub public: Vec<IpAddr>,
+    /// JIT-protected ports of the machines behind the gateway: never forwarded unless a live mapping
+    /// DNAT'd the connection.
+    pub served: Vec<ServedPort>,
+    /// Live mappings (one per grant port on a gateway-enforced machine).
+    pub mappings: Vec<Mapping>,
+}
+
+impl DesiredState {
+    /// True if the table needs the gateway's objects: any of `public`, `served`, `mappings` is non-empty.
+    /// Served ports without a public address still get their drop rules (fail closed); with all three
+    /// empty the table is the host's alone.
+    pub fn is_gateway(&self) -> bool {
+        !self.public.is_empty() || !self.served.is_empty() || !self.mappings.is_empty()
+    }
 }

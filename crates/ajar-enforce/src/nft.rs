@@ -38,7 +38,8 @@ pub trait Firewall {
 pub enum Applied {
     /// Nothing to change; nft was not run.
     Unchanged,
-    /// Only the changed elements, in one transaction.
+    /// Only the changed elements, in one transaction. Counted as normalised elements: a mapping element is
+    /// one, though it is written to both maps of its family.
     Incremental { deleted: usize, added: usize },
     /// The whole table was replaced, for the reason given.
     Full { why: String },
@@ -92,21 +93,26 @@ impl Firewall for NftFirewall {
         self.apply_json("applying the desired state to table inet ajar", &json)
     }
 
-    /// Incremental when the protected set is unchanged; a full apply otherwise, and also when the
+    /// Incremental when only grants or mappings changed (see [`change::full_apply_reason`]); a full apply
+    /// otherwise, and also when the
     /// incremental batch fails for any reason (the table is missing or was changed by hand, the kernel already
     /// expired an element being deleted, ...): the failed batch changed nothing, and a full apply is always
     /// right.
     fn apply_change(&self, from: &DesiredState, to: &DesiredState) -> Result<Applied, EnforceError> {
+        if let Some(why) = change::full_apply_reason(from, to) {
+            self.apply(to)?;
+            return Ok(Applied::Full { why: why.into() });
+        }
         let Some(diff) = change::diff(from, to) else {
             self.apply(to)?;
-            return Ok(Applied::Full { why: "the protected ports changed".into() });
+            return Ok(Applied::Full { why: "no element diff".into() });
         };
         if diff.is_empty() {
             return Ok(Applied::Unchanged);
         }
-        let (deleted, added) = (diff.deletes.len(), diff.adds.len());
+        let (deleted, added) = (diff.deletes.len() + diff.map_deletes.len(), diff.adds.len() + diff.map_adds.len());
         let json = ruleset::to_json(change::build(&diff));
-        match self.apply_json("changing the grants in table inet ajar", &json) {
+        match self.apply_json("changing the grants and mappings in table inet ajar", &json) {
             Ok(()) => Ok(Applied::Incremental { deleted, added }),
             Err(e) => {
                 self.apply(to)?;

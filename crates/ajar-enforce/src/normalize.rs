@@ -1,4 +1,4 @@
-//! Grants → non-overlapping set elements.
+//! Grants and gateway mappings → non-overlapping set and map elements.
 //!
 //! The kernel refuses an interval element that overlaps one already in the set (EEXIST), so grants that
 //! overlap (a /24 and a host inside it, `*` and anything) cannot be added as they are. For each
@@ -6,14 +6,18 @@
 //! the LONGEST timeout among the grants covering it, merges neighbouring pieces with equal timeouts, and
 //! writes each piece as CIDR prefixes. Nothing is widened: an address is covered exactly when some grant
 //! covers it. Pure.
-
+//!
+//! Mappings are normalised the same way per (protocol, mapped port, family), after one choice: a key can
+//! translate to one target only, so when live mappings share a protocol and mapped port but name different
+//! targets (the server never sends that), the target of the mapping with the lowest id wins and the others
+//! are left out for that key.
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::desired::{Grant, L4, Source};
+use crate::desired::{Grant, L4, Mapping, Source};
 
 /// nft refuses comments longer than this many bytes.
 pub const MAX_COMMENT_BYTES: usize = 128;
@@ -41,6 +45,19 @@ pub struct GrantElement {
     pub comment: String,
 }
 
+/// One element of the gateway's maps (`dnat4`/`dnat4port` or `dnat6`/`dnat6port`, by the family of
+/// `key.net`): `key.net . key.l4 . key.port` (the mapped port) translates to `target`:`target_port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingElement {
+    pub key: ElementKey,
+    pub target: IpAddr,
+    pub target_port: u16,
+    /// Whole seconds, at least 1.
+    pub timeout_secs: u32,
+    /// The ids of the mappings that give this element its timeout, as for [`GrantElement::comment`].
+    pub comment: String,
+}
+
 /// A grant's time left as the kernel enforces it: whole seconds (all nftables' JSON
 /// takes), rounded up so a grant never ends early, capped at [`MAX_TIMEOUT_SECS`]. The
 /// agent removes a grant at its exact end; the kernel's timeout is the backstop, at
@@ -53,7 +70,7 @@ pub fn timeout_secs(timeout: Duration) -> u32 {
 /// Turns grants into non-overlapping elements, sorted by key. Grants with no time left are
 /// dropped; `Both` stands for tcp and udp; `Source::Any` for 0.0.0.0/0 and ::/0.
 pub fn normalize(grants: &[Grant]) -> Vec<GrantElement> {
-    let mut groups: BTreeMap<(L4, u16, Family), Vec<Span<'_>>> = BTreeMap::new();
+    let mut groups: Groups<'_> = BTreeMap::new();
     for grant in grants {
         let secs = timeout_secs(grant.timeout);
         if secs == 0 {
@@ -70,6 +87,63 @@ pub fn normalize(grants: &[Grant]) -> Vec<GrantElement> {
             }
         }
     }
+    elements(groups)
+}
+
+/// Turns mappings into non-overlapping map elements, sorted by key. Mappings with no time left are dropped,
+/// and so is a source prefix of the other family than the target's; `Both` stands for tcp and udp;
+/// `Source::Any` for 0.0.0.0/0 or ::/0, by the target's family. Per (protocol, mapped port, family) the
+/// target of the lowest id wins (see the module documentation).
+pub fn normalize_mappings(mappings: &[Mapping]) -> Vec<MappingElement> {
+    let applicable = |m: &Mapping| -> Option<IpNet> {
+        if timeout_secs(m.timeout) == 0 {
+            return None;
+        }
+        match (m.source, m.target) {
+            (Source::Any, IpAddr::V4(_)) => Some(IpNet::V4(Ipv4Net::default())),
+            (Source::Any, IpAddr::V6(_)) => Some(IpNet::V6(Ipv6Net::default())),
+            (Source::Net(net), target) if net.addr().is_ipv4() == target.is_ipv4() => Some(net.trunc()),
+            _ => None,
+        }
+    };
+    let family = |addr: IpAddr| if addr.is_ipv4() { Family::V4 } else { Family::V6 };
+    // (l4, mapped port, family) → the winning (id, target, target port): the lowest id, then the lowest target.
+    let mut winners: BTreeMap<(L4, u16, Family), (&str, IpAddr, u16)> = BTreeMap::new();
+    for m in mappings {
+        if applicable(m).is_none() {
+            continue;
+        }
+        for &l4 in m.proto.l4s() {
+            let candidate = (m.id.as_str(), m.target, m.port);
+            winners.entry((l4, m.mapped_port, family(m.target))).and_modify(|w| *w = (*w).min(candidate)).or_insert(candidate);
+        }
+    }
+    let mut groups: Groups<'_> = BTreeMap::new();
+    for m in mappings {
+        let Some(net) = applicable(m) else { continue };
+        let secs = timeout_secs(m.timeout);
+        for &l4 in m.proto.l4s() {
+            let group = (l4, m.mapped_port, family(m.target));
+            if winners.get(&group).is_some_and(|&(_, target, port)| (target, port) == (m.target, m.port)) {
+                let (_, start, end) = bounds(&net);
+                groups.entry(group).or_default().push(Span { start, end, secs, id: &m.id });
+            }
+        }
+    }
+    elements(groups)
+        .into_iter()
+        .filter_map(|e| {
+            let &(_, target, target_port) = winners.get(&(e.key.l4, e.key.port, family(e.key.net.addr())))?;
+            Some(MappingElement { key: e.key, target, target_port, timeout_secs: e.timeout_secs, comment: e.comment })
+        })
+        .collect()
+}
+
+/// Spans of addresses per (protocol, port, family).
+type Groups<'a> = BTreeMap<(L4, u16, Family), Vec<Span<'a>>>;
+
+/// Each group partitioned (longest timeout wins) and written as prefixes, sorted by key.
+fn elements(groups: Groups<'_>) -> Vec<GrantElement> {
     let mut out = Vec::new();
     for ((l4, port, family), spans) in groups {
         for piece in partition(&spans, family) {
@@ -241,6 +315,7 @@ mod tests {
     use super::*;
     use crate::desired::Proto;
     use proptest::prelude::*;
+    use std::net::SocketAddr;
 
     fn grant(id: &str, source: &str, proto: Proto, port: u16, secs: u64) -> Grant {
         let source = if source == "*" {
@@ -330,6 +405,85 @@ mod tests {
         assert_eq!(timeout_secs(Duration::ZERO), 0);
     }
 
+    fn mapping(id: &str, source: &str, proto: Proto, mapped_port: u16, target: &str, port: u16, secs: u64) -> Mapping {
+        let Grant { source, .. } = grant(id, source, proto, port, secs);
+        Mapping { id: id.into(), source, proto, mapped_port, target: target.parse().unwrap(), port, timeout: Duration::from_secs(secs) }
+    }
+
+    fn show_mappings(elems: &[MappingElement]) -> Vec<String> {
+        elems
+            .iter()
+            .map(|e| {
+                let target = SocketAddr::new(e.target, e.target_port);
+                format!("{} {} {} -> {target} {} {}", e.key.net, e.key.l4.nft_name(), e.key.port, e.timeout_secs, e.comment)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn overlapping_mapping_sources_are_cut_like_grants() {
+        let out = normalize_mappings(&[
+            mapping("a", "10.0.0.0/30", Proto::Tcp, 50022, "10.1.0.2", 22, 60),
+            mapping("b", "10.0.0.1", Proto::Tcp, 50022, "10.1.0.2", 22, 600),
+        ]);
+        assert_eq!(
+            show_mappings(&out),
+            [
+                "10.0.0.0/32 tcp 50022 -> 10.1.0.2:22 60 a",
+                "10.0.0.1/32 tcp 50022 -> 10.1.0.2:22 600 b",
+                "10.0.0.2/31 tcp 50022 -> 10.1.0.2:22 60 a",
+            ]
+        );
+    }
+
+    #[test]
+    fn mapping_sources_take_the_targets_family() {
+        let out = normalize_mappings(&[
+            mapping("any4", "*", Proto::Both, 50022, "10.1.0.2", 22, 60),
+            mapping("any6", "*", Proto::Tcp, 50023, "fd00:1::2", 22, 60),
+            // A source of the other family does not apply; no time left is not enforced.
+            mapping("v6-for-v4", "fd00::1", Proto::Tcp, 50024, "10.1.0.2", 22, 60),
+            mapping("v4-for-v6", "10.0.0.1", Proto::Tcp, 50025, "fd00:1::2", 22, 60),
+            mapping("ended", "10.0.0.1", Proto::Tcp, 50026, "10.1.0.2", 22, 0),
+        ]);
+        assert_eq!(
+            show_mappings(&out),
+            [
+                "0.0.0.0/0 tcp 50022 -> 10.1.0.2:22 60 any4",
+                "::/0 tcp 50023 -> [fd00:1::2]:22 60 any6",
+                "0.0.0.0/0 udp 50022 -> 10.1.0.2:22 60 any4",
+            ]
+        );
+    }
+
+    #[test]
+    fn one_mapped_port_with_two_targets_keeps_the_lowest_id() {
+        let mappings = [
+            mapping("r-2", "10.0.0.0/24", Proto::Tcp, 50022, "10.1.0.3", 22, 600),
+            mapping("r-1", "10.0.0.7", Proto::Tcp, 50022, "10.1.0.2", 22, 60),
+            mapping("r-3", "10.0.0.9", Proto::Tcp, 50022, "10.1.0.2", 22, 60),
+        ];
+        assert_eq!(
+            show_mappings(&normalize_mappings(&mappings)),
+            ["10.0.0.7/32 tcp 50022 -> 10.1.0.2:22 60 r-1", "10.0.0.9/32 tcp 50022 -> 10.1.0.2:22 60 r-3"]
+        );
+        // Another target port is another target; another protocol or family is another key.
+        let mappings = [
+            mapping("r-1", "10.0.0.7", Proto::Tcp, 50022, "10.1.0.2", 2222, 60),
+            mapping("r-2", "10.0.0.8", Proto::Tcp, 50022, "10.1.0.2", 22, 60),
+            mapping("r-3", "10.0.0.8", Proto::Udp, 50022, "10.1.0.3", 53, 60),
+            mapping("r-4", "fd00::8", Proto::Tcp, 50022, "fd00:1::3", 22, 60),
+        ];
+        assert_eq!(
+            show_mappings(&normalize_mappings(&mappings)),
+            [
+                "10.0.0.7/32 tcp 50022 -> 10.1.0.2:2222 60 r-1",
+                "fd00::8/128 tcp 50022 -> [fd00:1::3]:22 60 r-4",
+                "10.0.0.8/32 udp 50022 -> 10.1.0.3:53 60 r-3",
+            ]
+        );
+    }
+
     // Property tests work in a small corner of the address space (10.0.0.0/24 and fd00::/120) so that
     // every address can be checked.
 
@@ -408,6 +562,20 @@ mod tests {
             addrs.push(Ipv6Addr::from((0xfd00u128 << 112) - 1).into());
             addrs.push(Ipv6Addr::from((0xfd00u128 << 112) | 256).into());
             check(&grants, &addrs);
+        }
+
+        #[test]
+        fn mappings_to_one_target_normalise_as_the_same_grants(grants in prop::collection::vec(v4_grant(), 0..12)) {
+            let mappings: Vec<Mapping> = grants
+                .iter()
+                .map(|g| Mapping {
+                    id: g.id.clone(), source: g.source, proto: g.proto, mapped_port: g.port,
+                    target: Ipv4Addr::new(10, 1, 0, 2).into(), port: 22, timeout: g.timeout,
+                })
+                .collect();
+            let want: Vec<(ElementKey, u32, String)> = normalize(&grants).into_iter().map(|e| (e.key, e.timeout_secs, e.comment)).collect();
+            let got: Vec<(ElementKey, u32, String)> = normalize_mappings(&mappings).into_iter().map(|e| (e.key, e.timeout_secs, e.comment)).collect();
+            prop_assert_eq!(got, want);
         }
 
         #[test]

@@ -103,7 +103,7 @@ fn protecting_22_drops_it_and_leaves_other_ports_alone() {
     assert!(w.fw.read_own().unwrap().is_none(), "no table yet");
     w.fw.usable().unwrap();
 
-    w.fw.apply(&DesiredState { protected: protect_22(), grants: vec![] }).unwrap();
+    w.fw.apply(&DesiredState { protected: protect_22(), grants: vec![], ..Default::default() }).unwrap();
     w.expect(P::Tcp, A, SSH, Probe::Timeout);
     w.expect(P::Tcp, A6, SSH6, Probe::Timeout);
     w.expect(P::Udp, A, SSH, Probe::Timeout);
@@ -116,7 +116,8 @@ fn protecting_22_drops_it_and_leaves_other_ports_alone() {
 fn a_grant_opens_only_its_source_and_protocol() {
     let Some(w) = world() else { return };
     let long_id = format!("req-{}", "x".repeat(300));
-    let desired = DesiredState { protected: protect_22(), grants: vec![grant(&long_id, "10.77.0.2/32", Proto::Tcp, 300)] };
+    let desired =
+        DesiredState { protected: protect_22(), grants: vec![grant(&long_id, "10.77.0.2/32", Proto::Tcp, 300)], ..Default::default() };
     w.fw.apply(&desired).unwrap();
     w.expect(P::Tcp, A, SSH, Probe::Open);
     w.expect(P::Tcp, B, SSH, Probe::Timeout);
@@ -133,7 +134,8 @@ fn a_grant_opens_only_its_source_and_protocol() {
 #[test]
 fn expiry_closes_new_connections_but_not_established_ones() {
     let Some(w) = world() else { return };
-    let desired = DesiredState { protected: protect_22(), grants: vec![grant("r-exp", "10.77.0.2/32", Proto::Tcp, 2)] };
+    let desired =
+        DesiredState { protected: protect_22(), grants: vec![grant("r-exp", "10.77.0.2/32", Proto::Tcp, 2)], ..Default::default() };
     w.fw.apply(&desired).unwrap();
     let end = Instant::now() + Duration::from_secs(2);
     w.expect(P::Tcp, A, SSH, Probe::Open);
@@ -153,6 +155,7 @@ fn ipv6_and_udp_grants() {
     let desired = DesiredState {
         protected: protect_22(),
         grants: vec![grant("r-v6", "fd00:77::2/128", Proto::Tcp, 300), grant("r-udp", "10.77.0.2/32", Proto::Udp, 300)],
+        ..Default::default()
     };
     w.fw.apply(&desired).unwrap();
     w.expect(P::Tcp, A6, SSH6, Probe::Open);
@@ -169,6 +172,7 @@ fn cidr_grant_with_a_longer_host_grant_inside() {
     let desired = DesiredState {
         protected: protect_22(),
         grants: vec![grant("r-net", "10.77.1.0/24", Proto::Tcp, 2), grant("r-host", "10.77.1.7/32", Proto::Tcp, 60)],
+        ..Default::default()
     };
     w.fw.apply(&desired).unwrap();
     let end = Instant::now() + Duration::from_secs(2);
@@ -187,7 +191,7 @@ fn cidr_grant_with_a_longer_host_grant_inside() {
 #[test]
 fn incremental_changes_open_and_close_the_right_sources_without_overlaps() {
     let Some(w) = world() else { return };
-    let state = |grants: Vec<Grant>| DesiredState { protected: protect_22(), grants };
+    let state = |grants: Vec<Grant>| DesiredState { protected: protect_22(), grants, ..Default::default() };
     // Each step: the change must apply (an overlap would be refused with EEXIST), take the path expected,
     // and leave exactly the desired table (drift_reasons compares elements, timeouts and comments).
     let step = |from: &DesiredState, to: &DesiredState, incremental: bool| {
@@ -252,11 +256,13 @@ fn incremental_changes_open_and_close_the_right_sources_without_overlaps() {
 #[test]
 fn apply_replaces_atomically_and_a_rejected_batch_changes_nothing() {
     let Some(w) = world() else { return };
-    let with_a = DesiredState { protected: protect_22(), grants: vec![grant("r-a", "10.77.0.2/32", Proto::Tcp, 300)] };
+    let with_a =
+        DesiredState { protected: protect_22(), grants: vec![grant("r-a", "10.77.0.2/32", Proto::Tcp, 300)], ..Default::default() };
     w.fw.apply(&with_a).unwrap();
     w.expect(P::Tcp, A, SSH, Probe::Open);
 
-    let with_b = DesiredState { protected: protect_22(), grants: vec![grant("r-b", "10.77.0.3/32", Proto::Tcp, 300)] };
+    let with_b =
+        DesiredState { protected: protect_22(), grants: vec![grant("r-b", "10.77.0.3/32", Proto::Tcp, 300)], ..Default::default() };
     w.fw.apply(&with_b).unwrap();
     w.expect(P::Tcp, A, SSH, Probe::Timeout);
     w.expect(P::Tcp, B, SSH, Probe::Open);
@@ -265,7 +271,8 @@ fn apply_replaces_atomically_and_a_rejected_batch_changes_nothing() {
     // The batch that would install a grant for all of 10.77.0.0/24, plus a host element inside that /24:
     // the kernel answers EEXIST, and the whole transaction — including the delete and re-create of the
     // table — is rolled back.
-    let wide = DesiredState { protected: protect_22(), grants: vec![grant("r-wide", "10.77.0.0/24", Proto::Tcp, 300)] };
+    let wide =
+        DesiredState { protected: protect_22(), grants: vec![grant("r-wide", "10.77.0.0/24", Proto::Tcp, 300)], ..Default::default() };
     let mut doc: serde_json::Value = serde_json::from_str(&ruleset::to_json(ruleset::build(&wide))).unwrap();
     doc["nftables"].as_array_mut().unwrap().push(serde_json::json!({"add": {"element": {
         "family": "inet", "table": "ajar", "name": "grants4",
@@ -286,7 +293,8 @@ fn apply_replaces_atomically_and_a_rejected_batch_changes_nothing() {
 #[test]
 fn drift_is_detected_and_repaired() {
     let Some(w) = world() else { return };
-    let desired = DesiredState { protected: protect_22(), grants: vec![grant("r-a", "10.77.0.2/32", Proto::Tcp, 300)] };
+    let desired =
+        DesiredState { protected: protect_22(), grants: vec![grant("r-a", "10.77.0.2/32", Proto::Tcp, 300)], ..Default::default() };
     w.fw.apply(&desired).unwrap();
     assert_eq!(drift_reasons(&w.fw.read_own().unwrap().unwrap(), &desired), Vec::<String>::new());
 
@@ -322,7 +330,7 @@ fn remove_deletes_our_table_and_nothing_else() {
             "table inet other {\n chain input { type filter hook input priority 10; policy accept; }\n}\n",
         )
         .unwrap();
-    w.fw.apply(&DesiredState { protected: protect_22(), grants: vec![] }).unwrap();
+    w.fw.apply(&DesiredState { protected: protect_22(), grants: vec![], ..Default::default() }).unwrap();
     w.expect(P::Tcp, A, SSH, Probe::Timeout);
 
     w.fw.remove().unwrap();
