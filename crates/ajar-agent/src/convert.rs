@@ -3,10 +3,13 @@
 
 use std::time::Duration;
 
-use ajar_api::agent::{CutOut, DesiredStateOut};
+use std::net::IpAddr;
+
+use ajar_api::agent::{CutOut, DesiredStateOut, GatewayStateOut};
+use ajar_enforce::desired::{Mapping, ServedPort};
 use ajar_enforce::{Cut, DesiredState, Grant, Protected, Proto, Source};
 
-use crate::state::{Saved, SavedGrant};
+use crate::state::{Saved, SavedGateway, SavedGrant, SavedMapping};
 
 fn proto(text: &str) -> Option<Proto> {
     match text {
@@ -50,13 +53,53 @@ pub fn saved_from(out: &DesiredStateOut, now_ms: i128, previous: Option<&Saved>)
         cuts_done: previous
             .map(|p| p.cuts_done.iter().filter(|id| out.cuts.iter().any(|c| &c.id == *id)).cloned().collect())
             .unwrap_or_default(),
+        gateway: out.gateway.as_ref().map(|g| saved_gateway(g, now_ms, previous.and_then(|p| p.gateway.as_ref()))),
+    }
+}
+
+/// A gateway's part of the answer, its end times placed as [`saved_from`] places a grant's.
+fn saved_gateway(out: &GatewayStateOut, now_ms: i128, previous: Option<&SavedGateway>) -> SavedGateway {
+    let kept_end = |m: &ajar_api::agent::MappingOut| {
+        let prev = previous?.mappings.iter().find(|p| {
+            p.server_end == m.end_time_utc && p.request_id == m.request_id && p.number == m.number && p.mapped_port == m.mapped_port
+        })?;
+        Some(prev.end_ms)
+    };
+    SavedGateway {
+        public: out.public_addresses.clone(),
+        served: out
+            .machines
+            .iter()
+            .flat_map(|m| m.addresses.iter().flat_map(move |a| m.protected.iter().map(move |p| (a.clone(), p.number, p.protocol.clone()))))
+            .collect(),
+        mappings: out
+            .mappings
+            .iter()
+            .map(|m| SavedMapping {
+                request_id: m.request_id.clone(),
+                number: m.number,
+                protocol: m.protocol.clone(),
+                mapped_port: m.mapped_port,
+                targets: out.machines.iter().find(|v| v.vm_id == m.vm_id).map(|v| v.addresses.clone()).unwrap_or_default(),
+                sources: m.allowed_source_address_prefixes.clone(),
+                end_ms: kept_end(m).unwrap_or(now_ms + i128::from(m.remaining_ms)),
+                server_end: m.end_time_utc.clone(),
+            })
+            .collect(),
     }
 }
 
 /// The cuts of `out` not yet carried out, each with the flows it must spare: those of grants still live
 /// on the same port in `saved` at `now_ms`.
 pub fn pending_cuts(out: &DesiredStateOut, saved: &Saved, now_ms: i128) -> Vec<(CutOut, Cut)> {
-    let live = enforce_at(saved, now_ms).grants;
+    let now = enforce_at(saved, now_ms);
+    // On a gateway a cut's port is the mapped port, which no other live grant holds.
+    let keep: Vec<(u16, Proto, Source)> = now
+        .grants
+        .iter()
+        .map(|g| (g.port, g.proto, g.source))
+        .chain(now.mappings.iter().map(|m| (m.mapped_port, m.proto, m.source)))
+        .collect();
     out.cuts
         .iter()
         .filter(|c| !saved.cuts_done.contains(&c.id))
@@ -65,7 +108,7 @@ pub fn pending_cuts(out: &DesiredStateOut, saved: &Saved, now_ms: i128) -> Vec<(
                 proto: proto(&c.protocol)?,
                 port: c.number,
                 sources: c.allowed_source_address_prefixes.iter().filter_map(|s| source(s)).collect(),
-                keep: live.iter().filter(|g| g.port == c.number).map(|g| (g.proto, g.source)).collect(),
+                keep: keep.iter().filter(|(port, ..)| *port == c.number).map(|(_, p, s)| (*p, *s)).collect(),
             };
             Some((c.clone(), cut))
         })
@@ -97,24 +140,65 @@ pub fn enforce_with_ended(saved: &Saved, now_ms: i128, since_ms: i128) -> Desire
 
 /// The first end after `after_ms` among the grants.
 pub fn next_end(saved: &Saved, after_ms: i128) -> Option<i128> {
-    saved.grants.iter().map(|g| g.end_ms).filter(|end| *end > after_ms).min()
+    let mappings = saved.gateway.iter().flat_map(|g| g.mappings.iter().map(|m| m.end_ms));
+    saved.grants.iter().map(|g| g.end_ms).chain(mappings).filter(|end| *end > after_ms).min()
+}
+
+fn address(text: &str) -> Option<IpAddr> {
+    text.parse::<IpAddr>().inspect_err(|e| tracing::warn!(address = %text, error = %e, "ignoring an address the agent cannot read")).ok()
+}
+
+/// A mapping per source and per family the machine has an address in: a source of one family goes to
+/// the machine's first address of that family; `*` to each.
+fn mappings_of(m: &SavedMapping, proto: Proto, timeout: Duration) -> Vec<Mapping> {
+    let targets: Vec<IpAddr> = m.targets.iter().filter_map(|a| address(a)).collect();
+    let v4 = targets.iter().find(|a| a.is_ipv4()).copied();
+    let v6 = targets.iter().find(|a| a.is_ipv6()).copied();
+    let mut out = Vec::new();
+    for source in m.sources.iter().filter_map(|s| source(s)) {
+        let to = match source {
+            Source::Any => vec![v4, v6],
+            Source::Net(net) if net.addr().is_ipv4() => vec![v4],
+            Source::Net(_) => vec![v6],
+        };
+        for target in to.into_iter().flatten() {
+            out.push(Mapping { id: m.request_id.clone(), source, proto, mapped_port: m.mapped_port, target, port: m.number, timeout });
+        }
+    }
+    out
 }
 
 fn enforce(saved: &Saved, now_ms: i128, keep_ended_since: Option<i128>) -> DesiredState {
+    // Time left at `now_ms`; a grant ended since `keep_ended_since` keeps the shortest.
+    let left = |end_ms: i128| {
+        let mut left = end_ms - now_ms;
+        if left <= 0 && keep_ended_since.is_some_and(|since| end_ms > since) {
+            left = 1;
+        }
+        (left > 0).then(|| Duration::from_millis(u64::try_from(left).unwrap_or(0)))
+    };
     let protected = saved.protected.iter().filter_map(|(port, p)| Some(Protected { proto: proto(p)?, port: *port })).collect();
     let mut grants = Vec::new();
     for g in &saved.grants {
-        let mut left = g.end_ms - now_ms;
-        if left <= 0 && keep_ended_since.is_some_and(|since| g.end_ms > since) {
-            left = 1;
-        }
-        let (Some(proto), true) = (proto(&g.protocol), left > 0) else { continue };
-        let timeout = Duration::from_millis(u64::try_from(left).unwrap_or(0));
+        let (Some(proto), Some(timeout)) = (proto(&g.protocol), left(g.end_ms)) else { continue };
         for source in g.sources.iter().filter_map(|s| source(s)) {
             grants.push(Grant { id: g.request_id.clone(), source, proto, port: g.number, timeout });
         }
     }
-    DesiredState { protected, grants, ..DesiredState::default() }
+    let mut state = DesiredState { protected, grants, ..DesiredState::default() };
+    if let Some(gateway) = &saved.gateway {
+        state.public = gateway.public.iter().filter_map(|a| address(a)).collect();
+        state.served = gateway
+            .served
+            .iter()
+            .filter_map(|(a, port, p)| Some(ServedPort { address: address(a)?, proto: proto(p)?, port: *port }))
+            .collect();
+        for m in &gateway.mappings {
+            let (Some(proto), Some(timeout)) = (proto(&m.protocol), left(m.end_ms)) else { continue };
+            state.mappings.extend(mappings_of(m, proto, timeout));
+        }
+    }
+    state
 }
 
 #[cfg(test)]
@@ -126,7 +210,7 @@ mod tests {
     fn ended_grants_are_dropped_and_times_follow_the_local_clock() {
         let out = DesiredStateOut {
             etag: "e".into(),
-            vm_id: "v".into(),
+            vm_id: Some("v".into()),
             protected: vec![ProtectedPortOut { number: 22, protocol: "TCP".into() }],
             grants: vec![
                 DesiredGrantOut {
@@ -147,6 +231,7 @@ mod tests {
                 },
             ],
             cuts: vec![],
+            gateway: None,
         };
         let saved = saved_from(&out, 1_000, None);
         assert_eq!(saved.grants[0].end_ms, 11_000);
@@ -160,7 +245,7 @@ mod tests {
     fn one_grant(request_id: &str, end: &str, remaining_ms: u64) -> DesiredStateOut {
         DesiredStateOut {
             etag: "e".into(),
-            vm_id: "v".into(),
+            vm_id: Some("v".into()),
             protected: vec![ProtectedPortOut { number: 22, protocol: "TCP".into() }],
             grants: vec![DesiredGrantOut {
                 request_id: request_id.into(),
@@ -171,6 +256,7 @@ mod tests {
                 remaining_ms,
             }],
             cuts: vec![],
+            gateway: None,
         }
     }
 
@@ -221,6 +307,45 @@ mod tests {
     }
 
     #[test]
+    fn a_gateway_maps_each_source_to_the_machine_address_of_its_family() {
+        use ajar_api::agent::{GatewayStateOut, MappingOut, ServedMachineOut};
+        let out = DesiredStateOut {
+            etag: "g".into(),
+            vm_id: None,
+            protected: vec![],
+            grants: vec![],
+            cuts: vec![],
+            gateway: Some(GatewayStateOut {
+                public_addresses: vec!["10.9.0.1".into(), "fd00:9::1".into()],
+                machines: vec![ServedMachineOut {
+                    vm_id: "db1".into(),
+                    addresses: vec!["10.9.3.2".into(), "fd00:93::2".into()],
+                    protected: vec![ProtectedPortOut { number: 22, protocol: "TCP".into() }],
+                }],
+                mappings: vec![MappingOut {
+                    request_id: "r".into(),
+                    vm_id: "db1".into(),
+                    number: 22,
+                    protocol: "TCP".into(),
+                    mapped_port: 50022,
+                    allowed_source_address_prefixes: vec!["10.9.1.7".into(), "*".into()],
+                    end_time_utc: "2026-12-04T10:00:00Z".into(),
+                    remaining_ms: 10_000,
+                }],
+            }),
+        };
+        let saved = saved_from(&out, 1_000, None);
+        let now = enforce_at(&saved, 2_000);
+        assert_eq!(now.public.len(), 2);
+        assert_eq!(now.served.len(), 2, "port 22 on both of the machine's addresses");
+        let targets: Vec<String> = now.mappings.iter().map(|m| format!("{:?}>{}:{}", m.source, m.target, m.mapped_port)).collect();
+        assert_eq!(targets.len(), 3, "the IPv4 source to the IPv4 address, '*' to both: {targets:?}");
+        assert!(now.mappings.iter().all(|m| m.port == 22 && m.timeout == Duration::from_millis(9_000)));
+        assert_eq!(next_end(&saved, 2_000), Some(11_000), "a mapping's end is watched like a grant's");
+        assert!(enforce_at(&saved, 11_000).mappings.is_empty());
+    }
+
+    #[test]
     fn ended_grants_are_kept_briefly_only_to_be_removed() {
         let saved = Saved {
             etag: "e".into(),
@@ -234,6 +359,7 @@ mod tests {
                 server_end: String::new(),
             }],
             cuts_done: vec![],
+            gateway: None,
         };
         assert_eq!(next_end(&saved, 4_000), Some(5_000));
         assert_eq!(next_end(&saved, 5_000), None);

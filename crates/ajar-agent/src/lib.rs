@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::Context;
 use time::OffsetDateTime;
 
-use ajar_api::agent::{CutDone, CutOut, EnrollIn, NftablesStatus, ReportIn};
+use ajar_api::agent::{CutDone, CutOut, EnrollIn, GatewayEnrollIn, NftablesStatus, ReportIn};
 use ajar_enforce::{Applied, Conntrack, Cut, Firewall, drift_reasons};
 
 pub use server::ServerClient;
@@ -43,6 +43,16 @@ pub struct AgentConfig {
     pub location: Option<String>,
     pub os_type: String,
     pub state_dir: PathBuf,
+    /// Set when this agent enforces a gateway in front of machines rather than its own machine.
+    pub gateway: Option<GatewayConfig>,
+}
+
+/// A gateway's enrolment: where clients connect, and the ports it may map from (`FIRST-LAST`; the
+/// server's default when `None`).
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub public_addresses: Vec<IpAddr>,
+    pub mapped_ports: Option<String>,
 }
 
 fn now_ms() -> i128 {
@@ -201,12 +211,19 @@ async fn credential(config: &AgentConfig, client: &ServerClient, nftables: &Resu
                 addresses: addresses(),
                 version: VERSION.to_owned(),
                 nftables: nftables_status(nftables),
+                gateway: config.gateway.as_ref().map(|g| GatewayEnrollIn {
+                    public_addresses: g.public_addresses.iter().map(ToString::to_string).collect(),
+                    mapped_ports: g.mapped_ports.clone(),
+                }),
             },
         )
         .await?;
-    let c = state::Credential { agent_id: enrolled.agent_id, token: enrolled.token, vm_id: enrolled.vm_id };
+    let c = state::Credential { agent_id: enrolled.agent_id, token: enrolled.token, vm_id: enrolled.vm_id, gateway: enrolled.gateway };
     state::save_credential(&config.state_dir, &c)?;
-    tracing::info!(vm = %c.vm_id, agent = %c.agent_id, "enrolled");
+    match (&c.vm_id, &c.gateway) {
+        (_, Some(gateway)) => tracing::info!(%gateway, agent = %c.agent_id, "enrolled as a gateway"),
+        (vm, None) => tracing::info!(vm = vm.as_deref().unwrap_or_default(), agent = %c.agent_id, "enrolled"),
+    }
     Ok(c)
 }
 

@@ -17,7 +17,11 @@ use serde::{Deserialize, Serialize};
 pub struct Credential {
     pub agent_id: String,
     pub token: String,
-    pub vm_id: String,
+    /// The machine a host agent enforces; none for a gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
 }
 
 /// One grant as applied, with its end on this machine's clock.
@@ -48,6 +52,34 @@ pub struct Saved {
     /// cut again connections a newer grant let in.
     #[serde(default)]
     pub cuts_done: Vec<String>,
+    /// On a gateway: what it forwards and maps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<SavedGateway>,
+}
+
+/// A gateway's part of the state: its public addresses, the protected ports of the machines behind it,
+/// and the live mappings, with their ends on this machine's clock like grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SavedGateway {
+    pub public: Vec<String>,
+    /// (machine address, port, protocol as the API writes it).
+    pub served: Vec<(String, u16, String)>,
+    pub mappings: Vec<SavedMapping>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SavedMapping {
+    pub request_id: String,
+    pub number: u16,
+    pub protocol: String,
+    pub mapped_port: u16,
+    /// The machine's addresses (one per family is used).
+    pub targets: Vec<String>,
+    pub sources: Vec<String>,
+    pub end_ms: i128,
+    pub server_end: String,
 }
 
 const CREDENTIAL: &str = "credential.json";

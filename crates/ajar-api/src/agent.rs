@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use ajar_domain::agent::DesiredState;
+use ajar_domain::agent::{DesiredState, GatewayDesiredState};
+use ajar_domain::gateway::{DEFAULT_MAPPED_PORTS, GatewayName, PortRange, check_public_addresses};
 use ajar_domain::inventory::{EnforcementPoint, OsType, Vm};
 use ajar_domain::{Location, ResourceGroup, SubscriptionId, VmId};
 
@@ -43,6 +44,18 @@ pub struct EnrollIn {
     pub addresses: Vec<String>,
     pub version: String,
     pub nftables: NftablesStatus,
+    /// Present when the agent enrols a gateway named `name` rather than a machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayEnrollIn>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayEnrollIn {
+    pub public_addresses: Vec<String>,
+    /// `FIRST-LAST`; 50000-59999 when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapped_ports: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,7 +64,11 @@ pub struct EnrollOut {
     pub agent_id: String,
     /// The agent's own credential; shown once.
     pub token: String,
-    pub vm_id: String,
+    /// The machine enrolled, or (for a gateway) none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,12 +135,48 @@ pub struct DesiredGrantOut {
 #[serde(rename_all = "camelCase")]
 pub struct DesiredStateOut {
     pub etag: String,
-    pub vm_id: String,
+    /// The machine a host agent enforces; none for a gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_id: Option<String>,
     pub protected: Vec<ProtectedPortOut>,
     pub grants: Vec<DesiredGrantOut>,
-    /// Grants revoked early whose established connections must be cut.
+    /// Grants revoked early whose established connections must be cut (on a gateway, `number` is the
+    /// mapped port).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cuts: Vec<CutOut>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayStateOut>,
+}
+
+/// What a gateway enforces: the machines behind it and the live mappings to them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayStateOut {
+    pub public_addresses: Vec<String>,
+    pub machines: Vec<ServedMachineOut>,
+    pub mappings: Vec<MappingOut>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServedMachineOut {
+    pub vm_id: String,
+    pub addresses: Vec<String>,
+    pub protected: Vec<ProtectedPortOut>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MappingOut {
+    pub request_id: String,
+    pub vm_id: String,
+    pub number: u16,
+    pub protocol: String,
+    pub mapped_port: u16,
+    pub allowed_source_address_prefixes: Vec<String>,
+    pub end_time_utc: String,
+    /// Time left when the server answered.
+    pub remaining_ms: u64,
 }
 
 /// Names a desired state: equal content, equal etag (time left is not content).
@@ -146,7 +199,7 @@ pub fn etag(state: &DesiredState) -> String {
 pub fn desired_state_out(state: &DesiredState, now: OffsetDateTime) -> DesiredStateOut {
     DesiredStateOut {
         etag: etag(state),
-        vm_id: state.vm.to_string(),
+        vm_id: Some(state.vm.to_string()),
         protected: state.protected.iter().map(|(n, p)| ProtectedPortOut { number: *n, protocol: p.as_str().to_owned() }).collect(),
         grants: state
             .grants
@@ -155,23 +208,103 @@ pub fn desired_state_out(state: &DesiredState, now: OffsetDateTime) -> DesiredSt
                 request_id: g.request_id.clone(),
                 number: g.port,
                 protocol: g.protocol.as_str().to_owned(),
-                allowed_source_address_prefixes: g.sources.prefixes().iter().map(ToString::to_string).collect(),
+                allowed_source_address_prefixes: prefixes(&g.sources),
                 end_time_utc: wire_time::format(g.end),
-                remaining_ms: u64::try_from((g.end - now).whole_milliseconds()).unwrap_or(0),
+                remaining_ms: remaining_ms(g.end, now),
             })
             .collect(),
-        cuts: state
-            .cuts
-            .iter()
-            .map(|c| CutOut {
-                id: c.id.clone(),
-                request_id: c.request_id.clone(),
-                number: c.port,
-                protocol: c.protocol.as_str().to_owned(),
-                allowed_source_address_prefixes: c.sources.prefixes().iter().map(ToString::to_string).collect(),
-                revoked_time_utc: wire_time::format(c.revoked),
-            })
-            .collect(),
+        cuts: state.cuts.iter().map(cut_out).collect(),
+        gateway: None,
+    }
+}
+
+fn remaining_ms(end: OffsetDateTime, now: OffsetDateTime) -> u64 {
+    u64::try_from((end - now).whole_milliseconds()).unwrap_or(0)
+}
+
+fn prefixes(sources: &ajar_domain::Sources) -> Vec<String> {
+    sources.prefixes().iter().map(ToString::to_string).collect()
+}
+
+fn cut_out(c: &ajar_domain::agent::ConnectionCut) -> CutOut {
+    CutOut {
+        id: c.id.clone(),
+        request_id: c.request_id.clone(),
+        number: c.port,
+        protocol: c.protocol.as_str().to_owned(),
+        allowed_source_address_prefixes: prefixes(&c.sources),
+        revoked_time_utc: wire_time::format(c.revoked),
+    }
+}
+
+/// Names a gateway's desired state, like [`etag`] a machine's.
+pub fn gateway_etag(state: &GatewayDesiredState) -> String {
+    let mut h = Sha256::new();
+    for a in &state.public {
+        h.update(format!("a {a}\n"));
+    }
+    for m in &state.machines {
+        let addresses: Vec<String> = m.addresses.iter().map(ToString::to_string).collect();
+        h.update(format!("m {} {}\n", m.vm.key(), addresses.join(",")));
+        for (port, proto) in &m.protected {
+            h.update(format!("p {port} {proto}\n"));
+        }
+    }
+    for g in &state.mappings {
+        h.update(format!(
+            "g {} {} {} {} {} {} {}\n",
+            g.request_id,
+            g.vm.key(),
+            g.port,
+            g.protocol,
+            g.mapped_port,
+            prefixes(&g.sources).join(","),
+            g.end.unix_timestamp_nanos()
+        ));
+    }
+    for c in &state.cuts {
+        h.update(format!("c {}\n", c.id));
+    }
+    let digest = h.finalize();
+    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn gateway_state_out(state: &GatewayDesiredState, now: OffsetDateTime) -> DesiredStateOut {
+    let protected = |ports: &[(u16, ajar_domain::policy::Protocol)]| {
+        ports.iter().map(|(n, p)| ProtectedPortOut { number: *n, protocol: p.as_str().to_owned() }).collect()
+    };
+    DesiredStateOut {
+        etag: gateway_etag(state),
+        vm_id: None,
+        protected: Vec::new(),
+        grants: Vec::new(),
+        cuts: state.cuts.iter().map(cut_out).collect(),
+        gateway: Some(GatewayStateOut {
+            public_addresses: state.public.iter().map(ToString::to_string).collect(),
+            machines: state
+                .machines
+                .iter()
+                .map(|m| ServedMachineOut {
+                    vm_id: m.vm.to_string(),
+                    addresses: m.addresses.iter().map(ToString::to_string).collect(),
+                    protected: protected(&m.protected),
+                })
+                .collect(),
+            mappings: state
+                .mappings
+                .iter()
+                .map(|g| MappingOut {
+                    request_id: g.request_id.clone(),
+                    vm_id: g.vm.to_string(),
+                    number: g.port,
+                    protocol: g.protocol.as_str().to_owned(),
+                    mapped_port: g.mapped_port,
+                    allowed_source_address_prefixes: prefixes(&g.sources),
+                    end_time_utc: wire_time::format(g.end),
+                    remaining_ms: remaining_ms(g.end, now),
+                })
+                .collect(),
+        }),
     }
 }
 
@@ -186,17 +319,35 @@ fn addresses_in(list: &[String]) -> Result<Vec<IpAddr>, ApiError> {
         .collect()
 }
 
+/// What an agent enrols: a machine, or a gateway in front of machines.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Enrolment {
+    Machine(Box<Vm>),
+    Gateway { name: GatewayName, public: Vec<IpAddr>, mapped_ports: PortRange },
+}
+
 /// An enrolment: the machine to register (its resource group and location
-/// default to the server's), the agent's version and whether nftables works.
+/// default to the server's) or the gateway, the agent's version and whether nftables works.
 pub fn enroll_in(
     body: &[u8],
     subscription: &SubscriptionId,
     default_rg: &ResourceGroup,
     default_location: &Location,
-) -> Result<(Vm, String, Result<(), String>), ApiError> {
+) -> Result<(Enrolment, String, Result<(), String>), ApiError> {
     const CODE: &str = "InvalidRequestContent";
     let input: EnrollIn = crate::parse_body(body)?;
     let bad = |target: &str, e: String| ApiError::bad_request(CODE, target, e);
+    if let Some(gateway) = &input.gateway {
+        let name = input.name.parse().map_err(|e| bad("name", e))?;
+        let public = addresses_in(&gateway.public_addresses)
+            .map_err(|_| bad("gateway.publicAddresses", "every public address must be an IP address".to_owned()))?;
+        check_public_addresses(&public).map_err(|e| bad("gateway.publicAddresses", e))?;
+        let mapped_ports = match &gateway.mapped_ports {
+            Some(range) => range.parse().map_err(|e| bad("gateway.mappedPorts", e))?,
+            None => DEFAULT_MAPPED_PORTS,
+        };
+        return Ok((Enrolment::Gateway { name, public, mapped_ports }, input.version, input.nftables.to_result()));
+    }
     let resource_group = match &input.resource_group {
         Some(rg) => rg.parse().map_err(|e| bad("resourceGroup", format!("{e}")))?,
         None => default_rg.clone(),
@@ -213,8 +364,9 @@ pub fn enroll_in(
         os,
         private_addresses: addresses_in(&input.addresses)?,
         enforcement: EnforcementPoint::None,
+        gateway: None,
     };
-    Ok((vm, input.version, input.nftables.to_result()))
+    Ok((Enrolment::Machine(Box::new(vm)), input.version, input.nftables.to_result()))
 }
 
 /// A report: version, nftables, addresses, what was applied, drift repaired.

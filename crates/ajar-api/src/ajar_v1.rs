@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use ajar_domain::gateway::{Gateway, GatewayName};
 use ajar_domain::inventory::{EnforcementPoint, OsType};
 use ajar_domain::policy::{PortRule, RECOMMENDED_PORTS, default_ports, recommended_rule};
 use ajar_domain::status::{JitState, VmJitStatus};
@@ -34,10 +35,14 @@ pub struct VmStatusOut {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub last_user: Option<String>,
     pub live_grants: Vec<LiveGrantOut>,
-    /// What enforces JIT on the machine: `none` until a host agent serves it.
+    /// What enforces JIT on the machine: `agent` (its host agent), `gateway`, `agent+gateway`, or
+    /// `none` until one serves it.
     pub enforcement: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub agent: Option<AgentOut>,
+    /// The gateway in front of the machine.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub gateway: Option<GatewayOut>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,8 +66,11 @@ pub struct ReasonOut {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionOut {
+    /// Where to connect: the gateway's public address for a machine behind one, else the machine's.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub address: Option<String>,
+    /// `firewall` when the machine is reached through a gateway (Azure's term), else `direct`.
+    pub path: String,
     pub ports: Vec<JitNetworkAccessPortRule>,
 }
 
@@ -74,8 +82,92 @@ pub struct LiveGrantOut {
     pub allowed_source_address_prefixes: Vec<String>,
     pub end_time_utc: String,
     pub requestor: String,
-    /// Whether the machine's agent has applied it.
+    /// Whether the machine's agent has applied it (for a machine behind a gateway only: whether the
+    /// gateway is online).
     pub applied: bool,
+    /// The gateway port to connect to, for a machine behind a gateway.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub mapped_port: Option<u16>,
+    /// `address:port` to connect to through the gateway.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub connect_to: Option<String>,
+}
+
+/// A gateway as `/ajar/v1/gateways` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayOut {
+    pub name: String,
+    pub public_addresses: Vec<String>,
+    /// `FIRST-LAST`.
+    pub mapped_ports: String,
+    pub agent: AgentOut,
+    /// The machines behind it (left out where a machine's status shows its gateway).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub virtual_machines: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatewayList {
+    pub value: Vec<GatewayOut>,
+}
+
+/// `POST /ajar/v1/gatewayAssignment`: put a machine behind a gateway, or (`gateway: null`) take it out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayAssignmentIn {
+    pub virtual_machine_id: String,
+    pub gateway: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayAssignmentOut {
+    pub virtual_machine_id: String,
+    pub gateway: Option<String>,
+    pub previous: Option<String>,
+}
+
+pub fn gateway_assignment_in(body: &[u8]) -> Result<(VmId, Option<GatewayName>), ApiError> {
+    let input: GatewayAssignmentIn = crate::parse_body(body)?;
+    let vm = input
+        .virtual_machine_id
+        .parse::<VmId>()
+        .map_err(|e| ApiError::bad_request("InvalidResourceId", "virtualMachineId", format!("{e}")))?;
+    let gateway = input
+        .gateway
+        .as_deref()
+        .map(str::parse::<GatewayName>)
+        .transpose()
+        .map_err(|e| ApiError::bad_request("InvalidRequestContent", "gateway", e))?;
+    Ok((vm, gateway))
+}
+
+/// `address:port`, with IPv6 addresses in brackets.
+pub fn socket_text(address: std::net::IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(address, port).to_string()
+}
+
+fn agent_out(a: &ajar_domain::inventory::AgentInfo, now: OffsetDateTime, in_sync: bool) -> AgentOut {
+    AgentOut {
+        version: a.version.clone(),
+        online: a.online(now),
+        last_seen_utc: wire_time::format(a.last_seen),
+        nftables_unusable: a.nftables.clone().err(),
+        in_sync,
+    }
+}
+
+/// A gateway's entry; `in_sync` is whether its agent applied the current desired state (known to
+/// callers that computed it).
+pub fn gateway_out(gateway: &Gateway, machines: Option<&[VmId]>, now: OffsetDateTime, in_sync: bool) -> GatewayOut {
+    GatewayOut {
+        name: gateway.name.to_string(),
+        public_addresses: gateway.public.iter().map(ToString::to_string).collect(),
+        mapped_ports: gateway.mapped_ports.to_string(),
+        agent: agent_out(&gateway.agent, now, in_sync),
+        virtual_machines: machines.map(|m| m.iter().map(ToString::to_string).collect()),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,15 +181,11 @@ pub struct VmStatusList {
 pub fn status_out(s: &VmJitStatus, now: OffsetDateTime) -> VmStatusOut {
     let agent = match &s.vm.enforcement {
         EnforcementPoint::None => None,
-        EnforcementPoint::Agent(a) => Some(AgentOut {
-            version: a.version.clone(),
-            online: a.online(now),
-            last_seen_utc: wire_time::format(a.last_seen),
-            nftables_unusable: a.nftables.clone().err(),
-            in_sync: a.applied.as_deref() == Some(crate::agent::etag(&s.desired).as_str()),
-        }),
+        EnforcementPoint::Agent(a) => Some(agent_out(a, now, a.applied.as_deref() == Some(crate::agent::etag(&s.desired).as_str()))),
     };
-    let in_sync = agent.as_ref().is_some_and(|a| a.in_sync);
+    let gateway_online = s.gateway.as_ref().is_some_and(|g| g.agent.online(now));
+    let in_sync = agent.as_ref().map_or(gateway_online, |a| a.in_sync);
+    let public = s.gateway.as_ref().and_then(Gateway::connection_address);
     VmStatusOut {
         id: s.vm.id.to_string(),
         name: s.vm.id.name.to_string(),
@@ -111,7 +199,8 @@ pub fn status_out(s: &VmJitStatus, now: OffsetDateTime) -> VmStatusOut {
         },
         policy_id: s.policy.as_ref().map(ToString::to_string),
         connection: ConnectionOut {
-            address: s.vm.private_addresses.first().map(ToString::to_string),
+            address: public.or_else(|| s.vm.private_addresses.first().copied()).map(|a| a.to_string()),
+            path: if s.gateway.is_some() { "firewall" } else { "direct" }.to_owned(),
             ports: s.ports.iter().map(port_rule_out).collect(),
         },
         approved_requests_last_7_days: s.requests_last_7_days(),
@@ -127,10 +216,19 @@ pub fn status_out(s: &VmJitStatus, now: OffsetDateTime) -> VmStatusOut {
                 end_time_utc: wire_time::format(g.end),
                 requestor: requestor.clone(),
                 applied: in_sync,
+                mapped_port: g.mapped_port,
+                connect_to: public.zip(g.mapped_port).map(|(a, p)| socket_text(a, p)),
             })
             .collect(),
-        enforcement: if agent.is_some() { "agent" } else { "none" }.to_owned(),
+        enforcement: match (agent.is_some(), s.gateway.is_some()) {
+            (true, true) => "agent+gateway",
+            (true, false) => "agent",
+            (false, true) => "gateway",
+            (false, false) => "none",
+        }
+        .to_owned(),
         agent,
+        gateway: s.gateway.as_ref().map(|g| gateway_out(g, None, now, gateway_online)),
     }
 }
 

@@ -129,5 +129,5 @@ pub fn vm_in(id: &VmId, body: &[u8]) -> Result<Vm, ApiError> {
         })?;
         private_addresses.push(addr.to_canonical());
     }
-    Ok(Vm { id: id.clone(), location, os, private_addresses, enforcement: EnforcementPoint::None })
+    Ok(Vm { id: id.clone(), location, os, private_addresses, enforcement: EnforcementPoint::None, gateway: None })
 }

@@ -449,6 +449,7 @@ proptest! {
             os: if linux { OsType::Linux } else { OsType::Windows },
             private_addresses: addresses,
             enforcement: EnforcementPoint::None,
+        gateway: None,
         };
         let shown = serde_json::to_vec(&vm_out(&vm)).unwrap();
         prop_assert_eq!(vm_in(&vm.id, &shown).unwrap(), vm);
@@ -504,8 +505,10 @@ proptest! {
             addresses: wire_addresses.clone(),
             version: version.clone(),
             nftables: nftables.clone(),
+            gateway: None,
         };
-        let (vm, got_version, got_nftables) = enroll_in(&serde_json::to_vec(&enroll).unwrap(), &sub, &default_rg, &default_loc).unwrap();
+        let (enrolment, got_version, got_nftables) = enroll_in(&serde_json::to_vec(&enroll).unwrap(), &sub, &default_rg, &default_loc).unwrap();
+        let ajar_api::agent::Enrolment::Machine(vm) = enrolment else { panic!("a machine's enrolment read as a gateway's") };
         prop_assert_eq!(vm.id.name.as_str(), name.as_str());
         prop_assert_eq!(vm.id.resource_group, rg.map_or(default_rg, |r| r.parse().unwrap()));
         prop_assert_eq!(vm.location, loc.map_or(default_loc, |l| l.parse().unwrap()));

@@ -21,7 +21,7 @@ use url::Url;
 
 use ajar_api::activity::{ActivityList, ChainVerification};
 use ajar_api::agent::{RevokeIn, RevokeOut};
-use ajar_api::ajar_v1::{EnableIn, EnableOut, RecommendedPorts, VmStatusList};
+use ajar_api::ajar_v1::{EnableIn, EnableOut, GatewayAssignmentIn, GatewayAssignmentOut, GatewayList, RecommendedPorts, VmStatusList};
 use ajar_api::compute::{VirtualMachine, VirtualMachineIn, VirtualMachineList};
 use ajar_api::jit::{
     InitiateIn, JitNetworkAccessPoliciesList, JitNetworkAccessPolicy, JitNetworkAccessRequest, PolicyIn, precondition_out,
@@ -627,6 +627,23 @@ impl Client {
             q.push(("state", state.clone()));
         }
         self.get_all(self.v1_url(&format!("/ajar/v1/subscriptions/{sub}/jitStatus"), &q)?, None).await
+    }
+
+    /// `GET /ajar/v1/gateways`.
+    pub async fn gateways(&self) -> Result<GatewayList, ClientError> {
+        self.get_json(self.v1_url("/ajar/v1/gateways", &[])?).await
+    }
+
+    /// `DELETE /ajar/v1/gateways/{name}`: whether there was one.
+    pub async fn delete_gateway(&self, name: &str) -> Result<bool, ClientError> {
+        let (status, _) = self.call(Method::DELETE, self.v1_url(&format!("/ajar/v1/gateways/{name}"), &[])?, None).await?;
+        Ok(status != 204)
+    }
+
+    /// `POST /ajar/v1/gatewayAssignment`: puts a machine behind a gateway, or (`None`) takes it out.
+    pub async fn set_gateway(&self, body: &GatewayAssignmentIn) -> Result<GatewayAssignmentOut, ClientError> {
+        let body = encode(body)?;
+        Ok(self.call_json(Method::POST, self.v1_url("/ajar/v1/gatewayAssignment", &[])?, Some(body)).await?.1)
     }
 
     /// `GET /ajar/v1/recommendedPorts`.

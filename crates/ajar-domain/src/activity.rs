@@ -41,6 +41,8 @@ pub mod actions {
     /// ajar's own: the enrolled agents and their health.
     pub const AGENTS_READ: &str = "Ajar/agents/read";
     pub const AGENT_ENROLL: &str = "Ajar/agents/enroll/action";
+    /// ajar's own: removing a gateway (and its agent).
+    pub const GATEWAYS_DELETE: &str = "Ajar/gateways/delete";
     /// An agent found its table changed by hand and put it back.
     pub const AGENT_DRIFT_REPAIRED: &str = "Ajar/agents/driftRepaired/action";
     /// An agent cut the established connections of a grant revoked early.

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use time::OffsetDateTime;
 
+use crate::gateway::GatewayName;
 use crate::ids::{Location, VmId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,4 +77,6 @@ pub struct Vm {
     pub os: OsType,
     pub private_addresses: Vec<IpAddr>,
     pub enforcement: EnforcementPoint,
+    /// The gateway in front of the machine, if any: its JIT ports are then also reached through it.
+    pub gateway: Option<GatewayName>,
 }

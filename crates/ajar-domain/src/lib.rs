@@ -8,6 +8,7 @@ pub mod access;
 pub mod activity;
 pub mod agent;
 pub mod duration;
+pub mod gateway;
 pub mod history;
 pub mod ids;
 pub mod initiate;

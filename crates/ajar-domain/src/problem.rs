@@ -45,6 +45,10 @@ pub enum ErrorCode {
     RoleAssignmentUpdateNotPermitted,
     /// The resource changed since the version the caller named (`If-Match`): ARM's code, answered 412.
     PreconditionFailed,
+    /// No gateway of that name is enrolled.
+    GatewayNotFound,
+    /// A gateway's enrolment is malformed (its public addresses or port range).
+    InvalidGateway,
 }
 
 impl ErrorCode {
@@ -74,6 +78,8 @@ impl ErrorCode {
             ErrorCode::RoleAssignmentExists => "RoleAssignmentExists",
             ErrorCode::RoleAssignmentUpdateNotPermitted => "RoleAssignmentUpdateNotPermitted",
             ErrorCode::PreconditionFailed => "PreconditionFailed",
+            ErrorCode::GatewayNotFound => "GatewayNotFound",
+            ErrorCode::InvalidGateway => "InvalidGateway",
         }
     }
 

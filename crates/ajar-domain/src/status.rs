@@ -3,6 +3,7 @@
 use time::{Date, Duration, OffsetDateTime, UtcOffset};
 
 use crate::agent::DesiredState;
+use crate::gateway::Gateway;
 use crate::ids::PolicyId;
 use crate::initiate::Grant;
 use crate::inventory::{EnforcementPoint, Vm};
@@ -51,10 +52,14 @@ impl JitState {
 
 /// A machine in a policy is Configured (even before an agent serves it: the
 /// policy is kept, and its ports stay closed until then). Otherwise it is Not
-/// configured if something could enforce JIT on it, else Unsupported.
+/// configured if something could enforce JIT on it (its host agent with working nftables, or a
+/// gateway in front of it), else Unsupported.
 pub fn jit_state(vm: &Vm, configured: bool) -> JitState {
     if configured {
         return JitState::Configured;
+    }
+    if vm.gateway.is_some() {
+        return JitState::NotConfigured;
     }
     match &vm.enforcement {
         EnforcementPoint::None => JitState::Unsupported(UnsupportedReason::NoEnforcementPoint),
@@ -94,6 +99,8 @@ pub struct VmJitStatus {
     pub live: Vec<(String, Grant)>,
     /// What the machine's agent must enforce now.
     pub desired: DesiredState,
+    /// The gateway in front of the machine, if any: the path a requester connects through.
+    pub gateway: Option<Gateway>,
 }
 
 impl VmJitStatus {

@@ -260,7 +260,8 @@ pub(crate) async fn refused_authentication(
 #[derive(Debug, Clone)]
 pub struct AgentCaller {
     pub agent_id: String,
-    pub vm: ajar_domain::VmId,
+    /// The machine, or the gateway, the agent enforces: all its credential reaches.
+    pub of: ajar_store::AgentOf,
     pub addr: IpAddr,
 }
 
@@ -287,8 +288,8 @@ pub async fn authenticate_agent(
         },
     };
     match found {
-        Some((agent_id, vm)) => {
-            req.extensions_mut().insert(AgentCaller { agent_id, vm, addr });
+        Some((agent_id, of)) => {
+            req.extensions_mut().insert(AgentCaller { agent_id, of, addr });
             next.run(req).await
         }
         None => {

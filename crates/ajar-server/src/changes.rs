@@ -12,12 +12,20 @@ use tokio::sync::watch;
 /// shutting down.
 pub struct ChangeHub {
     channels: Mutex<Option<HashMap<String, watch::Sender<u64>>>>,
+    /// Machine key → the channel key of the waiting gateway in front of it, so a change to a machine
+    /// also wakes its gateway. Held only while that gateway waits.
+    routes: Mutex<HashMap<String, String>>,
 }
 
 impl Default for ChangeHub {
     fn default() -> Self {
-        ChangeHub { channels: Mutex::new(Some(HashMap::new())) }
+        ChangeHub { channels: Mutex::new(Some(HashMap::new())), routes: Mutex::new(HashMap::new()) }
     }
+}
+
+/// The channel key of a gateway (machine keys are ARM IDs, which start with `/`, so the two never meet).
+pub fn gateway_key(gateway: &ajar_domain::gateway::GatewayName) -> String {
+    format!("gateway:{}", gateway.key())
 }
 
 /// A waiter's view of one machine's changes; the machine's channel goes when its last waiter does.
@@ -48,6 +56,8 @@ impl Drop for Subscription {
             && map.get(&self.vm_key).is_some_and(|tx| tx.receiver_count() <= 1)
         {
             map.remove(&self.vm_key);
+            let mut routes = self.hub.routes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            routes.retain(|_, to| *to != self.vm_key);
         }
     }
 }
@@ -64,6 +74,16 @@ impl ChangeHub {
         Subscription { hub: Arc::clone(self), vm_key: vm_key.to_owned(), receiver }
     }
 
+    /// A receiver for a gateway (its [`gateway_key`]) that also sees the changes of the machines behind
+    /// it (`served`, their keys), for as long as it waits.
+    pub fn subscribe_gateway(self: &Arc<Self>, key: &str, served: Vec<String>) -> Subscription {
+        let subscription = self.subscribe(key);
+        let mut routes = self.routes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        routes.retain(|_, to| to != key);
+        routes.extend(served.into_iter().map(|vm| (vm, key.to_owned())));
+        subscription
+    }
+
     /// At shutdown: ends every wait now (the waiters answer with the current
     /// state), so long-polls do not hold the graceful drain until its timeout.
     pub fn close(&self) {
@@ -77,9 +97,12 @@ impl ChangeHub {
         if let Ok(channels) = self.channels.lock()
             && let Some(channels) = channels.as_ref()
         {
+            let routes = self.routes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             for key in vm_keys {
-                if let Some(tx) = channels.get(key) {
-                    tx.send_modify(|n| *n = n.wrapping_add(1));
+                for key in std::iter::once(key).chain(routes.get(key)) {
+                    if let Some(tx) = channels.get(key) {
+                        tx.send_modify(|n| *n = n.wrapping_add(1));
+                    }
                 }
             }
         }
@@ -114,6 +137,19 @@ mod tests {
             let _waiter = hub.subscribe(&format!("vm{i}"));
         }
         assert_eq!(hub.channels(), 0, "nothing stays behind");
+    }
+
+    #[tokio::test]
+    async fn a_gateway_sees_the_changes_of_the_machines_behind_it() {
+        let hub = Arc::new(ChangeHub::default());
+        let mut gateway = hub.subscribe_gateway("gateway:gw", vec!["vm1".into(), "vm2".into()]);
+        hub.notify([&"vm3".to_owned()]);
+        assert!(!gateway.has_changed().unwrap(), "not its machine");
+        hub.notify([&"vm2".to_owned()]);
+        assert!(gateway.has_changed().unwrap());
+        gateway.borrow_and_update();
+        drop(gateway);
+        assert!(hub.routes.lock().unwrap().is_empty(), "routes go with the last waiter");
     }
 
     #[tokio::test]

@@ -25,6 +25,7 @@ use time::OffsetDateTime;
 use ajar_domain::access::{RoleAssignment, RoleDefinition, Scope as AccessScope};
 use ajar_domain::activity::{ActivityEntry, ActivityQuery};
 use ajar_domain::agent::ConnectionCut;
+use ajar_domain::gateway::{Gateway, GatewayName};
 use ajar_domain::history::GrantHistory;
 use ajar_domain::ids::Scope;
 use ajar_domain::initiate::{AccessRequest, Caller};
@@ -36,8 +37,8 @@ use ajar_domain::status::{JitState, RECENT_DAYS};
 use ajar_domain::{PolicyId, SubscriptionId, VmId};
 
 use crate::{
-    AgentReport, AssignmentFilter, Defaults, NewAgent, OidcLink, Page, PageRequest, Principal, PrincipalInfo, StoreResult, Subscription,
-    TokenInfo, TokenPurpose,
+    AgentOf, AgentReport, AssignmentFilter, Defaults, NewAgent, OidcLink, Page, PageRequest, Principal, PrincipalInfo, StoreResult,
+    Subscription, TokenInfo, TokenPurpose,
 };
 
 /// What a write changes besides data: principals, tokens, roles or assignments move the access version
@@ -181,9 +182,17 @@ pub trait Read {
     /// Entries after sequence number `after`, oldest first, at most `limit`, with their sequence numbers.
     fn activity_rows(&mut self, after: i64, limit: usize) -> StoreResult<Vec<(i64, ActivityRow)>>;
 
-    // ------------------------------------------------------------ agents
-    /// The agent holding this credential: its ID and machine.
-    fn agent_for_token(&mut self, hash: &[u8; 32]) -> StoreResult<Option<(String, VmId)>>;
+    // ------------------------------------------------------------ agents and gateways
+    /// The agent holding this credential: its ID and what it enforces.
+    fn agent_for_token(&mut self, hash: &[u8; 32]) -> StoreResult<Option<(String, AgentOf)>>;
+    fn gateway(&mut self, name: &GatewayName) -> StoreResult<Option<Gateway>>;
+    fn gateways(&mut self) -> StoreResult<Vec<Gateway>>;
+    /// The machines behind a gateway, by key.
+    fn served_by(&mut self, gateway: &GatewayName) -> StoreResult<Vec<Vm>>;
+    /// The live grants (at `now`) on the machines behind a gateway.
+    fn live_grants_behind(&mut self, gateway: &GatewayName, now: OffsetDateTime) -> StoreResult<Vec<LiveGrant>>;
+    /// The cuts since `since` of mapped grants on the machines behind a gateway, oldest first.
+    fn cuts_behind(&mut self, gateway: &GatewayName, since: OffsetDateTime) -> StoreResult<Vec<ConnectionCut>>;
 
     // ------------------------------------------------------------ identity
     /// The principal holding a live token (neither revoked nor expired at `now`) of this purpose.
@@ -249,10 +258,17 @@ pub trait Tx: Read {
     // ------------------------------------------------------------ activity
     fn append_activity(&mut self, row: &ActivityRow) -> StoreResult<()>;
 
-    // ------------------------------------------------------------ agents
+    // ------------------------------------------------------------ agents and gateways
     fn insert_agent(&mut self, id: &str, vm: &VmId, agent: &NewAgent, now: OffsetDateTime) -> StoreResult<()>;
-    /// Records an agent's report. Returns whether the agent exists.
+    /// Records an agent's report (a host agent's, or a gateway's). Returns whether the agent exists.
     fn update_agent(&mut self, agent_id: &str, report: &AgentReport, now: OffsetDateTime) -> StoreResult<bool>;
+    /// Records a gateway with its agent (`gateway.agent.agent_id`) and that agent's credential.
+    fn insert_gateway(&mut self, gateway: &Gateway, agent: &NewAgent, now: OffsetDateTime) -> StoreResult<()>;
+    /// Deletes a gateway and its agent. Returns whether it existed.
+    fn delete_gateway(&mut self, name: &GatewayName) -> StoreResult<bool>;
+    /// Puts a machine behind a gateway, or takes it out. A policy read afterwards shows the machine's
+    /// new public address.
+    fn set_vm_gateway(&mut self, vm: &VmId, gateway: Option<&GatewayName>) -> StoreResult<()>;
 
     // ------------------------------------------------------------ identity
     fn insert_principal(&mut self, principal: &Principal, oidc: Option<&OidcLink>, now: OffsetDateTime) -> StoreResult<()>;

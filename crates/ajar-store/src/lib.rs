@@ -15,7 +15,8 @@ use time::OffsetDateTime;
 
 use ajar_domain::access::{RoleAssignment, RoleDefinition, Scope as AccessScope};
 use ajar_domain::activity::{ActivityEntry, ActivityQuery, Audit, Outcome};
-use ajar_domain::agent::DesiredState;
+use ajar_domain::agent::{DesiredState, GatewayDesiredState};
+use ajar_domain::gateway::{Gateway, GatewayName, PortRange};
 use ajar_domain::history::GrantHistory;
 use ajar_domain::ids::{Location, PolicyName, ResourceGroup, Scope};
 use ajar_domain::initiate::{AccessRequest, Caller, InitiateDraft};
@@ -228,6 +229,28 @@ pub struct NewAgent {
     pub nftables: Result<(), String>,
 }
 
+/// What an agent enforces: one machine (a host agent), or the machines behind a gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentOf {
+    Machine(VmId),
+    Gateway(GatewayName),
+}
+
+/// A gateway at enrolment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewGateway {
+    pub name: GatewayName,
+    pub public: Vec<std::net::IpAddr>,
+    pub mapped_ports: PortRange,
+}
+
+/// A gateway with the machines behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayView {
+    pub gateway: Gateway,
+    pub machines: Vec<VmId>,
+}
+
 /// What an agent reports about itself and its machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentReport {
@@ -346,11 +369,21 @@ pub trait Store: Send + Sync + 'static {
     /// machine that already has an agent, so a leaked join token cannot take one over.
     async fn enroll_agent(&self, vm: Vm, agent: NewAgent, audit: Audit) -> StoreResult<String>;
     /// The agent holding this credential: its ID and machine.
-    async fn agent_for_token(&self, hash: [u8; 32]) -> StoreResult<Option<(String, VmId)>>;
+    async fn agent_for_token(&self, hash: [u8; 32]) -> StoreResult<Option<(String, AgentOf)>>;
     /// Records an agent's report (also its heartbeat).
     async fn agent_report(&self, agent_id: &str, report: AgentReport) -> StoreResult<()>;
     /// What the agent of `vm` must enforce now.
     async fn desired_state(&self, vm: &VmId) -> StoreResult<DesiredState>;
+    /// Enrols a gateway with its agent; refused if one of that name exists. Returns the agent's ID.
+    async fn enroll_gateway(&self, gateway: NewGateway, agent: NewAgent, audit: Audit) -> StoreResult<String>;
+    async fn gateways(&self) -> StoreResult<Vec<GatewayView>>;
+    async fn get_gateway(&self, name: &GatewayName) -> StoreResult<Option<GatewayView>>;
+    /// Removes a gateway and its agent; refused while machines are behind it. `false`: there was none.
+    async fn delete_gateway(&self, name: &GatewayName, audit: Audit) -> StoreResult<bool>;
+    /// Puts a machine behind a gateway or takes it out (`None`), as
+    /// `ajar_domain::plans::gateway_assignment` decides. Returns the gateway it was behind before.
+    async fn set_vm_gateway(&self, vm: &VmId, gateway: Option<GatewayName>, audit: Audit) -> StoreResult<Option<GatewayName>>;
+    async fn gateway_desired_state(&self, name: &GatewayName) -> StoreResult<GatewayDesiredState>;
     /// Ends the live grants on these ports of these machines now (status Revoked, UserRequested): all
     /// or, if one machine or port is refused, none. Returns how many it ended.
     async fn revoke(&self, policy: &PolicyId, targets: Vec<(VmId, Vec<u16>)>, audit: Audit) -> StoreResult<u64>;

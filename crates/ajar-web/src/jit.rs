@@ -291,6 +291,7 @@ mod tests {
             os: OsType::Linux,
             private_addresses: Vec::new(),
             enforcement: EnforcementPoint::None,
+        gateway: None,
         };
         let filter = |rg: &str, location: &str, name: &str| Filter {
             subscription: "20FF7FC3-E762-44DD-BD96-B71116DCDC23".into(),

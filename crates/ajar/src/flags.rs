@@ -39,6 +39,9 @@ pub enum Command {
     /// Manage the virtual machine inventory.
     #[command(subcommand)]
     Vm(VmCommand),
+    /// Manage gateways: enforcement points in front of machines (firewall/DNAT mode).
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
     /// Manage JIT policies: which ports of which machines may be opened.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -145,9 +148,19 @@ pub struct AgentArgs {
     /// The server's join token; needed only to enrol, the first time.
     #[arg(long, value_name = "TOKEN", env = "AJAR_JOIN_TOKEN")]
     pub join_token: Option<String>,
-    /// This machine's name in the inventory.
+    /// This machine's name in the inventory (with --gateway: the gateway's name).
     #[arg(long, value_name = "NAME", required_unless_present = "uninstall")]
     pub name: Option<String>,
+    /// Enrol a gateway in front of machines (mapping a port on its public address to each grant)
+    /// instead of this machine.
+    #[arg(long, requires = "public_address")]
+    pub gateway: bool,
+    /// The gateway's public addresses, where requesters connect: at most one IPv4 and one IPv6.
+    #[arg(long, value_name = "ADDR[,ADDR6]", value_delimiter = ',', requires = "gateway")]
+    pub public_address: Vec<IpAddr>,
+    /// The ports the gateway maps from (FIRST-LAST; 50000-59999 unless given).
+    #[arg(long, value_name = "FIRST-LAST", requires = "gateway")]
+    pub mapped_ports: Option<String>,
     #[arg(long, value_name = "RG")]
     pub resource_group: Option<String>,
     #[arg(long, value_name = "LOC")]
@@ -336,6 +349,30 @@ pub enum VmCommand {
     /// Show one machine.
     Show(VmNameArgs),
     /// Remove a machine from the inventory.
+    Remove(VmNameArgs),
+    /// Put a machine behind a gateway (its JIT ports are then reached through it), or take it out.
+    SetGateway(VmSetGatewayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VmSetGatewayArgs {
+    /// VM name (or full resource ID).
+    pub name: String,
+    /// The gateway's name (`ajar gateway list`).
+    #[arg(required_unless_present = "none", conflicts_with = "none")]
+    pub gateway: Option<String>,
+    /// Take the machine out from behind its gateway.
+    #[arg(long)]
+    pub none: bool,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// List enrolled gateways with the machines behind them.
+    List(VmListArgs),
+    /// Remove a gateway and its agent (refused while machines are behind it).
     Remove(VmNameArgs),
 }
 

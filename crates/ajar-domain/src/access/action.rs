@@ -39,6 +39,7 @@ pub const CATALOG: &[(&str, &str)] = &[
     (a::PRINCIPAL_TOKENS_WRITE, "Mint API tokens for a principal"),
     (a::PRINCIPAL_TOKENS_DELETE, "Revoke a principal's API tokens"),
     (a::AGENTS_READ, "Read enrolled agents and their health"),
+    (a::GATEWAYS_DELETE, "Remove a gateway and its agent"),
 ];
 
 /// Every catalog action, without descriptions.

@@ -155,6 +155,7 @@ mod tests {
         (a::PRINCIPAL_TOKENS_WRITE, "Y....."),
         (a::PRINCIPAL_TOKENS_DELETE, "Y....."),
         (a::AGENTS_READ, "YYY..."),
+        (a::GATEWAYS_DELETE, "YY...."),
     ];
 
     #[test]

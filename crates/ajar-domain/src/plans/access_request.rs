@@ -1,9 +1,10 @@
 //! Requests for access and early revokes: which grants they create and which live grants they end.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use time::OffsetDateTime;
 
+use crate::gateway::{GatewayName, LiveMapping, PortRange, allocate};
 use crate::ids::VmId;
 use crate::initiate::{AccessRequest, Caller, InitiateDraft, StatusReason, plan_initiate, port_target, vm_target};
 use crate::plans::{GrantEnd, LiveGrant};
@@ -21,6 +22,16 @@ pub struct InitiatePart<'a> {
     pub request_id: String,
 }
 
+/// A gateway that serves machines of a request: its range and the ports its live grants hold.
+#[derive(Debug, Clone)]
+pub struct GatewayPorts {
+    pub gateway: GatewayName,
+    pub range: PortRange,
+    /// The machines of the request it serves.
+    pub machines: Vec<VmId>,
+    pub live: Vec<LiveMapping>,
+}
+
 /// The requests to store, one per part, and the live grants they supersede.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitiatePlan {
@@ -31,12 +42,15 @@ pub struct InitiatePlan {
 /// A request for access across one or more policies: every port of every machine of every part must
 /// be allowed ([`plan_initiate`]), or nothing is granted anywhere, and the problem names the machine
 /// refused. Each grant supersedes the live grants on the same machine and port: the newest request is
-/// what the port is open for. `live`: the live grants on the ports asked for.
+/// what the port is open for. `live`: the live grants on the ports asked for. A grant on a machine
+/// behind a gateway (`gateways`) gets a mapped port no other live grant on that gateway holds (a
+/// superseded grant's is free again), the same one as last time where it can.
 pub fn plan_initiates(
     parts: &[InitiatePart<'_>],
     caller: &Caller,
     now: OffsetDateTime,
     live: &[LiveGrant],
+    gateways: &[GatewayPorts],
 ) -> Result<InitiatePlan, Problem> {
     let mut named: HashSet<String> = HashSet::new();
     let mut requests = Vec::with_capacity(parts.len());
@@ -59,7 +73,34 @@ pub fn plan_initiates(
             requests.iter().flat_map(|r| &r.vms).any(|vm| vm.vm == old.vm && vm.grants.iter().any(|g| g.number == old.grant.number))
         })
         .map(|old| old.end(StatusReason::NewerRequestInitiated))
-        .collect();
+        .collect::<Vec<GrantEnd>>();
+    for gateway in gateways {
+        let mut taken: BTreeSet<u16> = gateway
+            .live
+            .iter()
+            .filter(|m| !supersede.iter().any(|e| e.request_id == m.request_id && e.vm == m.vm && e.port == m.number))
+            .map(|m| m.mapped_port)
+            .collect();
+        for (i, vm) in requests.iter_mut().flat_map(|r| r.vms.iter_mut().enumerate()).filter(|(_, vm)| gateway.machines.contains(&vm.vm)) {
+            for (j, grant) in vm.grants.iter_mut().enumerate() {
+                let Some(port) = allocate(gateway.range, &taken, &vm.vm, grant.number) else {
+                    return Err(Problem::at(
+                        ErrorCode::Conflict,
+                        port_target(i, j).field(Field::Number),
+                        format!(
+                            "gateway '{}' has no free port left in its range {} ({} live grants hold them all); try again when one ends",
+                            gateway.gateway,
+                            gateway.range,
+                            taken.len()
+                        ),
+                    )
+                    .about(&vm.vm));
+                };
+                taken.insert(port);
+                grant.mapped_port = Some(port);
+            }
+        }
+    }
     Ok(InitiatePlan { requests, supersede })
 }
 
@@ -72,6 +113,8 @@ pub struct CutPlan {
     pub port: u16,
     pub protocol: Protocol,
     pub sources: Sources,
+    /// The gateway port of the grant, whose connections the gateway cuts.
+    pub mapped_port: Option<u16>,
 }
 
 /// The live grants a revoke ends, and the connections it cuts.
@@ -133,6 +176,7 @@ pub fn plan_revoke(policy: &Policy, targets: &[(VmId, Vec<u16>)], live: &[LiveGr
                 port: g.grant.number,
                 protocol: g.grant.protocol,
                 sources: g.grant.sources.clone(),
+                mapped_port: g.grant.mapped_port,
             })
             .collect()
     } else {
@@ -205,7 +249,7 @@ mod tests {
     fn check(parts: &[(&Policy, InitiateDraft)], live: &[LiveGrant], expected: Result<&[(&str, u16)], (&str, &str)>) {
         let parts: Vec<InitiatePart<'_>> =
             parts.iter().enumerate().map(|(i, (p, d))| InitiatePart { policy: p, draft: d, request_id: format!("new{i}") }).collect();
-        match (plan_initiates(&parts, &caller(), NOW, live), expected) {
+        match (plan_initiates(&parts, &caller(), NOW, live, &[]), expected) {
             (Ok(plan), Ok(ended)) => {
                 let got: Vec<(&str, u16)> = plan.supersede.iter().map(|e| (e.request_id.as_str(), e.port)).collect();
                 assert_eq!(got, ended);
@@ -231,6 +275,58 @@ mod tests {
         check(&[(&a, draft(&[("vm1", &[22])])), (&b, draft(&[("vm3", &[80])]))], &old, Err(("vm3", "VirtualMachines[0].Ports[0].Number")));
         check(&[(&a, draft(&[("vm1", &[22])])), (&b, draft(&[("vm1", &[22])]))], &old, Err(("vm1", "VirtualMachines[0].Id")));
         check(&[(&a, draft(&[("vm1", &[22]), ("vm2", &[23])]))], &old, Err(("vm2", "VirtualMachines[1].Ports[0].Number")));
+    }
+
+    #[test]
+    fn grants_behind_a_gateway_get_their_own_mapped_port() {
+        use crate::gateway::{LiveMapping, PortRange};
+        let a = policy("a", &["vm1", "vm2"], false);
+        let gateway = |range: PortRange, live: Vec<LiveMapping>| GatewayPorts {
+            gateway: "gw".parse().unwrap(),
+            range,
+            machines: vec![vm("vm1"), vm("vm2")],
+            live,
+        };
+        let mapped = |plan: &InitiatePlan| -> Vec<(String, u16, Option<u16>)> {
+            plan.requests[0].vms.iter().flat_map(|v| v.grants.iter().map(|g| (v.vm.name.to_string(), g.number, g.mapped_port))).collect()
+        };
+        let plan_for = |d: &InitiateDraft, live: &[LiveGrant], gw: &GatewayPorts| {
+            plan_initiates(
+                &[InitiatePart { policy: &a, draft: d, request_id: "new".into() }],
+                &caller(),
+                NOW,
+                live,
+                std::slice::from_ref(gw),
+            )
+        };
+        let range = PortRange::new(50000, 50999).unwrap();
+        let first = plan_for(&draft(&[("vm1", &[22, 3389]), ("vm2", &[22])]), &[], &gateway(range, vec![])).unwrap();
+        let ports: Vec<u16> = mapped(&first).iter().map(|(_, _, p)| p.unwrap()).collect();
+        assert!(ports.iter().all(|p| range.contains(*p)) && ports.iter().collect::<HashSet<_>>().len() == 3, "{ports:?}");
+        // Asking again for vm1:22 supersedes its grant and gets the same port; vm2:22 still holds its own.
+        let mut old = live(&a, "r1", "vm1", 22);
+        old.grant.mapped_port = Some(ports[0]);
+        let held = vec![
+            LiveMapping { request_id: "r1".into(), vm: vm("vm1"), number: 22, mapped_port: ports[0] },
+            LiveMapping { request_id: "r2".into(), vm: vm("vm2"), number: 22, mapped_port: ports[2] },
+        ];
+        let again = plan_for(&draft(&[("vm1", &[22])]), &[old], &gateway(range, held.clone())).unwrap();
+        assert_eq!(mapped(&again), [("vm1".to_owned(), 22, Some(ports[0]))]);
+        // A range whose every port is held refuses the request, naming the port.
+        let full = PortRange::new(ports[2], ports[2]).unwrap();
+        let refused = plan_for(&draft(&[("vm1", &[3389])]), &[], &gateway(full, held)).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Conflict);
+        assert_eq!(refused.target.map(|t| t.to_string()).as_deref(), Some("VirtualMachines[0].Ports[0].Number"));
+        // A machine no gateway serves gets no mapped port.
+        let host = plan_initiates(
+            &[InitiatePart { policy: &a, draft: &draft(&[("vm1", &[22])]), request_id: "h".into() }],
+            &caller(),
+            NOW,
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(mapped(&host), [("vm1".to_owned(), 22, None)]);
     }
 
     #[test]

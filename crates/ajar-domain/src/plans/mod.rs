@@ -6,6 +6,7 @@
 //! the rules live here, the backends only read and write.
 
 pub mod access_request;
+pub mod gateway_assignment;
 pub mod identity;
 pub mod policy_write;
 

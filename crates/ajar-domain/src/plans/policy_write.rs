@@ -1,5 +1,6 @@
 //! Writing, deleting and enabling JIT policies: what each stores, and which live grants it ends.
 
+use crate::gateway::Gateway;
 use crate::ids::{PolicyId, PolicyName, VmId};
 use crate::initiate::{StatusReason, grant_still_allowed};
 use crate::inventory::Vm;
@@ -16,6 +17,8 @@ pub struct PutPolicy<'a> {
     pub stored: Option<&'a StoredPolicy>,
     /// The machines the new version names that are in the inventory.
     pub inventory: &'a [Vm],
+    /// The gateways in front of those machines.
+    pub gateways: &'a [Gateway],
     /// The policy each machine the new version names is in now.
     pub holders: &'a [(VmId, PolicyId)],
     /// The live grants made under the stored version.
@@ -39,9 +42,10 @@ pub struct PolicyWritePlan {
 /// policy: two would disagree on its ports). Live grants the new version no longer allows end, so that
 /// tightening a policy never leaves a port open wider or longer than it now permits.
 pub fn plan_put(input: PutPolicy<'_>) -> Result<PolicyWritePlan, Problem> {
-    let PutPolicy { policy, precondition, stored, inventory, holders, live, limits, etag } = input;
+    let PutPolicy { mut policy, precondition, stored, inventory, gateways, holders, live, limits, etag } = input;
     check_precondition(precondition, stored.map(|s| s.etag.as_str()), &format!("JIT policy '{}'", policy.id.name))?;
     validate_policy(&policy, limits, |id| inventory.iter().find(|vm| vm.id == *id))?;
+    check_public_addresses(&mut policy, inventory, gateways)?;
     for (i, vm_policy) in policy.vms.iter().enumerate() {
         if let Some((_, other)) = holders.iter().find(|(vm, other)| *vm == vm_policy.vm && *other != policy.id) {
             return Err(Problem::at(
@@ -61,6 +65,34 @@ pub fn plan_put(input: PutPolicy<'_>) -> Result<PolicyWritePlan, Problem> {
         .map(|g| g.end(StatusReason::UserRequested))
         .collect();
     Ok(PolicyWritePlan { stored: StoredPolicy { policy, etag }, created: stored.is_none(), end })
+}
+
+/// A machine's `publicIpAddress` is its gateway's, which the store fills in when it reads the policy:
+/// a write may leave it out or repeat it (as a client does that read the policy first), but not name
+/// another address, which would claim a path to the machine that does not exist. It is not stored.
+fn check_public_addresses(policy: &mut Policy, inventory: &[Vm], gateways: &[Gateway]) -> Result<(), Problem> {
+    for (i, vm_policy) in policy.vms.iter_mut().enumerate() {
+        let Some(given) = vm_policy.public_ip.take().filter(|a| !a.trim().is_empty()) else { continue };
+        let gateway = inventory
+            .iter()
+            .find(|vm| vm.id == vm_policy.vm)
+            .and_then(|vm| vm.gateway.as_ref())
+            .and_then(|name| gateways.iter().find(|g| g.name.key() == name.key()));
+        let matches = given.trim().parse::<std::net::IpAddr>().is_ok_and(|a| gateway.is_some_and(|g| g.public.contains(&a.to_canonical())));
+        if !matches {
+            let why = match gateway {
+                None => "the machine is not behind a gateway; leave publicIpAddress out, or put the machine behind one first (ajar vm set-gateway)".to_owned(),
+                Some(g) => format!(
+                    "the machine is reached through gateway '{}' at {}; leave publicIpAddress out or give that address",
+                    g.name,
+                    g.public.iter().map(ToString::to_string).collect::<Vec<_>>().join(" or ")
+                ),
+            };
+            return Err(Problem::at(ErrorCode::InvalidPolicy, vm_target(i).field(Field::PublicIpAddress), format!("'{given}': {why}"))
+                .about(&vm_policy.vm));
+        }
+    }
+    Ok(())
 }
 
 /// Deleting a policy ends all its live grants. `None`: there is no such policy (and nothing to do).
@@ -153,7 +185,7 @@ pub fn plan_enable(input: Enable<'_>) -> Result<Vec<PolicyWritePlan>, Problem> {
         let current = stored.iter().find(|s| s.policy.id == policy.id);
         let grants: Vec<LiveGrant> = live.iter().filter(|g| g.policy == policy.id).cloned().collect();
         let etag = etags.pop().unwrap_or_default();
-        let put = PutPolicy { policy, precondition: None, stored: current, inventory, holders, live: &grants, limits, etag };
+        let put = PutPolicy { policy, precondition: None, stored: current, inventory, gateways: &[], holders, live: &grants, limits, etag };
         plans.push(plan_put(put).map_err(|p| in_enable_body(p, vms, ports.is_some()))?);
     }
     Ok(plans)
@@ -198,6 +230,7 @@ mod tests {
                 os: OsType::Linux,
                 private_addresses: vec![],
                 enforcement: EnforcementPoint::None,
+                gateway: None,
             })
             .collect()
     }
@@ -246,6 +279,7 @@ mod tests {
             precondition: precondition.as_ref(),
             stored,
             inventory: &inventory,
+            gateways: &[],
             holders: &holders,
             live: &live,
             limits: &Limits::default(),
@@ -262,6 +296,43 @@ mod tests {
             }
             (got, want) => panic!("got {got:?}, expected {want:?}"),
         }
+    }
+
+    #[test]
+    fn a_public_address_is_the_gateways_or_none() {
+        use crate::gateway::{DEFAULT_MAPPED_PORTS, Gateway};
+        use crate::inventory::AgentInfo;
+        let mut inventory = inventory(&["vm1", "vm2"]);
+        inventory[0].gateway = Some("GW".parse().unwrap());
+        let agent =
+            AgentInfo { agent_id: "a".into(), version: "1".into(), nftables: Ok(()), last_seen: crate::test_ids::NOW, applied: None };
+        let gateways = [Gateway {
+            name: "gw".parse().unwrap(),
+            public: vec!["203.0.113.1".parse().unwrap()],
+            mapped_ports: DEFAULT_MAPPED_PORTS,
+            agent,
+        }];
+        let put = |vm_name: &str, address: &str| {
+            let mut p = policy("p", &[vm_name], "*");
+            p.vms[0].public_ip = Some(address.to_owned());
+            let input = PutPolicy {
+                policy: p,
+                precondition: None,
+                stored: None,
+                inventory: &inventory,
+                gateways: &gateways,
+                holders: &[],
+                live: &[],
+                limits: &Limits::default(),
+                etag: "new".into(),
+            };
+            plan_put(input).map(|plan| plan.stored.policy.vms[0].public_ip.clone()).map_err(|p| p.target.map(|t| t.to_string()))
+        };
+        assert_eq!(put("vm1", "203.0.113.1"), Ok(None), "the gateway's own address is accepted, and not stored");
+        assert_eq!(put("vm1", ""), Ok(None));
+        let at = Some("Properties.VirtualMachines[0].PublicIpAddress".to_owned());
+        assert_eq!(put("vm1", "198.51.100.7"), Err(at.clone()), "another address claims a path that does not exist");
+        assert_eq!(put("vm2", "203.0.113.1"), Err(at), "a machine behind no gateway has no public address");
     }
 
     #[test]

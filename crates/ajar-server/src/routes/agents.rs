@@ -11,13 +11,16 @@ use axum::http::{HeaderMap, StatusCode, header};
 use time::OffsetDateTime;
 
 use ajar_api::ApiError;
-use ajar_api::agent::{DesiredStateOut, EnrollOut, MAX_WAIT_SECONDS, desired_state_out, enroll_in, report_in};
+use ajar_api::agent::{
+    DesiredStateOut, EnrollOut, Enrolment, MAX_WAIT_SECONDS, desired_state_out, enroll_in, gateway_state_out, report_in,
+};
 use ajar_domain::activity::{Audit, Outcome, actions};
-use ajar_store::{AgentReport, NewAgent, TokenPurpose};
+use ajar_store::{AgentOf, AgentReport, NewAgent, NewGateway, TokenPurpose};
 
 use super::AppState;
 use crate::auth::{AgentCaller, hash_token};
 use crate::bootstrap::new_token;
+use crate::changes::gateway_key;
 use crate::http::{HttpError, HttpResult, JsonBody, Query};
 
 fn enrol_audit(addr: std::net::IpAddr) -> Audit {
@@ -50,11 +53,33 @@ pub(super) async fn enroll(
     };
     audit.caller = principal.name;
     let defaults = state.store.defaults().await?.ok_or_else(|| HttpError(ApiError::internal()))?;
-    let (vm, version, nftables) = match body
+    let (enrolment, version, nftables) = match body
         .and_then(|JsonBody(b)| enroll_in(&b, &defaults.subscription, &defaults.resource_group, &defaults.location).map_err(HttpError))
     {
         Ok(parsed) => parsed,
         Err(e) => return Err(state.refuse(audit, e).await),
+    };
+    let vm = match enrolment {
+        Enrolment::Machine(vm) => *vm,
+        Enrolment::Gateway { name, public, mapped_ports } => {
+            audit.resource_id = format!("/ajar/v1/gateways/{name}");
+            audit.details = vec![
+                ("gateway".into(), name.to_string()),
+                ("version".into(), version.clone()),
+                ("nftables".into(), nftables.clone().err().unwrap_or_else(|| "usable".into())),
+                ("publicAddresses".into(), public.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")),
+                ("mappedPorts".into(), mapped_ports.to_string()),
+            ];
+            let agent_token = new_token("ajaragent");
+            let agent = NewAgent { token_hash: hash_token(&agent_token), version, nftables };
+            let gateway = NewGateway { name: name.clone(), public, mapped_ports };
+            let agent_id = state.store.enroll_gateway(gateway, agent, audit).await?;
+            let stored = state.store.get_gateway(&name).await?.map_or(name, |g| g.gateway.name);
+            return Ok((
+                StatusCode::CREATED,
+                Json(EnrollOut { agent_id, token: agent_token, vm_id: None, gateway: Some(stored.to_string()) }),
+            ));
+        }
     };
     audit.subscription = Some(vm.id.subscription.to_string());
     audit.resource_group = Some(vm.id.resource_group.to_string());
@@ -70,7 +95,7 @@ pub(super) async fn enroll(
     let agent_id = state.store.enroll_agent(vm, NewAgent { token_hash: hash_token(&agent_token), version, nftables }, audit).await?;
     // The machine as stored: one in the inventory already keeps the spelling it was created with.
     let vm_id = state.store.get_vm(&id).await?.map_or(id, |stored| stored.id).to_string();
-    Ok((StatusCode::CREATED, Json(EnrollOut { agent_id, token: agent_token, vm_id })))
+    Ok((StatusCode::CREATED, Json(EnrollOut { agent_id, token: agent_token, vm_id: Some(vm_id), gateway: None })))
 }
 
 /// The machine's desired state. With `etag` (the version the agent has) and
@@ -89,11 +114,22 @@ pub(super) async fn desired_state(
     };
     let known = query.get("etag").map(str::to_owned);
     // Subscribe before reading, so a change between the two is not missed.
-    let mut changes = state.changes.subscribe(&agent.vm.key());
+    let mut changes = match &agent.of {
+        AgentOf::Machine(vm) => state.changes.subscribe(&vm.key()),
+        AgentOf::Gateway(name) => {
+            // Machines put behind the gateway later wake it through their assignment's notification.
+            let served = state.store.get_gateway(name).await?.map(|g| g.machines).unwrap_or_default();
+            state.changes.subscribe_gateway(&gateway_key(name), served.iter().map(|vm| vm.key()).collect())
+        }
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     loop {
         changes.borrow_and_update();
-        let out = desired_state_out(&state.store.desired_state(&agent.vm).await?, OffsetDateTime::now_utc());
+        let now = OffsetDateTime::now_utc();
+        let out = match &agent.of {
+            AgentOf::Machine(vm) => desired_state_out(&state.store.desired_state(vm).await?, now),
+            AgentOf::Gateway(name) => gateway_state_out(&state.store.gateway_desired_state(name).await?, now),
+        };
         if known.as_deref() != Some(out.etag.as_str()) {
             return Ok(Json(out));
         }
@@ -113,15 +149,27 @@ pub(super) async fn report(
     let (input, addresses) = report_in(&bytes)?;
     let report = AgentReport { version: input.version, nftables: input.nftables.to_result(), addresses, applied: input.applied_etag };
     state.store.agent_report(&agent.agent_id, report).await?;
-    let audit = |operation: &'static str, details: Vec<(String, String)>| Audit {
-        operation,
-        subscription: Some(agent.vm.subscription.to_string()),
-        resource_group: Some(agent.vm.resource_group.to_string()),
-        resource_id: agent.vm.to_string(),
-        caller: format!("agent {}", agent.agent_id),
-        caller_addr: Some(agent.addr),
-        subjects: vec![agent.vm.key()],
-        details,
+    let audit = |operation: &'static str, details: Vec<(String, String)>| match &agent.of {
+        AgentOf::Machine(vm) => Audit {
+            operation,
+            subscription: Some(vm.subscription.to_string()),
+            resource_group: Some(vm.resource_group.to_string()),
+            resource_id: vm.to_string(),
+            caller: format!("agent {}", agent.agent_id),
+            caller_addr: Some(agent.addr),
+            subjects: vec![vm.key()],
+            details,
+        },
+        AgentOf::Gateway(name) => Audit {
+            operation,
+            subscription: None,
+            resource_group: None,
+            resource_id: format!("/ajar/v1/gateways/{name}"),
+            caller: format!("gateway agent {}", agent.agent_id),
+            caller_addr: Some(agent.addr),
+            subjects: vec![gateway_key(name)],
+            details,
+        },
     };
     if let Some(drift) = input.drift_repaired {
         state.store.record(audit(actions::AGENT_DRIFT_REPAIRED, vec![("drift".into(), drift)]), Outcome::Succeeded).await?;

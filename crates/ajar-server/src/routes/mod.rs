@@ -4,6 +4,7 @@
 mod agents;
 mod ajar_v1;
 mod dashboard;
+mod gateways;
 mod identity;
 pub(crate) mod jit;
 mod vms;
@@ -395,6 +396,9 @@ pub fn router(state: AppState) -> Router {
         .route("/ajar/v1/subscriptions/{sub}/jitStatus", get(ajar_v1::jit_status))
         .route("/ajar/v1/recommendedPorts", get(ajar_v1::recommended_ports))
         .route("/ajar/v1/jit/enable", post(ajar_v1::enable))
+        .route("/ajar/v1/gateways", get(gateways::list))
+        .route("/ajar/v1/gateways/{name}", get(gateways::get).delete(gateways::delete))
+        .route("/ajar/v1/gatewayAssignment", post(gateways::assign))
         .route("/ajar/v1/activity", get(ajar_v1::activity))
         .route("/ajar/v1/activity/verify", get(ajar_v1::verify_activity));
     let authenticated = arm.merge(authorization).merge(own).layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));

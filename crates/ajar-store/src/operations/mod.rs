@@ -2,6 +2,7 @@
 //! needs, asks the domain for the plan, and applies it, with its activity entry, in one transaction.
 
 mod activity;
+mod gateways;
 mod identity;
 mod inventory;
 mod policies;
@@ -13,7 +14,8 @@ use time::OffsetDateTime;
 
 use ajar_domain::access::{RoleAssignment, RoleDefinition, Scope as AccessScope};
 use ajar_domain::activity::{ActivityEntry, ActivityQuery, Audit, Outcome};
-use ajar_domain::agent::DesiredState;
+use ajar_domain::agent::{DesiredState, GatewayDesiredState};
+use ajar_domain::gateway::GatewayName;
 use ajar_domain::history::GrantHistory;
 use ajar_domain::ids::{PolicyName, Scope};
 use ajar_domain::initiate::{AccessRequest, Caller};
@@ -25,8 +27,9 @@ use ajar_domain::{PolicyId, VmId};
 
 use crate::backend::{Backend, JitStateFilter, Tx, WriteKind};
 use crate::{
-    AccessSnapshot, AgentReport, AssignmentFilter, BootstrapPlan, Defaults, InitiatePart, ListQuery, NewAgent, NewPrincipal, NewToken,
-    Page, PolicyView, Principal, PrincipalInfo, PutOutcome, Store, StoreError, StoreResult, Subscription, TokenInfo, TokenPurpose,
+    AccessSnapshot, AgentOf, AgentReport, AssignmentFilter, BootstrapPlan, Defaults, GatewayView, InitiatePart, ListQuery, NewAgent,
+    NewGateway, NewPrincipal, NewToken, Page, PolicyView, Principal, PrincipalInfo, PutOutcome, Store, StoreError, StoreResult,
+    Subscription, TokenInfo, TokenPurpose,
 };
 
 /// Name/value pairs an operation adds to its activity entry.
@@ -223,7 +226,7 @@ impl<B: Backend> Store for B {
         .await
     }
 
-    async fn agent_for_token(&self, hash: [u8; 32]) -> StoreResult<Option<(String, VmId)>> {
+    async fn agent_for_token(&self, hash: [u8; 32]) -> StoreResult<Option<(String, AgentOf)>> {
         self.read(move |r, _| r.agent_for_token(&hash)).await
     }
 
@@ -235,6 +238,40 @@ impl<B: Backend> Store for B {
     async fn desired_state(&self, vm: &VmId) -> StoreResult<DesiredState> {
         let vm = vm.clone();
         self.read(move |r, now| status::desired_state(r, &vm, now)).await
+    }
+
+    async fn enroll_gateway(&self, gateway: NewGateway, agent: NewAgent, audit: Audit) -> StoreResult<String> {
+        self.write(WriteKind::Data, move |tx, now| {
+            logged_one(tx, now, &audit, |tx| Ok((gateways::enroll(tx, &gateway, &agent, now)?, Vec::new())))
+        })
+        .await
+    }
+
+    async fn gateways(&self) -> StoreResult<Vec<GatewayView>> {
+        self.read(|r, _| r.gateways()?.into_iter().map(|g| gateways::view(r, g)).collect()).await
+    }
+
+    async fn get_gateway(&self, name: &GatewayName) -> StoreResult<Option<GatewayView>> {
+        let name = name.clone();
+        self.read(move |r, _| r.gateway(&name)?.map(|g| gateways::view(r, g)).transpose()).await
+    }
+
+    async fn delete_gateway(&self, name: &GatewayName, audit: Audit) -> StoreResult<bool> {
+        let name = name.clone();
+        self.write(WriteKind::Data, move |tx, now| logged_one(tx, now, &audit, |tx| gateways::delete(tx, &name))).await
+    }
+
+    async fn set_vm_gateway(&self, vm: &VmId, gateway: Option<GatewayName>, audit: Audit) -> StoreResult<Option<GatewayName>> {
+        let vm = vm.clone();
+        self.write(WriteKind::Data, move |tx, now| {
+            logged_one(tx, now, &audit, |tx| gateways::set_vm_gateway(tx, &vm, gateway.as_ref(), now))
+        })
+        .await
+    }
+
+    async fn gateway_desired_state(&self, name: &GatewayName) -> StoreResult<GatewayDesiredState> {
+        let name = name.clone();
+        self.read(move |r, now| gateways::desired_state(r, &name, now)).await
     }
 
     async fn revoke(&self, policy: &PolicyId, targets: Vec<(VmId, Vec<u16>)>, audit: Audit) -> StoreResult<u64> {

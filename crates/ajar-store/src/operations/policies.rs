@@ -67,11 +67,20 @@ pub(crate) fn put(
     let live = if stored.is_some() { tx.live_grants_of_policy(&id, now)? } else { Vec::new() };
     let inventory = inventory_of(tx, named.iter().cloned())?;
     let holders = tx.holders(&named)?;
+    let mut gateways = Vec::new();
+    for name in inventory.iter().filter_map(|vm| vm.gateway.as_ref()) {
+        if !gateways.iter().any(|g: &ajar_domain::gateway::Gateway| g.name.key() == name.key())
+            && let Some(gateway) = tx.gateway(name)?
+        {
+            gateways.push(gateway);
+        }
+    }
     let plan = plan_put(PutPolicy {
         policy,
         precondition,
         stored: stored.as_ref(),
         inventory: &inventory,
+        gateways: &gateways,
         holders: &holders,
         live: &live,
         limits,

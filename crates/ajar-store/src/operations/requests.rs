@@ -39,7 +39,9 @@ pub(crate) fn initiate(
         .zip(&policies)
         .map(|(part, stored)| PlanPart { policy: &stored.policy, draft: &part.draft, request_id: uuid::Uuid::now_v7().to_string() })
         .collect();
-    let plan = plan_initiates(&plan_parts, caller, now, &live)?;
+    let machines: Vec<VmId> = parts.iter().flat_map(|p| p.draft.vms.iter().map(|ask| ask.vm.clone())).collect();
+    let gateways = super::gateways::ports_for(tx, &machines, now)?;
+    let plan = plan_initiates(&plan_parts, caller, now, &live, &gateways)?;
     tx.end_grants(&plan.supersede, now)?;
     let mut details = Vec::with_capacity(plan.requests.len());
     for request in &plan.requests {
@@ -47,7 +49,14 @@ pub(crate) fn initiate(
         let mut d = vec![("requestId".to_owned(), request.id.clone())];
         for vm in &request.vms {
             for g in &vm.grants {
-                d.push((format!("{}:{}", vm.vm.name, g.number), format!("until {}", format_time(g.end))));
+                let until = format!("until {}", format_time(g.end));
+                d.push((
+                    format!("{}:{}", vm.vm.name, g.number),
+                    match g.mapped_port {
+                        Some(mapped) => format!("{until} through gateway port {mapped}"),
+                        None => until,
+                    },
+                ));
             }
         }
         let superseded = plan.supersede.iter().filter(|s| request.vms.iter().any(|vm| vm.vm == s.vm)).count();

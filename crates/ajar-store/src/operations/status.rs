@@ -14,7 +14,7 @@ use crate::backend::{Read, VmQuery};
 use crate::{Page, StoreResult};
 
 /// The policy the machine is in, if any.
-fn policy_holding(r: &mut dyn Read, vm: &VmId) -> StoreResult<Option<Policy>> {
+pub(crate) fn policy_holding(r: &mut dyn Read, vm: &VmId) -> StoreResult<Option<Policy>> {
     let Some((_, id)) = r.holders(std::slice::from_ref(vm))?.pop() else { return Ok(None) };
     Ok(r.policy(&id)?.map(|s| s.policy))
 }
@@ -55,9 +55,14 @@ fn of(r: &mut dyn Read, vm: Vm, now: OffsetDateTime) -> StoreResult<VmJitStatus>
     let cuts = r.cuts_since(&vm.id, now - CUT_WINDOW)?;
     let state = jit_state(&vm, policy.is_some());
     let desired = agent::desired_state(&vm.id, policy.as_ref(), &by_request, cuts, now);
+    let gateway = match &vm.gateway {
+        Some(name) => r.gateway(name)?,
+        None => None,
+    };
     Ok(VmJitStatus {
         desired,
         state,
+        gateway,
         policy: policy.map(|p| p.id),
         ports,
         requests_by_day,

@@ -15,7 +15,7 @@ use ajar_domain::{SubscriptionId, VmId};
 use super::codec::{decode_addresses, encode_addresses, from_ns, to_ns, within_sql};
 use super::{backend, db};
 use crate::backend::{JitStateFilter, VmQuery};
-use crate::{AgentReport, Defaults, NewAgent, Page, StoreResult, Subscription};
+use crate::{AgentOf, AgentReport, Defaults, NewAgent, Page, StoreResult, Subscription};
 
 pub(crate) fn defaults(c: &Connection) -> StoreResult<Option<Defaults>> {
     let mut stmt = c.prepare_cached("SELECT name, value FROM settings").map_err(db("reading settings"))?;
@@ -78,9 +78,10 @@ pub(crate) fn subscription_exists(c: &Connection, id: &SubscriptionId) -> StoreR
 }
 
 /// The columns `vm_from_row` reads, from `vms v LEFT JOIN agents a`.
-const VM_COLUMNS: &str = "v.key, v.id, v.location, v.os, v.addresses, a.id, a.version, a.nft_error, a.last_seen_ns, a.applied";
+pub(crate) const VM_COLUMNS: &str = "v.key, v.id, v.location, v.os, v.addresses, a.id, a.version, a.nft_error, a.last_seen_ns, a.applied, \
+     (SELECT name FROM gateways WHERE key = v.gateway_key)";
 
-fn vm_from_row(r: &rusqlite::Row<'_>) -> StoreResult<(String, Vm)> {
+pub(crate) fn vm_from_row(r: &rusqlite::Row<'_>) -> StoreResult<(String, Vm)> {
     let err = db("reading a VM");
     let key: String = r.get(0).map_err(&err)?;
     let id: String = r.get(1).map_err(&err)?;
@@ -103,6 +104,12 @@ fn vm_from_row(r: &rusqlite::Row<'_>) -> StoreResult<(String, Vm)> {
         os: os.parse().map_err(|e: String| backend("stored OS type", e))?,
         private_addresses: decode_addresses(&addresses)?,
         enforcement,
+        gateway: r
+            .get::<_, Option<String>>(10)
+            .map_err(&err)?
+            .map(|g| g.parse())
+            .transpose()
+            .map_err(|e| backend("stored gateway name", e))?,
     };
     Ok((key, vm))
 }
@@ -127,8 +134,12 @@ fn state_sql(state: Option<JitStateFilter>) -> String {
     match state {
         None => "1".to_owned(),
         Some(JitStateFilter::Configured) => IN_POLICY.to_owned(),
-        Some(JitStateFilter::NotConfigured) => format!("NOT {IN_POLICY} AND a.id IS NOT NULL AND a.nft_error IS NULL"),
-        Some(JitStateFilter::Unsupported) => format!("NOT {IN_POLICY} AND (a.id IS NULL OR a.nft_error IS NOT NULL)"),
+        Some(JitStateFilter::NotConfigured) => {
+            format!("NOT {IN_POLICY} AND (v.gateway_key IS NOT NULL OR (a.id IS NOT NULL AND a.nft_error IS NULL))")
+        }
+        Some(JitStateFilter::Unsupported) => {
+            format!("NOT {IN_POLICY} AND v.gateway_key IS NULL AND (a.id IS NULL OR a.nft_error IS NOT NULL)")
+        }
     }
 }
 
@@ -234,14 +245,25 @@ pub(crate) fn insert_agent(c: &Connection, id: &str, vm: &VmId, agent: &NewAgent
     Ok(())
 }
 
-pub(crate) fn agent_for_token(c: &Connection, hash: &[u8; 32]) -> StoreResult<Option<(String, VmId)>> {
-    let row: Option<(String, String)> = c
-        .prepare_cached("SELECT a.id, v.id FROM agents a JOIN vms v ON v.key = a.vm_key WHERE a.token_hash = ?1")
+pub(crate) fn agent_for_token(c: &Connection, hash: &[u8; 32]) -> StoreResult<Option<(String, AgentOf)>> {
+    let row: Option<(String, String, bool)> = c
+        .prepare_cached(
+            "SELECT a.id, v.id, 0 FROM agents a JOIN vms v ON v.key = a.vm_key WHERE a.token_hash = ?1
+             UNION ALL SELECT agent_id, name, 1 FROM gateways WHERE token_hash = ?1",
+        )
         .map_err(db("looking up an agent"))?
-        .query_row([hash.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row([hash.as_slice()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()
         .map_err(db("looking up an agent"))?;
-    row.map(|(agent, vm)| Ok((agent, vm.parse().map_err(|e| backend("stored VM id", e))?))).transpose()
+    row.map(|(agent, of, gateway)| {
+        let of = if gateway {
+            AgentOf::Gateway(of.parse().map_err(|e| backend("stored gateway name", e))?)
+        } else {
+            AgentOf::Machine(of.parse().map_err(|e| backend("stored VM id", e))?)
+        };
+        Ok((agent, of))
+    })
+    .transpose()
 }
 
 pub(crate) fn update_agent(c: &Connection, agent_id: &str, report: &AgentReport, now: OffsetDateTime) -> StoreResult<bool> {
@@ -251,7 +273,13 @@ pub(crate) fn update_agent(c: &Connection, agent_id: &str, report: &AgentReport,
         .execute(params![agent_id, report.version, report.nftables.as_ref().err(), report.applied, to_ns(now)])
         .map_err(db("recording an agent report"))?;
     if n == 0 {
-        return Ok(false);
+        // A gateway's agent; its addresses are its machines', not its own.
+        let n = c
+            .prepare_cached("UPDATE gateways SET version = ?2, nft_error = ?3, applied = ?4, last_seen_ns = ?5 WHERE agent_id = ?1")
+            .map_err(db("recording an agent report"))?
+            .execute(params![agent_id, report.version, report.nftables.as_ref().err(), report.applied, to_ns(now)])
+            .map_err(db("recording an agent report"))?;
+        return Ok(n > 0);
     }
     c.prepare_cached("UPDATE vms SET addresses = ?2 WHERE key = (SELECT vm_key FROM agents WHERE id = ?1)")
         .map_err(db("recording an agent report"))?

@@ -11,6 +11,7 @@
 
 mod activity;
 mod codec;
+mod gateways;
 mod identity;
 mod inventory;
 mod policies;

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use ajar_domain::access::Scope as AccessScope;
 use ajar_domain::agent::ConnectionCut;
+use ajar_domain::gateway::connection_address;
 use ajar_domain::history::{GrantHistory, GrantSpan};
 use ajar_domain::initiate::{AccessRequest, Caller, Grant, GrantStatus, RequestVm, StatusReason};
 use ajar_domain::plans::access_request::CutPlan;
@@ -15,7 +16,7 @@ use ajar_domain::policy::{Policy, PortRule, StoredPolicy, VmPolicy};
 use ajar_domain::status::RECENT_DAYS;
 use ajar_domain::{AccessDuration, PolicyId, VmId};
 
-use super::codec::{decode_protocol, decode_sources, encode_sources, from_ns, to_ns, within_sql};
+use super::codec::{decode_addresses, decode_protocol, decode_sources, encode_sources, from_ns, to_ns, within_sql};
 use super::{backend, db};
 use crate::backend::PolicyQuery;
 use crate::{Page, StoreResult};
@@ -44,7 +45,11 @@ pub(crate) fn policy(c: &Connection, key: &str) -> StoreResult<Option<PolicyRow>
         .map_err(db("reading a policy"))?;
     let Some((uid, id, kind, cut_connections_on_revoke, etag)) = head else { return Ok(None) };
     let mut vms_stmt = c
-        .prepare_cached("SELECT vm_key, vm_id, public_ip FROM policy_vms WHERE policy_key = ?1 ORDER BY ord")
+        .prepare_cached(
+            "SELECT pv.vm_key, pv.vm_id, gw.public_addresses FROM policy_vms pv
+             LEFT JOIN vms v ON v.key = pv.vm_key LEFT JOIN gateways gw ON gw.key = v.gateway_key
+             WHERE pv.policy_key = ?1 ORDER BY pv.ord",
+        )
         .map_err(db("reading a policy's VMs"))?;
     let vm_rows = vms_stmt
         .query_map([key], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?)))
@@ -57,7 +62,9 @@ pub(crate) fn policy(c: &Connection, key: &str) -> StoreResult<Option<PolicyRow>
         )
         .map_err(db("reading a policy's ports"))?;
     let mut vms = Vec::with_capacity(vm_rows.len());
-    for (vm_key, vm_id, public_ip) in vm_rows {
+    for (vm_key, vm_id, gateway_addresses) in vm_rows {
+        let public = gateway_addresses.map(|a| decode_addresses(&a)).transpose()?.unwrap_or_default();
+        let public_ip = connection_address(&public).map(|a| a.to_string());
         let rows = ports_stmt
             .query_map([&vm_key], |r| {
                 Ok((r.get::<_, u16>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, bool>(3)?, r.get::<_, i64>(4)?))
@@ -245,6 +252,19 @@ pub(crate) fn live_grants_on(c: &Connection, vm: &VmId, ports: Option<&[u16]>, n
     Ok(live)
 }
 
+/// The live grants on the machines behind a gateway.
+pub(crate) fn live_grants_behind(c: &Connection, gateway_key: &str, now: OffsetDateTime) -> StoreResult<Vec<LiveGrant>> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT r.id, r.requestor, r.policy_id, r.start_ns, g.vm_id, {GRANT_COLUMNS}
+             FROM grants g JOIN access_requests r ON r.seq = g.request_seq
+             WHERE g.vm_key IN (SELECT key FROM vms WHERE gateway_key = ?1) AND g.status = 'Initiated' AND g.end_ns > ?2
+             ORDER BY g.vm_key, g.number, r.seq"
+        ))
+        .map_err(db("reading live grants"))?;
+    live_grants(&mut stmt.query(params![gateway_key, to_ns(now)]).map_err(db("reading live grants"))?)
+}
+
 pub(crate) fn next_expiry(c: &Connection) -> StoreResult<Option<OffsetDateTime>> {
     let ns: Option<i64> = c
         .prepare_cached("SELECT min(end_ns) FROM grants WHERE status = 'Initiated'")
@@ -255,14 +275,27 @@ pub(crate) fn next_expiry(c: &Connection) -> StoreResult<Option<OffsetDateTime>>
 }
 
 pub(crate) fn cuts_since(c: &Connection, vm: &VmId, since: OffsetDateTime) -> StoreResult<Vec<ConnectionCut>> {
-    let get_err = db("reading connection cuts");
     let mut stmt = c
-        .prepare_cached(
-            "SELECT seq, request_id, number, protocol, sources, sources_is_list, revoked_ns FROM connection_cuts
-             WHERE vm_key = ?1 AND revoked_ns > ?2 ORDER BY seq",
-        )
-        .map_err(&get_err)?;
-    let mut rows = stmt.query(params![vm.key(), to_ns(since)]).map_err(&get_err)?;
+        .prepare_cached(&format!("SELECT {CUT_COLUMNS} FROM connection_cuts WHERE vm_key = ?1 AND revoked_ns > ?2 ORDER BY seq"))
+        .map_err(db("reading connection cuts"))?;
+    cuts(&mut stmt.query(params![vm.key(), to_ns(since)]).map_err(db("reading connection cuts"))?)
+}
+
+/// The cuts of mapped grants on the machines behind a gateway.
+pub(crate) fn cuts_behind(c: &Connection, gateway_key: &str, since: OffsetDateTime) -> StoreResult<Vec<ConnectionCut>> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {CUT_COLUMNS} FROM connection_cuts
+             WHERE vm_key IN (SELECT key FROM vms WHERE gateway_key = ?1) AND mapped_port IS NOT NULL AND revoked_ns > ?2 ORDER BY seq"
+        ))
+        .map_err(db("reading connection cuts"))?;
+    cuts(&mut stmt.query(params![gateway_key, to_ns(since)]).map_err(db("reading connection cuts"))?)
+}
+
+const CUT_COLUMNS: &str = "seq, request_id, number, protocol, sources, sources_is_list, revoked_ns, mapped_port";
+
+fn cuts(rows: &mut rusqlite::Rows<'_>) -> StoreResult<Vec<ConnectionCut>> {
+    let get_err = db("reading connection cuts");
     let mut cuts = Vec::new();
     while let Some(r) = rows.next().map_err(&get_err)? {
         cuts.push(ConnectionCut {
@@ -272,6 +305,7 @@ pub(crate) fn cuts_since(c: &Connection, vm: &VmId, since: OffsetDateTime) -> St
             protocol: decode_protocol(&r.get::<_, String>(3).map_err(&get_err)?)?,
             sources: decode_sources(&r.get::<_, String>(4).map_err(&get_err)?, r.get(5).map_err(&get_err)?)?,
             revoked: from_ns(r.get(6).map_err(&get_err)?)?,
+            mapped_port: r.get(7).map_err(&get_err)?,
         });
     }
     Ok(cuts)
@@ -502,14 +536,14 @@ pub(crate) fn expire_grants(c: &Connection, now: OffsetDateTime) -> StoreResult<
 pub(crate) fn insert_cuts(c: &Connection, cuts: &[CutPlan], now: OffsetDateTime, forget_before: OffsetDateTime) -> StoreResult<()> {
     let mut insert = c
         .prepare_cached(
-            "INSERT INTO connection_cuts (vm_key, request_id, number, protocol, sources, sources_is_list, revoked_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO connection_cuts (vm_key, request_id, number, protocol, sources, sources_is_list, revoked_ns, mapped_port)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .map_err(db("recording connection cuts"))?;
     for cut in cuts {
         let (sources, is_list) = encode_sources(&cut.sources);
         insert
-            .execute(params![cut.vm.key(), cut.request_id, cut.port, cut.protocol.as_str(), sources, is_list, to_ns(now)])
+            .execute(params![cut.vm.key(), cut.request_id, cut.port, cut.protocol.as_str(), sources, is_list, to_ns(now), cut.mapped_port])
             .map_err(db("recording connection cuts"))?;
     }
     c.prepare_cached("DELETE FROM connection_cuts WHERE revoked_ns <= ?1")

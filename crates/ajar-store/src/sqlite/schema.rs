@@ -228,6 +228,27 @@ const MIGRATIONS: &[&str] = &[
     UPDATE OR REPLACE activity_subjects SET key = arm_key(key) WHERE key <> arm_key(key);
     UPDATE OR REPLACE role_assignments SET scope_key = arm_key(scope_key) WHERE scope_key <> arm_key(scope_key);
     "#,
+    // 8: gateways, each with its one agent's credential; the gateway in front of a machine; the gateway
+    // port of a cut grant, which the gateway cuts.
+    r#"
+    CREATE TABLE gateways (
+        key TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        public_addresses TEXT NOT NULL,
+        first_port INTEGER NOT NULL,
+        last_port INTEGER NOT NULL,
+        agent_id TEXT NOT NULL UNIQUE,
+        token_hash BLOB NOT NULL UNIQUE,
+        version TEXT NOT NULL,
+        nft_error TEXT,
+        applied TEXT,
+        enrolled_ns INTEGER NOT NULL,
+        last_seen_ns INTEGER NOT NULL
+    );
+    ALTER TABLE vms ADD COLUMN gateway_key TEXT;
+    CREATE INDEX vms_gateway ON vms(gateway_key) WHERE gateway_key IS NOT NULL;
+    ALTER TABLE connection_cuts ADD COLUMN mapped_port INTEGER;
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {

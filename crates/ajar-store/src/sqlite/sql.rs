@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use ajar_domain::access::{RoleAssignment, RoleDefinition, Scope as AccessScope};
 use ajar_domain::activity::{ActivityEntry, ActivityQuery};
 use ajar_domain::agent::ConnectionCut;
+use ajar_domain::gateway::{Gateway, GatewayName};
 use ajar_domain::history::GrantHistory;
 use ajar_domain::ids::Scope;
 use ajar_domain::initiate::{AccessRequest, Caller};
@@ -20,11 +21,11 @@ use ajar_domain::policy::StoredPolicy;
 use ajar_domain::status::RECENT_DAYS;
 use ajar_domain::{PolicyId, SubscriptionId, VmId};
 
-use super::{activity, backend, identity, inventory, policies};
+use super::{activity, backend, gateways, identity, inventory, policies};
 use crate::backend::{ActivityRow, PolicyQuery, Read, Tx, VmQuery};
 use crate::{
-    AgentReport, AssignmentFilter, Defaults, NewAgent, OidcLink, Page, Principal, PrincipalInfo, StoreError, StoreResult, Subscription,
-    TokenInfo, TokenPurpose,
+    AgentOf, AgentReport, AssignmentFilter, Defaults, NewAgent, OidcLink, Page, Principal, PrincipalInfo, StoreError, StoreResult,
+    Subscription, TokenInfo, TokenPurpose,
 };
 
 /// Policies the policy cache holds before it starts over.
@@ -199,8 +200,28 @@ impl Read for Sql<'_> {
         activity::rows(self.c, after, limit)
     }
 
-    fn agent_for_token(&mut self, hash: &[u8; 32]) -> StoreResult<Option<(String, VmId)>> {
+    fn agent_for_token(&mut self, hash: &[u8; 32]) -> StoreResult<Option<(String, AgentOf)>> {
         inventory::agent_for_token(self.c, hash)
+    }
+
+    fn gateway(&mut self, name: &GatewayName) -> StoreResult<Option<Gateway>> {
+        gateways::gateway(self.c, name)
+    }
+
+    fn gateways(&mut self) -> StoreResult<Vec<Gateway>> {
+        gateways::gateways(self.c)
+    }
+
+    fn served_by(&mut self, gateway: &GatewayName) -> StoreResult<Vec<Vm>> {
+        gateways::served_by(self.c, gateway)
+    }
+
+    fn live_grants_behind(&mut self, gateway: &GatewayName, now: OffsetDateTime) -> StoreResult<Vec<LiveGrant>> {
+        policies::live_grants_behind(self.c, &gateway.key(), now)
+    }
+
+    fn cuts_behind(&mut self, gateway: &GatewayName, since: OffsetDateTime) -> StoreResult<Vec<ConnectionCut>> {
+        policies::cuts_behind(self.c, &gateway.key(), since)
     }
 
     fn principal_for_token(&mut self, hash: &[u8; 32], purpose: TokenPurpose, now: OffsetDateTime) -> StoreResult<Option<Principal>> {
@@ -353,6 +374,20 @@ impl Tx for Sql<'_> {
 
     fn update_agent(&mut self, agent_id: &str, report: &AgentReport, now: OffsetDateTime) -> StoreResult<bool> {
         inventory::update_agent(self.c, agent_id, report, now)
+    }
+
+    fn insert_gateway(&mut self, gateway: &Gateway, agent: &NewAgent, now: OffsetDateTime) -> StoreResult<()> {
+        gateways::insert_gateway(self.c, gateway, agent, now)
+    }
+
+    fn delete_gateway(&mut self, name: &GatewayName) -> StoreResult<bool> {
+        gateways::delete_gateway(self.c, name)
+    }
+
+    fn set_vm_gateway(&mut self, vm: &VmId, gateway: Option<&GatewayName>) -> StoreResult<()> {
+        // Policies read afterwards show the machine's new public address.
+        self.forget_policies();
+        gateways::set_vm_gateway(self.c, vm, gateway)
     }
 
     fn insert_principal(&mut self, principal: &Principal, oidc: Option<&OidcLink>, now: OffsetDateTime) -> StoreResult<()> {

@@ -49,6 +49,7 @@ fn linux(id: &ajar_domain::VmId, location: &str) -> Vm {
         os: OsType::Linux,
         private_addresses: vec![],
         enforcement: EnforcementPoint::None,
+        gateway: None,
     }
 }
 
@@ -180,7 +181,7 @@ pub async fn agents_enrol_once_report_and_see_their_desired_state(place: &dyn Pl
     let agent_id = store.enroll_agent(linux(&id, "local"), agent(), audit(a::AGENT_ENROLL, id.to_string(), Vec::new())).await.unwrap();
     let other = NewAgent { token_hash: [21; 32], ..agent() };
     assert_eq!(code(store.enroll_agent(linux(&id, "local"), other, audit(a::AGENT_ENROLL, id.to_string(), Vec::new())).await), "Conflict");
-    assert_eq!(store.agent_for_token([20; 32]).await.unwrap(), Some((agent_id.clone(), id.clone())));
+    assert_eq!(store.agent_for_token([20; 32]).await.unwrap(), Some((agent_id.clone(), ajar_store::AgentOf::Machine(id.clone()))));
     assert_eq!(store.agent_for_token([21; 32]).await.unwrap(), None);
     let report =
         AgentReport { version: "1.1".into(), nftables: Ok(()), addresses: vec!["10.0.0.4".parse().unwrap()], applied: Some("e1".into()) };

@@ -3,6 +3,7 @@
 //! (`conformance_suite!` at the end). A backend passes when all of it passes on it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod gateways;
 mod history;
 mod identity;
 mod inventory;
@@ -137,6 +138,7 @@ pub async fn add_vm(store: &dyn Store, rg: &str, name: &str) -> VmId {
         os: OsType::Linux,
         private_addresses: vec![],
         enforcement: EnforcementPoint::None,
+        gateway: None,
     };
     store.put_vm(inventory, audit(a::VM_WRITE, vm.to_string(), Vec::new())).await.unwrap();
     vm
@@ -176,6 +178,8 @@ pub fn part(policy: &PolicyId, vm: &VmId, ports: &[u16], seconds: i64) -> Initia
 macro_rules! conformance_suite {
     ($place:expr) => {
         conformance_suite!(@checks $place;
+            gateways::a_gateway_enrols_once_and_serves_the_machines_put_behind_it,
+            gateways::grants_behind_a_gateway_get_distinct_mapped_ports_and_reach_only_its_desired_state,
             history::the_activity_log_is_filtered_and_paged_in_the_query,
             history::grants_over_a_window_with_when_they_ended,
             history::approved_requests_are_counted_per_day_and_sum_to_the_week,

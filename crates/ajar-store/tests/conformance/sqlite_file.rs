@@ -263,6 +263,7 @@ async fn upgrading_a_version_6_database_folds_its_keys() {
         os: OsType::Linux,
         private_addresses: vec![],
         enforcement: EnforcementPoint::None,
+        gateway: None,
     };
     assert_eq!(store.put_vm(again, audit(a::VM_WRITE, spelled.to_string())).await.unwrap(), ajar_store::PutOutcome::Updated);
     assert_eq!(store.get_vm(&vm).await.unwrap().unwrap().id.to_string(), vm.to_string());

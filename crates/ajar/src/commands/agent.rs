@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use ajar_agent::AgentConfig;
+use ajar_agent::{AgentConfig, GatewayConfig};
 use ajar_enforce::NftFirewall;
 
 use super::serve::{init_logging, shutdown_signal};
@@ -34,6 +34,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         location: args.location.clone(),
         os_type: args.os.as_wire().to_owned(),
         state_dir: args.state_dir.clone(),
+        gateway: args
+            .gateway
+            .then(|| GatewayConfig { public_addresses: args.public_address.clone(), mapped_ports: args.mapped_ports.clone() }),
     };
     ajar_agent::run(config, Arc::new(firewall), shutdown_signal()?).await
 }

@@ -4,6 +4,7 @@
 mod activity;
 mod agent;
 mod demo;
+mod gateway;
 mod policy;
 mod principal;
 mod request;
@@ -60,6 +61,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(args) => agent::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Vm(cmd) => vm::run(cmd).await,
+        Command::Gateway(cmd) => gateway::run(cmd).await,
         Command::Policy(cmd) => policy::run(cmd).await,
         Command::Request(args) => request::run(args).await,
         Command::Revoke(args) => revoke::run(args).await,

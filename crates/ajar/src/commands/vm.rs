@@ -17,6 +17,7 @@ pub async fn run(cmd: VmCommand) -> anyhow::Result<()> {
         VmCommand::List(args) => list(args).await,
         VmCommand::Show(args) => show(args).await,
         VmCommand::Remove(args) => remove(args).await,
+        VmCommand::SetGateway(args) => super::gateway::set(args).await,
     }
 }
 
@@ -116,6 +117,15 @@ async fn show(args: VmNameArgs) -> anyhow::Result<()> {
             let ports: Vec<String> =
                 s.connection.ports.iter().map(|p| format!("{}/{} (max {})", p.number, p.protocol, p.max_request_access_duration)).collect();
             rows.push(("JIT ports", ports.join(", ")));
+        }
+        if let Some(g) = &s.gateway {
+            let at = output::or_dash(s.connection.address.as_deref());
+            rows.push(("Gateway", format!("{} at {at} (firewall: JIT ports are reached through it)", g.name)));
+        }
+        let through: Vec<String> =
+            s.live_grants.iter().filter_map(|g| g.connect_to.as_ref().map(|to| format!("{to} (port {})", g.number))).collect();
+        if !through.is_empty() {
+            rows.push(("Connect to", through.join(", ")));
         }
         rows.push(("Requests (7d)", s.approved_requests_last_7_days.to_string()));
         rows.push(("Last access", s.last_access_time_utc.as_deref().map(output::human_time).unwrap_or_else(|| "-".to_owned())));
