@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ajar_api::agent::{CutOut, DesiredStateOut, GatewayStateOut};
@@ -57,14 +58,15 @@ pub fn saved_from(out: &DesiredStateOut, now_ms: i128, previous: Option<&Saved>)
     }
 }
 
-/// A gateway's part of the answer, its end times placed as [`saved_from`] places a grant's.
+/// A gateway's part of the answer, its end times placed as [`saved_from`] places a grant's. Looked up by
+/// key: a gateway may hold thousands of mappings.
 fn saved_gateway(out: &GatewayStateOut, now_ms: i128, previous: Option<&SavedGateway>) -> SavedGateway {
-    let kept_end = |m: &ajar_api::agent::MappingOut| {
-        let prev = previous?.mappings.iter().find(|p| {
-            p.server_end == m.end_time_utc && p.request_id == m.request_id && p.number == m.number && p.mapped_port == m.mapped_port
-        })?;
-        Some(prev.end_ms)
-    };
+    let kept: HashMap<(&str, u16, u16, &str), i128> = previous
+        .iter()
+        .flat_map(|p| &p.mappings)
+        .map(|p| ((p.request_id.as_str(), p.number, p.mapped_port, p.server_end.as_str()), p.end_ms))
+        .collect();
+    let addresses: HashMap<&str, &Vec<String>> = out.machines.iter().map(|m| (m.vm_id.as_str(), &m.addresses)).collect();
     SavedGateway {
         public: out.public_addresses.clone(),
         served: out
@@ -80,9 +82,12 @@ fn saved_gateway(out: &GatewayStateOut, now_ms: i128, previous: Option<&SavedGat
                 number: m.number,
                 protocol: m.protocol.clone(),
                 mapped_port: m.mapped_port,
-                targets: out.machines.iter().find(|v| v.vm_id == m.vm_id).map(|v| v.addresses.clone()).unwrap_or_default(),
+                targets: addresses.get(m.vm_id.as_str()).map(|a| a.to_vec()).unwrap_or_default(),
                 sources: m.allowed_source_address_prefixes.clone(),
-                end_ms: kept_end(m).unwrap_or(now_ms + i128::from(m.remaining_ms)),
+                end_ms: kept
+                    .get(&(m.request_id.as_str(), m.number, m.mapped_port, m.end_time_utc.as_str()))
+                    .copied()
+                    .unwrap_or(now_ms + i128::from(m.remaining_ms)),
                 server_end: m.end_time_utc.clone(),
             })
             .collect(),
@@ -342,6 +347,11 @@ mod tests {
         assert_eq!(targets.len(), 3, "the IPv4 source to the IPv4 address, '*' to both: {targets:?}");
         assert!(now.mappings.iter().all(|m| m.port == 22 && m.timeout == Duration::from_millis(9_000)));
         assert_eq!(next_end(&saved, 2_000), Some(11_000), "a mapping's end is watched like a grant's");
+        let mut later = out.clone();
+        if let Some(g) = later.gateway.as_mut() {
+            g.mappings[0].remaining_ms = 8_970;
+        }
+        assert_eq!(saved_from(&later, 2_000, Some(&saved)).gateway.unwrap().mappings[0].end_ms, 11_000, "same server end: end kept");
         assert!(enforce_at(&saved, 11_000).mappings.is_empty());
     }
 

@@ -4,7 +4,6 @@
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use ajar_domain::agent::{DesiredState, GatewayDesiredState};
@@ -179,26 +178,9 @@ pub struct MappingOut {
     pub remaining_ms: u64,
 }
 
-/// Names a desired state: equal content, equal etag (time left is not content).
-pub fn etag(state: &DesiredState) -> String {
-    let mut h = Sha256::new();
-    for (port, proto) in &state.protected {
-        h.update(format!("p {port} {proto}\n"));
-    }
-    for g in &state.grants {
-        let sources: Vec<String> = g.sources.prefixes().iter().map(ToString::to_string).collect();
-        h.update(format!("g {} {} {} {} {}\n", g.request_id, g.port, g.protocol, sources.join(","), g.end.unix_timestamp_nanos()));
-    }
-    for c in &state.cuts {
-        h.update(format!("c {}\n", c.id));
-    }
-    let digest = h.finalize();
-    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
-}
-
 pub fn desired_state_out(state: &DesiredState, now: OffsetDateTime) -> DesiredStateOut {
     DesiredStateOut {
-        etag: etag(state),
+        etag: state.etag(),
         vm_id: Some(state.vm.to_string()),
         protected: state.protected.iter().map(|(n, p)| ProtectedPortOut { number: *n, protocol: p.as_str().to_owned() }).collect(),
         grants: state
@@ -237,44 +219,12 @@ fn cut_out(c: &ajar_domain::agent::ConnectionCut) -> CutOut {
     }
 }
 
-/// Names a gateway's desired state, like [`etag`] a machine's.
-pub fn gateway_etag(state: &GatewayDesiredState) -> String {
-    let mut h = Sha256::new();
-    for a in &state.public {
-        h.update(format!("a {a}\n"));
-    }
-    for m in &state.machines {
-        let addresses: Vec<String> = m.addresses.iter().map(ToString::to_string).collect();
-        h.update(format!("m {} {}\n", m.vm.key(), addresses.join(",")));
-        for (port, proto) in &m.protected {
-            h.update(format!("p {port} {proto}\n"));
-        }
-    }
-    for g in &state.mappings {
-        h.update(format!(
-            "g {} {} {} {} {} {} {}\n",
-            g.request_id,
-            g.vm.key(),
-            g.port,
-            g.protocol,
-            g.mapped_port,
-            prefixes(&g.sources).join(","),
-            g.end.unix_timestamp_nanos()
-        ));
-    }
-    for c in &state.cuts {
-        h.update(format!("c {}\n", c.id));
-    }
-    let digest = h.finalize();
-    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
-}
-
 pub fn gateway_state_out(state: &GatewayDesiredState, now: OffsetDateTime) -> DesiredStateOut {
     let protected = |ports: &[(u16, ajar_domain::policy::Protocol)]| {
         ports.iter().map(|(n, p)| ProtectedPortOut { number: *n, protocol: p.as_str().to_owned() }).collect()
     };
     DesiredStateOut {
-        etag: gateway_etag(state),
+        etag: state.etag(),
         vm_id: None,
         protected: Vec::new(),
         grants: Vec::new(),

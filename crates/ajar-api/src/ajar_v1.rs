@@ -82,8 +82,7 @@ pub struct LiveGrantOut {
     pub allowed_source_address_prefixes: Vec<String>,
     pub end_time_utc: String,
     pub requestor: String,
-    /// Whether the machine's agent has applied it (for a machine behind a gateway only: whether the
-    /// gateway is online).
+    /// Whether every point enforcing it (the machine's agent, its gateway) has applied it.
     pub applied: bool,
     /// The gateway port to connect to, for a machine behind a gateway.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -158,8 +157,7 @@ fn agent_out(a: &ajar_domain::inventory::AgentInfo, now: OffsetDateTime, in_sync
     }
 }
 
-/// A gateway's entry; `in_sync` is whether its agent applied the current desired state (known to
-/// callers that computed it).
+/// A gateway's entry; `in_sync`: whether its agent has applied the gateway's current desired state.
 pub fn gateway_out(gateway: &Gateway, machines: Option<&[VmId]>, now: OffsetDateTime, in_sync: bool) -> GatewayOut {
     GatewayOut {
         name: gateway.name.to_string(),
@@ -181,11 +179,14 @@ pub struct VmStatusList {
 pub fn status_out(s: &VmJitStatus, now: OffsetDateTime) -> VmStatusOut {
     let agent = match &s.vm.enforcement {
         EnforcementPoint::None => None,
-        EnforcementPoint::Agent(a) => Some(agent_out(a, now, a.applied.as_deref() == Some(crate::agent::etag(&s.desired).as_str()))),
+        EnforcementPoint::Agent(a) => Some(agent_out(a, now, a.applied.as_deref() == Some(s.desired.etag().as_str()))),
     };
-    let gateway_online = s.gateway.as_ref().is_some_and(|g| g.agent.online(now));
-    let in_sync = agent.as_ref().map_or(gateway_online, |a| a.in_sync);
-    let public = s.gateway.as_ref().and_then(Gateway::connection_address);
+    let gateway = s.gateway.as_ref().map(|g| gateway_out(&g.gateway, None, now, g.in_sync()));
+    // A grant is applied once every point that enforces it has applied it.
+    let in_sync = (agent.is_some() || gateway.is_some())
+        && agent.as_ref().is_none_or(|a| a.in_sync)
+        && gateway.as_ref().is_none_or(|g| g.agent.in_sync);
+    let public = s.gateway.as_ref().and_then(|g| g.gateway.connection_address());
     VmStatusOut {
         id: s.vm.id.to_string(),
         name: s.vm.id.name.to_string(),
@@ -228,7 +229,7 @@ pub fn status_out(s: &VmJitStatus, now: OffsetDateTime) -> VmStatusOut {
         }
         .to_owned(),
         agent,
-        gateway: s.gateway.as_ref().map(|g| gateway_out(g, None, now, gateway_online)),
+        gateway,
     }
 }
 

@@ -76,6 +76,17 @@ impl GatewayName {
     pub fn key(&self) -> String {
         arm_key(&self.0)
     }
+
+    /// The gateway's resource ID in ajar's API: `/ajar/v1/gateways/{name}`.
+    pub fn id(&self) -> String {
+        format!("/ajar/v1/gateways/{}", self.0)
+    }
+
+    /// [`GatewayName::id`] as a key: what activity entries about the gateway are listed under, and the
+    /// channel that wakes its agent (machine keys are ARM IDs, `/subscriptions/…`, so the two never meet).
+    pub fn id_key(&self) -> String {
+        arm_key(&self.id())
+    }
 }
 
 impl fmt::Display for GatewayName {
@@ -122,8 +133,8 @@ pub fn connection_address(public: &[IpAddr]) -> Option<IpAddr> {
     public.iter().find(|a| a.is_ipv4()).or_else(|| public.first()).copied()
 }
 
-/// Checks a gateway's public addresses: one or two, at most one per family, none unspecified,
-/// loopback-free unless the gateway is itself on loopback (tests, a demo on one host).
+/// Checks a gateway's public addresses: one or two, at most one per family, none that a client could
+/// not connect to (unspecified, multicast).
 pub fn check_public_addresses(addresses: &[IpAddr]) -> Result<(), String> {
     if addresses.is_empty() {
         return Err("a gateway needs a public address (--public-address ADDR[,ADDR6])".into());

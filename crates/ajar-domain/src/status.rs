@@ -100,7 +100,21 @@ pub struct VmJitStatus {
     /// What the machine's agent must enforce now.
     pub desired: DesiredState,
     /// The gateway in front of the machine, if any: the path a requester connects through.
-    pub gateway: Option<Gateway>,
+    pub gateway: Option<GatewayStatus>,
+}
+
+/// A machine's gateway as its status shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayStatus {
+    pub gateway: Gateway,
+    /// The etag of what the gateway must enforce now, to compare with what its agent applied.
+    pub desired_etag: String,
+}
+
+impl GatewayStatus {
+    pub fn in_sync(&self) -> bool {
+        self.gateway.agent.applied.as_deref() == Some(self.desired_etag.as_str())
+    }
 }
 
 impl VmJitStatus {

@@ -23,11 +23,6 @@ impl Default for ChangeHub {
     }
 }
 
-/// The channel key of a gateway (machine keys are ARM IDs, which start with `/`, so the two never meet).
-pub fn gateway_key(gateway: &ajar_domain::gateway::GatewayName) -> String {
-    format!("gateway:{}", gateway.key())
-}
-
 /// A waiter's view of one machine's changes; the machine's channel goes when its last waiter does.
 pub struct Subscription {
     hub: Arc<ChangeHub>,
@@ -74,7 +69,7 @@ impl ChangeHub {
         Subscription { hub: Arc::clone(self), vm_key: vm_key.to_owned(), receiver }
     }
 
-    /// A receiver for a gateway (its [`gateway_key`]) that also sees the changes of the machines behind
+    /// A receiver for a gateway (its `GatewayName::id_key`) that also sees the changes of the machines behind
     /// it (`served`, their keys), for as long as it waits.
     pub fn subscribe_gateway(self: &Arc<Self>, key: &str, served: Vec<String>) -> Subscription {
         let subscription = self.subscribe(key);

@@ -381,8 +381,9 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a gateway and its agent; refused while machines are behind it. `false`: there was none.
     async fn delete_gateway(&self, name: &GatewayName, audit: Audit) -> StoreResult<bool>;
     /// Puts a machine behind a gateway or takes it out (`None`), as
-    /// `ajar_domain::plans::gateway_assignment` decides. Returns the gateway it was behind before.
-    async fn set_vm_gateway(&self, vm: &VmId, gateway: Option<GatewayName>, audit: Audit) -> StoreResult<Option<GatewayName>>;
+    /// `ajar_domain::plans::gateway_assignment` decides. Returns the machine as it now is, and the
+    /// gateway it was behind before.
+    async fn set_vm_gateway(&self, vm: &VmId, gateway: Option<GatewayName>, audit: Audit) -> StoreResult<(Vm, Option<GatewayName>)>;
     async fn gateway_desired_state(&self, name: &GatewayName) -> StoreResult<GatewayDesiredState>;
     /// Ends the live grants on these ports of these machines now (status Revoked, UserRequested): all
     /// or, if one machine or port is refused, none. Returns how many it ended.

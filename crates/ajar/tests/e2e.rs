@@ -15,11 +15,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::fs::{File, OpenOptions};
-use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -30,6 +27,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use ajar_lab::{Lab, Netns, Probe, Proto};
+use in_netns::START;
+
+mod in_netns;
 
 ajar_lab::lab_helper!();
 
@@ -41,10 +41,6 @@ const B: &str = "10.78.2.3";
 const A6: &str = "fd00:78::2";
 const CIDR: &str = "10.78.1.0/24";
 
-/// Bound on a process start (server listening, agent's first table).
-const START: Duration = Duration::from_secs(30);
-/// Bound on one CLI call.
-const CLI_LIMIT: Duration = Duration::from_secs(30);
 /// A grant is applied within this after the 202.
 const OPEN_WITHIN: Duration = Duration::from_secs(5);
 /// New connections are refused within this after a grant's end time.
@@ -70,10 +66,6 @@ struct E2e {
     agent: Option<Child>,
     url: String,
     lab: Lab,
-}
-
-fn log_file(path: &Path) -> File {
-    OpenOptions::new().create(true).append(true).open(path).unwrap()
 }
 
 impl E2e {
@@ -107,39 +99,12 @@ impl E2e {
         Some(e)
     }
 
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("server")
-    }
-
-    fn bootstrap(&self) -> Value {
-        let text = std::fs::read_to_string(self.data_dir().join("bootstrap.json")).unwrap();
-        serde_json::from_str(&text).unwrap()
-    }
-
-    fn in_vm(&self) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", self.vm.name(), env!("CARGO_BIN_EXE_ajar")]);
-        cmd
-    }
-
     /// Starts `ajar serve` inside "vm" and waits (bounded) for its `listening on` line.
     fn start_server(&mut self) {
         assert!(self.server.is_none(), "the server is already running");
-        let mut child = self
-            .in_vm()
-            .args(["serve", "--data-dir"])
-            .arg(self.data_dir())
-            .args(["--listen", &self.listen])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file(&self.dir.path().join("server.log")))
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        self.server = Some(child);
-        let url = ajar_lab::await_line(stdout, START, |line| line.strip_prefix("listening on ").map(|u| u.trim().to_owned()));
-        self.url = url.unwrap_or_else(|| panic!("the server did not say `listening on` within {START:?}"));
-        assert_eq!(self.bootstrap()["url"], self.url.as_str(), "bootstrap.json names the server's URL");
+        let (server, url) = in_netns::serve(&self.vm, self.dir.path(), &self.listen);
+        self.server = Some(server);
+        self.url = url;
     }
 
     /// Stops the server with SIGTERM and waits (bounded) for it to exit.
@@ -213,19 +178,7 @@ impl E2e {
 
     fn spawn_agent(&mut self) {
         assert!(self.agent.is_none(), "the agent is already running");
-        let b = self.bootstrap();
-        let child = self
-            .in_vm()
-            .args(["agent", "--server", &self.url, "--ca", b["ca"].as_str().unwrap(), "--join-token"])
-            .arg(b["joinToken"].as_str().unwrap())
-            .args(["--name", "web1", "--state-dir"])
-            .arg(self.dir.path().join("agent"))
-            .stdin(Stdio::null())
-            .stdout(log_file(&self.dir.path().join("agent.log")))
-            .stderr(log_file(&self.dir.path().join("agent.log")))
-            .spawn()
-            .unwrap();
-        self.agent = Some(child);
+        self.agent = Some(in_netns::spawn_agent(&self.vm, self.dir.path(), &self.url, &["--name", "web1"]));
     }
 
     /// Waits (bounded) until the server says web1's agent has applied the machine's current desired state.
@@ -251,18 +204,12 @@ impl E2e {
 
     /// Runs `ajar ARGS` inside "vm" against this server (bounded); returns (exit code, stdout, stderr).
     fn ajar(&self, args: &[&str]) -> (i32, String, String) {
-        let mut cmd = self.in_vm();
-        cmd.args(args).env("AJAR_BOOTSTRAP", self.data_dir().join("bootstrap.json"));
-        let out = ajar_lab::run_bounded(&mut cmd, None, CLI_LIMIT).unwrap_or_else(|e| panic!("ajar {args:?}: {e}"));
-        (out.code.unwrap_or(-1), out.stdout, out.stderr)
+        in_netns::cli(&self.vm, self.dir.path(), args)
     }
 
     /// `ajar ARGS --output json`, which must succeed; its JSON.
     fn ajar_json(&self, args: &[&str]) -> Value {
-        let all: Vec<&str> = args.iter().copied().chain(["--output", "json"]).collect();
-        let (code, stdout, stderr) = self.ajar(&all);
-        assert_eq!(code, 0, "ajar {all:?}\nstdout: {stdout}\nstderr: {stderr}");
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("ajar {all:?}: not JSON ({e}): {stdout}"))
+        in_netns::cli_json(&self.vm, self.dir.path(), args)
     }
 
     /// `ajar request web1 --port PORT --from SRC --for DURATION`; returns the grant's end time.
@@ -352,20 +299,7 @@ impl E2e {
     }
 
     fn logs(&self) -> String {
-        let mut text = String::new();
-        for name in ["server.log", "agent.log"] {
-            let mut s = String::new();
-            if let Ok(mut f) = File::open(self.dir.path().join(name)) {
-                let _ = f.read_to_string(&mut s);
-            }
-            let tail: Vec<&str> = s.lines().rev().take(40).collect();
-            text.push_str(&format!("--- {name} (last lines)\n"));
-            for l in tail.into_iter().rev() {
-                text.push_str(l);
-                text.push('\n');
-            }
-        }
-        text
+        in_netns::logs(self.dir.path())
     }
 }
 

@@ -15,11 +15,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::fs::{File, OpenOptions};
-use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,6 +25,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use ajar_lab::{Lab, Netns, Probe, Proto};
+use in_netns::START;
+
+mod in_netns;
 
 ajar_lab::lab_helper!();
 
@@ -35,8 +35,6 @@ const PUBLIC: &str = "10.79.0.1";
 const DB: &str = "10.79.3.2";
 const A: &str = "10.79.0.2";
 const B: &str = "10.79.0.3";
-const START: Duration = Duration::from_secs(30);
-const CLI_LIMIT: Duration = Duration::from_secs(30);
 const OPEN_WITHIN: Duration = Duration::from_secs(5);
 const CLOSED_AFTER_END: Duration = Duration::from_secs(2);
 const DROP_WAIT: Duration = Duration::from_millis(700);
@@ -56,15 +54,11 @@ struct World {
     lab: Lab,
 }
 
-fn log_file(path: PathBuf) -> File {
-    OpenOptions::new().create(true).append(true).open(path).unwrap()
-}
-
 impl World {
     /// Namespaces, listeners, the server and the gateway agent, and db1 behind the gateway with JIT
     /// enabled on its defaults (22/TCP). None when the preflight says skip.
     fn new() -> Option<World> {
-        if !ajar_lab::preflight(&["ip", "nft"]) {
+        if !ajar_lab::preflight(&["ip", "nft", "sysctl"]) {
             return None;
         }
         let lab = Lab::new().unwrap();
@@ -86,8 +80,8 @@ impl World {
             lab.listen(&db, Proto::Tcp, SocketAddr::new(ip(DB), port)).unwrap();
         }
         let dir = tempfile::tempdir().unwrap();
-        let mut w = World { gw, cl, dir, server: None, agent: None, url: String::new(), lab };
-        w.start_server();
+        let (server, url) = in_netns::serve(&gw, dir.path(), "127.0.0.1:0");
+        let mut w = World { gw, cl, dir, server: Some(server), agent: None, url, lab };
         w.start_agent();
         for args in [
             &["vm", "add", "db1", "--os", "linux", "--address", DB][..],
@@ -100,52 +94,11 @@ impl World {
         Some(w)
     }
 
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("server")
-    }
-
-    fn bootstrap(&self) -> Value {
-        serde_json::from_str(&std::fs::read_to_string(self.data_dir().join("bootstrap.json")).unwrap()).unwrap()
-    }
-
-    fn in_gw(&self) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", self.gw.name(), env!("CARGO_BIN_EXE_ajar")]);
-        cmd
-    }
-
-    fn start_server(&mut self) {
-        let mut child = self
-            .in_gw()
-            .args(["serve", "--data-dir"])
-            .arg(self.data_dir())
-            .args(["--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file(self.dir.path().join("server.log")))
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        self.server = Some(child);
-        let url = ajar_lab::await_line(stdout, START, |line| line.strip_prefix("listening on ").map(|u| u.trim().to_owned()));
-        self.url = url.unwrap_or_else(|| panic!("the server did not say `listening on` within {START:?}"));
-    }
-
     /// Starts the gateway agent (enrolling the first time) and waits (bounded) until its table exists and
     /// the server lists the gateway.
     fn start_agent(&mut self) {
-        let b = self.bootstrap();
-        let child = self
-            .in_gw()
-            .args(["agent", "--gateway", "--public-address", PUBLIC, "--server", &self.url, "--ca", b["ca"].as_str().unwrap()])
-            .args(["--join-token", b["joinToken"].as_str().unwrap(), "--name", "gw1", "--state-dir"])
-            .arg(self.dir.path().join("agent"))
-            .stdin(Stdio::null())
-            .stdout(log_file(self.dir.path().join("agent.log")))
-            .stderr(log_file(self.dir.path().join("agent.log")))
-            .spawn()
-            .unwrap();
-        self.agent = Some(child);
+        let args = ["--gateway", "--public-address", PUBLIC, "--name", "gw1"];
+        self.agent = Some(in_netns::spawn_agent(&self.gw, self.dir.path(), &self.url, &args));
         let deadline = Instant::now() + START;
         loop {
             let (ok, _, _) = self.lab.exec_status(&self.gw, &["nft", "list", "table", "inet", "ajar"], "").unwrap();
@@ -164,17 +117,11 @@ impl World {
     }
 
     fn ajar(&self, args: &[&str]) -> (i32, String, String) {
-        let mut cmd = self.in_gw();
-        cmd.args(args).env("AJAR_BOOTSTRAP", self.data_dir().join("bootstrap.json"));
-        let out = ajar_lab::run_bounded(&mut cmd, None, CLI_LIMIT).unwrap_or_else(|e| panic!("ajar {args:?}: {e}"));
-        (out.code.unwrap_or(-1), out.stdout, out.stderr)
+        in_netns::cli(&self.gw, self.dir.path(), args)
     }
 
     fn ajar_json(&self, args: &[&str]) -> Value {
-        let all: Vec<&str> = args.iter().copied().chain(["--output", "json"]).collect();
-        let (code, stdout, stderr) = self.ajar(&all);
-        assert_eq!(code, 0, "ajar {all:?}\nstdout: {stdout}\nstderr: {stderr}");
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("ajar {all:?}: not JSON ({e}): {stdout}"))
+        in_netns::cli_json(&self.gw, self.dir.path(), args)
     }
 
     /// `ajar request db1 --port 22 --from SRC --for DURATION`: the mapped port and the end time.
@@ -207,19 +154,7 @@ impl World {
     }
 
     fn logs(&self) -> String {
-        let mut text = String::new();
-        for name in ["server.log", "agent.log"] {
-            let mut s = String::new();
-            if let Ok(mut f) = File::open(self.dir.path().join(name)) {
-                let _ = f.read_to_string(&mut s);
-            }
-            text.push_str(&format!("--- {name} (last lines)\n"));
-            for l in s.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev() {
-                text.push_str(l);
-                text.push('\n');
-            }
-        }
-        text
+        in_netns::logs(self.dir.path())
     }
 }
 
@@ -249,9 +184,20 @@ fn a_grant_maps_the_gateway_port_for_its_source_only_and_revoke_closes_it() {
     // Another source is not translated: the gateway itself answers that nothing listens there.
     w.expect(B, PUBLIC, mapped, Probe::Refused);
     w.expect(A, DB, 22, Probe::Timeout);
-    // The status names the path and where to connect.
-    let status = w.ajar_json(&["status"]);
+    // The status says where to connect, and that the gateway has applied the grant (its agent reported
+    // the etag of what it must enforce now).
+    let deadline = Instant::now() + OPEN_WITHIN;
+    let status = loop {
+        let status = w.ajar_json(&["status"]);
+        if status["value"][0]["liveGrants"][0]["applied"] == true {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the grant was not shown applied within {OPEN_WITHIN:?}: {status}\n{}", w.logs());
+        thread::sleep(Duration::from_millis(200));
+    };
     let db1 = &status["value"][0];
+    assert_eq!(db1["enforcement"], "gateway", "{status}");
+    assert_eq!(db1["gateway"]["agent"]["inSync"], true, "{status}");
     assert_eq!(db1["connection"]["path"], "firewall", "{status}");
     assert_eq!(db1["connection"]["address"], PUBLIC, "{status}");
     assert_eq!(db1["liveGrants"][0]["connectTo"], format!("{PUBLIC}:{mapped}"), "{status}");

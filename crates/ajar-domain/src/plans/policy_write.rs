@@ -45,7 +45,7 @@ pub fn plan_put(input: PutPolicy<'_>) -> Result<PolicyWritePlan, Problem> {
     let PutPolicy { mut policy, precondition, stored, inventory, gateways, holders, live, limits, etag } = input;
     check_precondition(precondition, stored.map(|s| s.etag.as_str()), &format!("JIT policy '{}'", policy.id.name))?;
     validate_policy(&policy, limits, |id| inventory.iter().find(|vm| vm.id == *id))?;
-    check_public_addresses(&mut policy, inventory, gateways)?;
+    check_public_ip(&mut policy, inventory, gateways)?;
     for (i, vm_policy) in policy.vms.iter().enumerate() {
         if let Some((_, other)) = holders.iter().find(|(vm, other)| *vm == vm_policy.vm && *other != policy.id) {
             return Err(Problem::at(
@@ -70,7 +70,7 @@ pub fn plan_put(input: PutPolicy<'_>) -> Result<PolicyWritePlan, Problem> {
 /// A machine's `publicIpAddress` is its gateway's, which the store fills in when it reads the policy:
 /// a write may leave it out or repeat it (as a client does that read the policy first), but not name
 /// another address, which would claim a path to the machine that does not exist. It is not stored.
-fn check_public_addresses(policy: &mut Policy, inventory: &[Vm], gateways: &[Gateway]) -> Result<(), Problem> {
+fn check_public_ip(policy: &mut Policy, inventory: &[Vm], gateways: &[Gateway]) -> Result<(), Problem> {
     for (i, vm_policy) in policy.vms.iter_mut().enumerate() {
         let Some(given) = vm_policy.public_ip.take().filter(|a| !a.trim().is_empty()) else { continue };
         let gateway = inventory
@@ -127,6 +127,8 @@ pub struct Enable<'a> {
     /// Every machine named and every machine of the policies they go into, as far as they are in the
     /// inventory.
     pub inventory: &'a [Vm],
+    /// The gateways in front of those machines (a policy read shows their addresses).
+    pub gateways: &'a [Gateway],
     /// The policy each of those machines is in now.
     pub holders: &'a [(VmId, PolicyId)],
     /// The policies the machines go into ([`enable_target`]) that exist.
@@ -146,7 +148,7 @@ pub struct Enable<'a> {
 /// inventory or already in a policy refuses the whole request, and the problem names it
 /// (`virtualMachines[i]`, or `ports[j]` for a port every machine would get).
 pub fn plan_enable(input: Enable<'_>) -> Result<Vec<PolicyWritePlan>, Problem> {
-    let Enable { vms, inventory, holders, stored, live, name, ports, limits, mut etags } = input;
+    let Enable { vms, inventory, gateways, holders, stored, live, name, ports, limits, mut etags } = input;
     if vms.is_empty() {
         return Err(Problem::at(ErrorCode::InvalidPolicy, Target::of(Field::VirtualMachines), "name at least one virtual machine"));
     }
@@ -185,7 +187,7 @@ pub fn plan_enable(input: Enable<'_>) -> Result<Vec<PolicyWritePlan>, Problem> {
         let current = stored.iter().find(|s| s.policy.id == policy.id);
         let grants: Vec<LiveGrant> = live.iter().filter(|g| g.policy == policy.id).cloned().collect();
         let etag = etags.pop().unwrap_or_default();
-        let put = PutPolicy { policy, precondition: None, stored: current, inventory, gateways: &[], holders, live: &grants, limits, etag };
+        let put = PutPolicy { policy, precondition: None, stored: current, inventory, gateways, holders, live: &grants, limits, etag };
         plans.push(plan_put(put).map_err(|p| in_enable_body(p, vms, ports.is_some()))?);
     }
     Ok(plans)

@@ -20,7 +20,6 @@ use ajar_store::{AgentOf, AgentReport, NewAgent, NewGateway, TokenPurpose};
 use super::AppState;
 use crate::auth::{AgentCaller, hash_token};
 use crate::bootstrap::new_token;
-use crate::changes::gateway_key;
 use crate::http::{HttpError, HttpResult, JsonBody, Query};
 
 fn enrol_audit(addr: std::net::IpAddr) -> Audit {
@@ -62,7 +61,8 @@ pub(super) async fn enroll(
     let vm = match enrolment {
         Enrolment::Machine(vm) => *vm,
         Enrolment::Gateway { name, public, mapped_ports } => {
-            audit.resource_id = format!("/ajar/v1/gateways/{name}");
+            audit.resource_id = name.id();
+            audit.subjects = vec![name.id_key()];
             audit.details = vec![
                 ("gateway".into(), name.to_string()),
                 ("version".into(), version.clone()),
@@ -73,11 +73,11 @@ pub(super) async fn enroll(
             let agent_token = new_token("ajaragent");
             let agent = NewAgent { token_hash: hash_token(&agent_token), version, nftables };
             let gateway = NewGateway { name: name.clone(), public, mapped_ports };
+            // Refused if the name is enrolled already, so it is stored as spelled here.
             let agent_id = state.store.enroll_gateway(gateway, agent, audit).await?;
-            let stored = state.store.get_gateway(&name).await?.map_or(name, |g| g.gateway.name);
             return Ok((
                 StatusCode::CREATED,
-                Json(EnrollOut { agent_id, token: agent_token, vm_id: None, gateway: Some(stored.to_string()) }),
+                Json(EnrollOut { agent_id, token: agent_token, vm_id: None, gateway: Some(name.to_string()) }),
             ));
         }
     };
@@ -119,7 +119,7 @@ pub(super) async fn desired_state(
         AgentOf::Gateway(name) => {
             // Machines put behind the gateway later wake it through their assignment's notification.
             let served = state.store.get_gateway(name).await?.map(|g| g.machines).unwrap_or_default();
-            state.changes.subscribe_gateway(&gateway_key(name), served.iter().map(|vm| vm.key()).collect())
+            state.changes.subscribe_gateway(&name.id_key(), served.iter().map(|vm| vm.key()).collect())
         }
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
@@ -149,27 +149,19 @@ pub(super) async fn report(
     let (input, addresses) = report_in(&bytes)?;
     let report = AgentReport { version: input.version, nftables: input.nftables.to_result(), addresses, applied: input.applied_etag };
     state.store.agent_report(&agent.agent_id, report).await?;
-    let audit = |operation: &'static str, details: Vec<(String, String)>| match &agent.of {
-        AgentOf::Machine(vm) => Audit {
-            operation,
-            subscription: Some(vm.subscription.to_string()),
-            resource_group: Some(vm.resource_group.to_string()),
-            resource_id: vm.to_string(),
-            caller: format!("agent {}", agent.agent_id),
-            caller_addr: Some(agent.addr),
-            subjects: vec![vm.key()],
-            details,
-        },
-        AgentOf::Gateway(name) => Audit {
-            operation,
-            subscription: None,
-            resource_group: None,
-            resource_id: format!("/ajar/v1/gateways/{name}"),
-            caller: format!("gateway agent {}", agent.agent_id),
-            caller_addr: Some(agent.addr),
-            subjects: vec![gateway_key(name)],
-            details,
-        },
+    let (subscription, resource_group, resource_id, subject) = match &agent.of {
+        AgentOf::Machine(vm) => (Some(vm.subscription.to_string()), Some(vm.resource_group.to_string()), vm.to_string(), vm.key()),
+        AgentOf::Gateway(name) => (None, None, name.id(), name.id_key()),
+    };
+    let audit = |operation: &'static str, details: Vec<(String, String)>| Audit {
+        operation,
+        subscription: subscription.clone(),
+        resource_group: resource_group.clone(),
+        resource_id: resource_id.clone(),
+        caller: format!("agent {}", agent.agent_id),
+        caller_addr: Some(agent.addr),
+        subjects: vec![subject.clone()],
+        details,
     };
     if let Some(drift) = input.drift_repaired {
         state.store.record(audit(actions::AGENT_DRIFT_REPAIRED, vec![("drift".into(), drift)]), Outcome::Succeeded).await?;

@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use time::OffsetDateTime;
 
 use ajar_api::ApiError;
-use ajar_api::agent::gateway_etag;
 use ajar_api::ajar_v1::{GatewayAssignmentOut, GatewayList, GatewayOut, gateway_assignment_in, gateway_out};
 use ajar_domain::access::Scope as AccessScope;
 use ajar_domain::activity::actions;
@@ -16,7 +15,6 @@ use ajar_store::GatewayView;
 
 use super::{AppState, caller_audit};
 use crate::auth::Caller;
-use crate::changes::gateway_key;
 use crate::http::{HttpError, HttpResult, JsonBody};
 
 fn name_in(name: &str) -> HttpResult<GatewayName> {
@@ -26,7 +24,7 @@ fn name_in(name: &str) -> HttpResult<GatewayName> {
 /// A gateway's entry, with whether its agent has applied its current desired state.
 async fn entry(state: &AppState, view: &GatewayView) -> HttpResult<GatewayOut> {
     let desired = state.store.gateway_desired_state(&view.gateway.name).await?;
-    let in_sync = view.gateway.agent.applied.as_deref() == Some(gateway_etag(&desired).as_str());
+    let in_sync = view.gateway.agent.applied.as_deref() == Some(desired.etag().as_str());
     Ok(gateway_out(&view.gateway, Some(&view.machines), OffsetDateTime::now_utc(), in_sync))
 }
 
@@ -59,15 +57,16 @@ pub(super) async fn delete(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> HttpResult<StatusCode> {
-    let audit = caller_audit(&caller, actions::GATEWAYS_DELETE, format!("/ajar/v1/gateways/{name}"));
+    let mut audit = caller_audit(&caller, actions::GATEWAYS_DELETE, format!("/ajar/v1/gateways/{name}"));
     state.authorize_action(&caller, actions::GATEWAYS_DELETE, &AccessScope::root(), &audit).await?;
     let name = match name_in(&name) {
         Ok(n) => n,
         Err(e) => return Err(state.refuse(audit, e).await),
     };
+    audit.subjects = vec![name.id_key()];
     let existed = state.store.delete_gateway(&name, audit).await?;
     // A waiting agent of the gateway answers now, and its next request is refused.
-    state.changes.notify([&gateway_key(&name)]);
+    state.changes.notify([&name.id_key()]);
     Ok(if existed { StatusCode::OK } else { StatusCode::NO_CONTENT })
 }
 
@@ -88,14 +87,13 @@ pub(super) async fn assign(
     audit.resource_id = vm.to_string();
     audit.subjects = vec![vm.key()];
     state.authorize(&caller, &AccessScope::from(&vm), &audit).await?;
-    let previous = state.store.set_vm_gateway(&vm, gateway.clone(), audit).await?;
+    let (stored, previous) = state.store.set_vm_gateway(&vm, gateway, audit).await?;
     let mut woken = vec![vm.key()];
-    woken.extend(gateway.iter().chain(previous.iter()).map(gateway_key));
+    woken.extend(stored.gateway.iter().chain(previous.iter()).map(GatewayName::id_key));
     state.changes.notify(&woken);
-    let stored = state.store.get_vm(&vm).await?;
     Ok(Json(GatewayAssignmentOut {
-        virtual_machine_id: stored.as_ref().map_or_else(|| vm.to_string(), |v| v.id.to_string()),
-        gateway: stored.and_then(|v| v.gateway).map(|g| g.to_string()),
+        virtual_machine_id: stored.id.to_string(),
+        gateway: stored.gateway.map(|g| g.to_string()),
         previous: previous.map(|g| g.to_string()),
     }))
 }

@@ -1,17 +1,19 @@
 //! Gateways: enrolment, the machines behind them, and their desired state.
 
+use std::collections::HashSet;
+
 use time::OffsetDateTime;
 
 use ajar_domain::agent::{CUT_WINDOW, GatewayDesiredState, gateway_desired_state};
 use ajar_domain::gateway::{Gateway, GatewayName, LiveMapping, check_public_addresses};
-use ajar_domain::inventory::AgentInfo;
+use ajar_domain::inventory::{AgentInfo, Vm};
 use ajar_domain::plans::LiveGrant;
 use ajar_domain::plans::access_request::GatewayPorts;
 use ajar_domain::plans::gateway_assignment::plan_set_gateway;
+use ajar_domain::policy::Policy;
 use ajar_domain::{ErrorCode, Problem, VmId};
 
 use super::Details;
-use super::status::policy_holding;
 use crate::backend::{Read, Tx};
 use crate::{GatewayView, NewAgent, NewGateway, StoreResult};
 
@@ -80,14 +82,15 @@ pub(crate) fn delete(tx: &mut dyn Tx, name: &GatewayName) -> StoreResult<(bool, 
     Ok((tx.delete_gateway(name)?, Vec::new()))
 }
 
-/// Puts a machine behind a gateway or takes it out. Returns the gateway it was behind.
+/// Puts a machine behind a gateway or takes it out. Returns the machine as it now is, and the gateway
+/// it was behind.
 pub(crate) fn set_vm_gateway(
     tx: &mut dyn Tx,
     vm_id: &VmId,
     to: Option<&GatewayName>,
     now: OffsetDateTime,
-) -> StoreResult<(Option<GatewayName>, Details)> {
-    let vm = tx.vm(vm_id)?.ok_or_else(|| {
+) -> StoreResult<((Vm, Option<GatewayName>), Details)> {
+    let mut vm = tx.vm(vm_id)?.ok_or_else(|| {
         Problem::new(ErrorCode::VirtualMachineNotFound, None, format!("virtual machine '{vm_id}' is not in the inventory")).about(vm_id)
     })?;
     let gateway = match to {
@@ -95,15 +98,13 @@ pub(crate) fn set_vm_gateway(
         None => None,
     };
     let live: Vec<LiveMapping> = tx.live_grants_on(vm_id, None, now)?.iter().filter_map(mapping).collect();
-    let changed = plan_set_gateway(&vm, gateway.as_ref(), &live)?;
-    if changed {
+    if plan_set_gateway(&vm, gateway.as_ref(), &live)? {
         tx.set_vm_gateway(vm_id, gateway.as_ref().map(|g| &g.name))?;
     }
-    let details = vec![
-        ("gateway".to_owned(), gateway.as_ref().map_or_else(|| "(none)".to_owned(), |g| g.name.to_string())),
-        ("previous".to_owned(), vm.gateway.as_ref().map_or_else(|| "(none)".to_owned(), ToString::to_string)),
-    ];
-    Ok((vm.gateway, details))
+    let name = |g: Option<&GatewayName>| g.map_or_else(|| "(none)".to_owned(), ToString::to_string);
+    let previous = std::mem::replace(&mut vm.gateway, gateway.map(|g| g.name));
+    let details = vec![("gateway".to_owned(), name(vm.gateway.as_ref())), ("previous".to_owned(), name(previous.as_ref()))];
+    Ok(((vm, previous), details))
 }
 
 /// What an initiate needs about the gateways in front of the machines it names: their ranges and the
@@ -125,13 +126,23 @@ pub(crate) fn ports_for(tx: &mut dyn Tx, machines: &[VmId], now: OffsetDateTime)
 
 pub(crate) fn desired_state(r: &mut dyn Read, name: &GatewayName, now: OffsetDateTime) -> StoreResult<GatewayDesiredState> {
     let gateway = r.gateway(name)?.ok_or_else(|| not_found(name))?;
-    let served = r.served_by(name)?;
-    let mut machines = Vec::with_capacity(served.len());
-    for vm in served {
-        let policy = policy_holding(r, &vm.id)?;
-        machines.push((vm, policy));
+    desired_state_of(r, &gateway, now)
+}
+
+/// What `gateway` must enforce now. Each policy holding machines behind it is read once.
+pub(crate) fn desired_state_of(r: &mut dyn Read, gateway: &Gateway, now: OffsetDateTime) -> StoreResult<GatewayDesiredState> {
+    let served = r.served_by(&gateway.name)?;
+    let ids: Vec<VmId> = served.iter().map(|vm| vm.id.clone()).collect();
+    let mut policies: Vec<Policy> = Vec::new();
+    let mut read: HashSet<String> = HashSet::new();
+    for (_, id) in r.holders(&ids)? {
+        if read.insert(id.key())
+            && let Some(stored) = r.policy(&id)?
+        {
+            policies.push(stored.policy);
+        }
     }
-    let grants: Vec<_> = r.live_grants_behind(name, now)?.into_iter().map(|g| (g.request_id, g.vm, g.grant)).collect();
-    let cuts = r.cuts_behind(name, now - CUT_WINDOW)?;
-    Ok(gateway_desired_state(&gateway, &machines, &grants, cuts, now))
+    let grants = r.live_grants_behind(&gateway.name, now)?.into_iter().map(|g| (g.request_id, g.vm, g.grant)).collect();
+    let cuts = r.cuts_behind(&gateway.name, now - CUT_WINDOW)?;
+    Ok(gateway_desired_state(gateway, &served, &policies, grants, cuts, now))
 }

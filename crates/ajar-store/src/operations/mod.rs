@@ -189,11 +189,11 @@ impl<B: Backend> Store for B {
 
     async fn vm_status(&self, id: &VmId) -> StoreResult<Option<VmJitStatus>> {
         let id = id.clone();
-        self.read(move |r, now| status::of_id(r, &id, now)).await
+        self.read(move |r, now| Ok(status::of_ids(r, std::slice::from_ref(&id), now)?.pop())).await
     }
 
     async fn vm_statuses_of(&self, ids: Vec<VmId>) -> StoreResult<Vec<VmJitStatus>> {
-        self.read(move |r, now| ids.iter().filter_map(|id| status::of_id(r, id, now).transpose()).collect()).await
+        self.read(move |r, now| status::of_ids(r, &ids, now)).await
     }
 
     async fn jit_states(&self, scope: &Scope, within: Option<Vec<AccessScope>>) -> StoreResult<Vec<(Vm, JitState)>> {
@@ -261,7 +261,7 @@ impl<B: Backend> Store for B {
         self.write(WriteKind::Data, move |tx, now| logged_one(tx, now, &audit, |tx| gateways::delete(tx, &name))).await
     }
 
-    async fn set_vm_gateway(&self, vm: &VmId, gateway: Option<GatewayName>, audit: Audit) -> StoreResult<Option<GatewayName>> {
+    async fn set_vm_gateway(&self, vm: &VmId, gateway: Option<GatewayName>, audit: Audit) -> StoreResult<(Vm, Option<GatewayName>)> {
         let vm = vm.clone();
         self.write(WriteKind::Data, move |tx, now| {
             logged_one(tx, now, &audit, |tx| gateways::set_vm_gateway(tx, &vm, gateway.as_ref(), now))

@@ -3,6 +3,7 @@
 
 use time::OffsetDateTime;
 
+use ajar_domain::gateway::Gateway;
 use ajar_domain::ids::PolicyName;
 use ajar_domain::inventory::Vm;
 use ajar_domain::plans::policy_write::{Enable, PolicyWritePlan, PutPolicy, enable_target, plan_delete, plan_enable, plan_put};
@@ -43,6 +44,19 @@ fn inventory_of(r: &mut dyn Read, ids: impl IntoIterator<Item = VmId>) -> StoreR
     Ok(found)
 }
 
+/// The gateways in front of these machines, each once.
+fn gateways_of(r: &mut dyn Read, machines: &[Vm]) -> StoreResult<Vec<Gateway>> {
+    let mut gateways: Vec<Gateway> = Vec::new();
+    for name in machines.iter().filter_map(|vm| vm.gateway.as_ref()) {
+        if !gateways.iter().any(|g| g.name.key() == name.key())
+            && let Some(gateway) = r.gateway(name)?
+        {
+            gateways.push(gateway);
+        }
+    }
+    Ok(gateways)
+}
+
 /// Stores a plan's policy version and ends the grants it ends.
 fn apply(tx: &mut dyn Tx, plan: &PolicyWritePlan, now: OffsetDateTime) -> StoreResult<()> {
     tx.write_policy(&plan.stored, now)?;
@@ -67,14 +81,7 @@ pub(crate) fn put(
     let live = if stored.is_some() { tx.live_grants_of_policy(&id, now)? } else { Vec::new() };
     let inventory = inventory_of(tx, named.iter().cloned())?;
     let holders = tx.holders(&named)?;
-    let mut gateways = Vec::new();
-    for name in inventory.iter().filter_map(|vm| vm.gateway.as_ref()) {
-        if !gateways.iter().any(|g: &ajar_domain::gateway::Gateway| g.name.key() == name.key())
-            && let Some(gateway) = tx.gateway(name)?
-        {
-            gateways.push(gateway);
-        }
-    }
+    let gateways = gateways_of(tx, &inventory)?;
     let plan = plan_put(PutPolicy {
         policy,
         precondition,
@@ -134,8 +141,19 @@ pub(crate) fn enable(
     let all: Vec<VmId> = vms.iter().cloned().chain(members).collect();
     let holders = tx.holders(&all)?;
     let etags = vms.iter().map(|_| new_etag()).collect();
-    let plans =
-        plan_enable(Enable { vms, inventory: &inventory, holders: &holders, stored: &stored, live: &live, name, ports, limits, etags })?;
+    let gateways = gateways_of(tx, &inventory)?;
+    let plans = plan_enable(Enable {
+        vms,
+        inventory: &inventory,
+        gateways: &gateways,
+        holders: &holders,
+        stored: &stored,
+        live: &live,
+        name,
+        ports,
+        limits,
+        etags,
+    })?;
     let mut views = Vec::with_capacity(plans.len());
     for plan in &plans {
         apply(tx, plan, now)?;

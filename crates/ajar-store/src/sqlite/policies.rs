@@ -423,7 +423,7 @@ pub(crate) fn write(c: &Connection, stored: &StoredPolicy, now: OffsetDateTime) 
         .execute([&key])
         .map_err(db("replacing a policy's VMs"))?;
     let mut vm_stmt = c
-        .prepare_cached("INSERT INTO policy_vms (vm_key, policy_key, vm_id, ord, public_ip) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .prepare_cached("INSERT INTO policy_vms (vm_key, policy_key, vm_id, ord) VALUES (?1, ?2, ?3, ?4)")
         .map_err(db("writing a policy's VMs"))?;
     let mut port_stmt = c
         .prepare_cached(
@@ -432,9 +432,7 @@ pub(crate) fn write(c: &Connection, stored: &StoredPolicy, now: OffsetDateTime) 
         .map_err(db("writing a policy's ports"))?;
     for (i, vm_policy) in policy.vms.iter().enumerate() {
         let vm_key = vm_policy.vm.key();
-        vm_stmt
-            .execute(params![vm_key, key, vm_policy.vm.to_string(), i as i64, vm_policy.public_ip])
-            .map_err(db("writing a policy's VMs"))?;
+        vm_stmt.execute(params![vm_key, key, vm_policy.vm.to_string(), i as i64]).map_err(db("writing a policy's VMs"))?;
         for (j, port) in vm_policy.ports.iter().enumerate() {
             let (sources, is_list) = encode_sources(&port.sources);
             let max_ns = i64::try_from(port.max_duration.as_duration().whole_nanoseconds()).unwrap_or(i64::MAX);

@@ -229,7 +229,8 @@ const MIGRATIONS: &[&str] = &[
     UPDATE OR REPLACE role_assignments SET scope_key = arm_key(scope_key) WHERE scope_key <> arm_key(scope_key);
     "#,
     // 8: gateways, each with its one agent's credential; the gateway in front of a machine; the gateway
-    // port of a cut grant, which the gateway cuts.
+    // port of a cut grant, which the gateway cuts. A policy's `publicIpAddress` is its machine's
+    // gateway's from now on: `policy_vms.public_ip` is no longer written or read.
     r#"
     CREATE TABLE gateways (
         key TEXT PRIMARY KEY,
