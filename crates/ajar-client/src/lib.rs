@@ -28,6 +28,7 @@ use ajar_api::jit::{
 };
 use ajar_api::subscriptions::SubscriptionList;
 use ajar_api::{API_VERSION, CloudError, CloudErrorBody};
+use ajar_domain::gateway::GatewayName;
 use ajar_domain::plans::Precondition;
 use ajar_domain::{Location, PolicyId, ResourceGroup, SubscriptionId, VmId};
 
@@ -635,7 +636,7 @@ impl Client {
     }
 
     /// `DELETE /ajar/v1/gateways/{name}`: whether there was one.
-    pub async fn delete_gateway(&self, name: &str) -> Result<bool, ClientError> {
+    pub async fn delete_gateway(&self, name: &GatewayName) -> Result<bool, ClientError> {
         let (status, _) = self.call(Method::DELETE, self.v1_url(&format!("/ajar/v1/gateways/{name}"), &[])?, None).await?;
         Ok(status != 204)
     }

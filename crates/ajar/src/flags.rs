@@ -371,9 +371,23 @@ pub struct VmSetGatewayArgs {
 #[derive(Debug, Subcommand)]
 pub enum GatewayCommand {
     /// List enrolled gateways with the machines behind them.
-    List(VmListArgs),
+    List(GatewayListArgs),
     /// Remove a gateway and its agent (refused while machines are behind it).
-    Remove(VmNameArgs),
+    Remove(GatewayNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayListArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayNameArgs {
+    /// The gateway's name (`ajar gateway list`).
+    pub name: String,
+    #[command(flatten)]
+    pub conn: Conn,
 }
 
 #[derive(Debug, Args)]

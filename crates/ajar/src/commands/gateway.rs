@@ -2,9 +2,11 @@
 //! machines.
 
 use ajar_api::ajar_v1::GatewayAssignmentIn;
+use ajar_domain::gateway::GatewayName;
 
 use super::Ctx;
-use crate::flags::{GatewayCommand, VmListArgs, VmNameArgs, VmSetGatewayArgs};
+use crate::error::UsageError;
+use crate::flags::{GatewayCommand, GatewayListArgs, GatewayNameArgs, VmSetGatewayArgs};
 use crate::output::{self, OutputFormat, Table};
 
 pub async fn run(cmd: GatewayCommand) -> anyhow::Result<()> {
@@ -14,7 +16,7 @@ pub async fn run(cmd: GatewayCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn list(args: VmListArgs) -> anyhow::Result<()> {
+async fn list(args: GatewayListArgs) -> anyhow::Result<()> {
     let ctx = Ctx::new(&args.conn)?;
     let list = ctx.client.gateways().await?;
     if ctx.output == OutputFormat::Json {
@@ -39,10 +41,12 @@ async fn list(args: VmListArgs) -> anyhow::Result<()> {
     table.print_or("No gateways. Enrol one with: ajar agent --gateway --public-address ADDR --name NAME ...")
 }
 
-async fn remove(args: VmNameArgs) -> anyhow::Result<()> {
+async fn remove(args: GatewayNameArgs) -> anyhow::Result<()> {
+    // Checked here, so that the name goes into the URL as one path segment.
+    let name: GatewayName = args.name.parse().map_err(UsageError::new)?;
     let ctx = Ctx::new(&args.conn)?;
-    let removed = ctx.client.delete_gateway(&args.name).await?;
-    output::line(&if removed { format!("Removed gateway {}.", args.name) } else { format!("No gateway named {}.", args.name) })
+    let removed = ctx.client.delete_gateway(&name).await?;
+    output::line(&if removed { format!("Removed gateway {name}.") } else { format!("No gateway named {name}.") })
 }
 
 pub async fn set(args: VmSetGatewayArgs) -> anyhow::Result<()> {

@@ -98,9 +98,12 @@ pub fn describe(
             let from = sources(p.allowed_source_address_prefix.as_deref(), p.allowed_source_address_prefixes.as_deref());
             let verb = if p.status == "Initiated" { "Opened".to_owned() } else { format!("Requested ({} {}):", p.status, p.status_reason) };
             text.push_str(&format!("{verb} port {}/{protocol} on {name} for {from} until {until}.\n", p.number));
+            // A mapped port is on the gateway (the policy's publicIpAddress), the machine's port on the machine.
             match (p.mapped_port, public_ip, address) {
-                (Some(mapped), Some(ip), _) => text.push_str(&format!("  Connect to {ip}:{mapped}\n")),
-                (_, _, Some(addr)) => text.push_str(&format!("  Connect to {}\n", host_port(addr, p.number))),
+                (Some(mapped), Some(ip), _) => {
+                    text.push_str(&format!("  Connect to {} (through the gateway: firewall)\n", host_port(ip, mapped)))
+                }
+                (None, _, Some(addr)) => text.push_str(&format!("  Connect to {}\n", host_port(addr, p.number))),
                 _ => {}
             }
         }
@@ -189,5 +192,9 @@ mod tests {
         let text = describe(&response, Some(&rules()), Some("10.0.0.4"), None, datetime!(2026-01-01 12:00 UTC));
         assert_eq!(text, "Opened port 22/TCP on web1 for 203.0.113.7 until 2026-01-01 13:00:00Z (in 1h).\n  Connect to 10.0.0.4:22\n");
         assert_eq!(host_port("fd00::4", 22), "[fd00::4]:22");
+        let mut through = response.clone();
+        through.virtual_machines[0].ports[0].mapped_port = Some(50022);
+        let text = describe(&through, Some(&rules()), Some("2001:db8::1"), Some("2001:db8::1"), datetime!(2026-01-01 12:00 UTC));
+        assert!(text.ends_with("  Connect to [2001:db8::1]:50022 (through the gateway: firewall)\n"), "{text}");
     }
 }
