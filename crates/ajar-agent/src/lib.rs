@@ -250,8 +250,11 @@ pub async fn run(
         && let Some(saved) = state::load_desired(&config.state_dir)?
     {
         let now = now_ms();
-        let live = saved.grants.iter().filter(|g| g.end_ms > now).count();
-        let ended = saved.grants.len() - live;
+        // A gateway's mappings are its grants.
+        let ends: Vec<i128> =
+            saved.grants.iter().map(|g| g.end_ms).chain(saved.gateway.iter().flat_map(|g| g.mappings.iter().map(|m| m.end_ms))).collect();
+        let live = ends.iter().filter(|end| **end > now).count();
+        let ended = ends.len() - live;
         let a = Arc::clone(&agent);
         match blocking(move || a.apply(saved)).await {
             Ok(()) => tracing::info!(live, ended, "restored the saved state, without the grants that have ended"),

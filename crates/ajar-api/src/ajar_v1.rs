@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use ajar_domain::gateway::{Gateway, GatewayName};
+use ajar_domain::gateway::{Gateway, GatewayName, address_for};
+use ajar_domain::initiate::Grant;
 use ajar_domain::inventory::{EnforcementPoint, OsType};
 use ajar_domain::policy::{PortRule, RECOMMENDED_PORTS, default_ports, recommended_rule};
 use ajar_domain::status::{JitState, VmJitStatus};
@@ -116,6 +117,8 @@ pub struct GatewayList {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GatewayAssignmentIn {
     pub virtual_machine_id: String,
+    /// Must be present: a body that forgets it must not take a machine out of gateway mode.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub gateway: Option<String>,
 }
 
@@ -187,6 +190,10 @@ pub fn status_out(s: &VmJitStatus, now: OffsetDateTime) -> VmStatusOut {
         && agent.as_ref().is_none_or(|a| a.in_sync)
         && gateway.as_ref().is_none_or(|g| g.agent.in_sync);
     let public = s.gateway.as_ref().and_then(|g| g.gateway.connection_address());
+    let connect_to = |g: &Grant| {
+        let gateway = s.gateway.as_ref()?;
+        Some(socket_text(address_for(&gateway.gateway.public, g.sources.prefixes())?, g.mapped_port?))
+    };
     VmStatusOut {
         id: s.vm.id.to_string(),
         name: s.vm.id.name.to_string(),
@@ -218,7 +225,7 @@ pub fn status_out(s: &VmJitStatus, now: OffsetDateTime) -> VmStatusOut {
                 requestor: requestor.clone(),
                 applied: in_sync,
                 mapped_port: g.mapped_port,
-                connect_to: public.zip(g.mapped_port).map(|(a, p)| socket_text(a, p)),
+                connect_to: connect_to(g),
             })
             .collect(),
         enforcement: match (agent.is_some(), s.gateway.is_some()) {

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use crate::ids::{VmId, arm_key};
 use crate::inventory::AgentInfo;
+use crate::prefix::SourcePrefix;
 
 /// The ports a gateway maps from, both ends included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,6 +134,22 @@ pub fn connection_address(public: &[IpAddr]) -> Option<IpAddr> {
     public.iter().find(|a| a.is_ipv4()).or_else(|| public.first()).copied()
 }
 
+/// Of a gateway's public addresses, the one a grant for `sources` is reached at: the address of the
+/// sources' family when they are all of one (an IPv6 client cannot use the IPv4 address), else as
+/// [`connection_address`].
+pub fn address_for(public: &[IpAddr], sources: &[SourcePrefix]) -> Option<IpAddr> {
+    let family = |p: &SourcePrefix| match p {
+        SourcePrefix::Any => None,
+        SourcePrefix::Net(n) => Some(n.addr().is_ipv6()),
+    };
+    let first = sources.first().and_then(family);
+    match first {
+        Some(v6) if sources.iter().all(|p| family(p) == Some(v6)) => public.iter().find(|a| a.is_ipv6() == v6).copied(),
+        _ => None,
+    }
+    .or_else(|| connection_address(public))
+}
+
 /// Checks a gateway's public addresses: one or two, at most one per family, none that a client could
 /// not connect to (unspecified, multicast).
 pub fn check_public_addresses(addresses: &[IpAddr]) -> Result<(), String> {
@@ -212,6 +229,23 @@ mod tests {
         }
         assert_eq!(all[0], first);
         assert_eq!(allocate(range, &taken, &vm("db1"), 22), None, "a full range allocates nothing");
+    }
+
+    #[test]
+    fn a_grant_is_reached_at_the_address_of_its_sources_family() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let net = |s: &str| s.parse::<SourcePrefix>().unwrap();
+        let both = [ip("2001:db8::1"), ip("203.0.113.1")];
+        let check = |public: &[IpAddr], sources: &[SourcePrefix], expected: Option<&str>| {
+            assert_eq!(address_for(public, sources), expected.map(ip), "{public:?} for {sources:?}");
+        };
+        check(&both, &[net("2001:db8:5::7")], Some("2001:db8::1"));
+        check(&both, &[net("198.51.100.7"), net("198.51.100.0/24")], Some("203.0.113.1"));
+        check(&both, &[net("198.51.100.7"), net("2001:db8:5::7")], Some("203.0.113.1"));
+        check(&both, &[SourcePrefix::Any], Some("203.0.113.1"));
+        check(&both, &[], Some("203.0.113.1"));
+        check(&[ip("203.0.113.1")], &[net("2001:db8:5::7")], Some("203.0.113.1"));
+        check(&[], &[net("2001:db8:5::7")], None);
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! `ajar request VM --port N...`: ask for access (the Azure "initiate").
 
+use std::net::IpAddr;
+
 use time::OffsetDateTime;
 
+use ajar_api::ajar_v1::socket_text;
 use ajar_api::jit::{InitiateIn, InitiatePortIn, InitiateVmIn, JitNetworkAccessPolicyVirtualMachine, JitNetworkAccessRequest};
 use ajar_api::wire_time;
+use ajar_domain::gateway::address_for;
 use ajar_domain::ids::arm_key;
+use ajar_domain::prefix::SourcePrefix;
 
 use super::Ctx;
 use super::policy::{policy_holding_vm, sources};
@@ -68,8 +73,12 @@ pub async fn run(args: RequestArgs) -> anyhow::Result<()> {
     }
     let status = find_status(&ctx, &vm, &policy.location).await;
     let address = status.as_ref().and_then(|s| s.connection.address.clone());
-    let public_ip = rules.and_then(|r| r.public_ip_address.clone());
-    let mut text = describe(&response, rules, address.as_deref(), public_ip.as_deref(), OffsetDateTime::now_utc());
+    // The gateway's addresses (an IPv6 client is told the IPv6 one), else the policy's publicIpAddress.
+    let gateway: Vec<IpAddr> = match status.as_ref().and_then(|s| s.gateway.as_ref()) {
+        Some(g) => g.public_addresses.iter().filter_map(|a| a.parse().ok()).collect(),
+        None => rules.and_then(|r| r.public_ip_address.as_deref()).and_then(|a| a.parse().ok()).into_iter().collect(),
+    };
+    let mut text = describe(&response, rules, address.as_deref(), &gateway, OffsetDateTime::now_utc());
     // The grant is recorded, but only an agent opens the port: say so.
     if status.is_some_and(|s| s.enforcement == "none") {
         text.push_str(&format!("Note: no ajar agent serves {} yet; the port opens once one does.\n", args.vm));
@@ -82,7 +91,7 @@ pub fn describe(
     response: &JitNetworkAccessRequest,
     rules: Option<&JitNetworkAccessPolicyVirtualMachine>,
     address: Option<&str>,
-    public_ip: Option<&str>,
+    gateway: &[IpAddr],
     now: OffsetDateTime,
 ) -> String {
     let mut text = String::new();
@@ -98,10 +107,17 @@ pub fn describe(
             let from = sources(p.allowed_source_address_prefix.as_deref(), p.allowed_source_address_prefixes.as_deref());
             let verb = if p.status == "Initiated" { "Opened".to_owned() } else { format!("Requested ({} {}):", p.status, p.status_reason) };
             text.push_str(&format!("{verb} port {}/{protocol} on {name} for {from} until {until}.\n", p.number));
-            // A mapped port is on the gateway (the policy's publicIpAddress), the machine's port on the machine.
-            match (p.mapped_port, public_ip, address) {
+            // A mapped port is on the gateway, the machine's port on the machine.
+            let prefixes: Vec<SourcePrefix> = p
+                .allowed_source_address_prefixes
+                .iter()
+                .flatten()
+                .chain(&p.allowed_source_address_prefix)
+                .filter_map(|s| s.parse().ok())
+                .collect();
+            match (p.mapped_port, address_for(gateway, &prefixes), address) {
                 (Some(mapped), Some(ip), _) => {
-                    text.push_str(&format!("  Connect to {} (through the gateway: firewall)\n", host_port(ip, mapped)))
+                    text.push_str(&format!("  Connect to {} (through the gateway: firewall)\n", socket_text(ip, mapped)))
                 }
                 (None, _, Some(addr)) => text.push_str(&format!("  Connect to {}\n", host_port(addr, p.number))),
                 _ => {}
@@ -189,12 +205,19 @@ mod tests {
             requestor: "admin".into(),
             justification: None,
         };
-        let text = describe(&response, Some(&rules()), Some("10.0.0.4"), None, datetime!(2026-01-01 12:00 UTC));
+        let text = describe(&response, Some(&rules()), Some("10.0.0.4"), &[], datetime!(2026-01-01 12:00 UTC));
         assert_eq!(text, "Opened port 22/TCP on web1 for 203.0.113.7 until 2026-01-01 13:00:00Z (in 1h).\n  Connect to 10.0.0.4:22\n");
         assert_eq!(host_port("fd00::4", 22), "[fd00::4]:22");
         let mut through = response.clone();
         through.virtual_machines[0].ports[0].mapped_port = Some(50022);
-        let text = describe(&through, Some(&rules()), Some("2001:db8::1"), Some("2001:db8::1"), datetime!(2026-01-01 12:00 UTC));
-        assert!(text.ends_with("  Connect to [2001:db8::1]:50022 (through the gateway: firewall)\n"), "{text}");
+        let gateway = ["203.0.113.1".parse().unwrap(), "2001:db8::1".parse().unwrap()];
+        let text = describe(&through, Some(&rules()), Some("203.0.113.1"), &gateway, datetime!(2026-01-01 12:00 UTC));
+        assert!(text.ends_with("  Connect to 203.0.113.1:50022 (through the gateway: firewall)\n"), "{text}");
+        through.virtual_machines[0].ports[0].allowed_source_address_prefix = Some("2001:db8:7::7".into());
+        let text = describe(&through, Some(&rules()), Some("203.0.113.1"), &gateway, datetime!(2026-01-01 12:00 UTC));
+        assert!(
+            text.ends_with("  Connect to [2001:db8::1]:50022 (through the gateway: firewall)\n"),
+            "an IPv6 client is told the IPv6 address: {text}"
+        );
     }
 }

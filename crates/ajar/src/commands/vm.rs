@@ -119,7 +119,7 @@ async fn show(args: VmNameArgs) -> anyhow::Result<()> {
             rows.push(("JIT ports", ports.join(", ")));
         }
         if let Some(g) = &s.gateway {
-            let at = output::or_dash(s.connection.address.as_deref());
+            let at = g.public_addresses.join(", ");
             rows.push(("Gateway", format!("{} at {at} (firewall: JIT ports are reached through it)", g.name)));
         }
         let through: Vec<String> =

@@ -143,9 +143,13 @@ impl World {
         let (st, v) = w.s.call(Method::DELETE, &format!("/ajar/v1/tokens/{token_id}"), None).await;
         assert_eq!((st, &v["revoked"]), (StatusCode::OK, &json!(true)));
         let agent = w.agent_token().await;
+        let (st, v) = w.s.enroll_gateway("gw1", &["10.9.0.1"], None).await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        let gateway = v["token"].as_str().unwrap().to_owned();
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        w.secrets.extend([expired.clone(), revoked.clone(), agent.clone()]);
-        w.bad_tokens = vec![("no token", String::new()), ("expired", expired), ("revoked", revoked), ("agent", agent)];
+        w.secrets.extend([expired.clone(), revoked.clone(), agent.clone(), gateway.clone()]);
+        w.bad_tokens =
+            vec![("no token", String::new()), ("expired", expired), ("revoked", revoked), ("agent", agent), ("gateway", gateway)];
         w
     }
 
@@ -364,6 +368,41 @@ fn cases() -> Vec<Case> {
         },
         Case {
             any_caller: false,
+            name: "list gateways",
+            allowed: NOBODY,
+            scoped: false,
+            ok: 200,
+            request: |_, _| (Method::GET, "/ajar/v1/gateways".to_owned(), None),
+        },
+        Case {
+            any_caller: false,
+            name: "get gateway",
+            allowed: NOBODY,
+            scoped: false,
+            ok: 200,
+            request: |_, _| (Method::GET, "/ajar/v1/gateways/gw1".to_owned(), None),
+        },
+        Case {
+            any_caller: false,
+            name: "remove gateway",
+            allowed: NOBODY,
+            scoped: false,
+            ok: 204,
+            request: |_, _| (Method::DELETE, "/ajar/v1/gateways/ghost".to_owned(), None),
+        },
+        Case {
+            any_caller: false,
+            name: "put a machine behind a gateway",
+            allowed: WRITERS,
+            scoped: true,
+            ok: 200,
+            request: |w, p| {
+                let body = json!({"virtualMachineId": vm_path(&w.s, w.rg(p), "vm2"), "gateway": "gw1"});
+                (Method::POST, "/ajar/v1/gatewayAssignment".to_owned(), Some(body))
+            },
+        },
+        Case {
+            any_caller: false,
             name: "list principals",
             allowed: NOBODY,
             scoped: false,
@@ -448,9 +487,14 @@ async fn authorization_matrix() {
         }
     }
     // The bootstrap admin (Owner at the root) may do the root-scoped ones.
-    for (method, path) in [(Method::GET, "/ajar/v1/principals"), (Method::GET, "/ajar/v1/activity?limit=5")] {
+    for (method, path) in [
+        (Method::GET, "/ajar/v1/principals"),
+        (Method::GET, "/ajar/v1/activity?limit=5"),
+        (Method::GET, "/ajar/v1/gateways/gw1"),
+        (Method::DELETE, "/ajar/v1/gateways/ghost"),
+    ] {
         let (st, v) = w.s.call(method, path, None).await;
-        assert_eq!(st, StatusCode::OK, "{path}: {v}");
+        assert!(st.is_success(), "{path}: {st} {v}");
     }
     assert!(differences.is_empty(), "{} differences from the table:\n{}", differences.len(), differences.join("\n"));
 

@@ -213,16 +213,30 @@ impl Server {
     pub async fn enroll_agent(&self, name: &str, usable: bool) -> (StatusCode, Value) {
         let nftables = if usable { json!({"usable": true}) } else { json!({"usable": false, "reason": "nft: Operation not permitted"}) };
         let body = json!({"name": name, "osType": "Linux", "addresses": ["10.0.0.4"], "version": "0.1.0", "nftables": nftables});
-        let (st, v, _) = self
-            .send(
-                Method::POST,
-                "/ajar/v1/agents/enroll",
-                Some(&self.join_token()),
-                Some(serde_json::to_vec(&body).unwrap()),
-                "application/json",
-            )
-            .await;
+        self.enroll(&body).await
+    }
+
+    /// Enrols the agent of gateway `name` with the join token: its public addresses and, if given, its
+    /// mapped-port range (`FIRST-LAST`).
+    pub async fn enroll_gateway(&self, name: &str, public: &[&str], mapped_ports: Option<&str>) -> (StatusCode, Value) {
+        let mut gateway = json!({"publicAddresses": public});
+        if let Some(range) = mapped_ports {
+            gateway["mappedPorts"] = json!(range);
+        }
+        let body = json!({"name": name, "osType": "Linux", "version": "0.1.0", "nftables": {"usable": true}, "gateway": gateway});
+        self.enroll(&body).await
+    }
+
+    /// `POST /ajar/v1/agents/enroll` with the join token.
+    pub async fn enroll(&self, body: &Value) -> (StatusCode, Value) {
+        let body = serde_json::to_vec(body).unwrap();
+        let (st, v, _) = self.send(Method::POST, "/ajar/v1/agents/enroll", Some(&self.join_token()), Some(body), "application/json").await;
         (st, v)
+    }
+
+    /// Puts machine `vm` behind gateway `gateway` (`None`: takes it out).
+    pub async fn set_gateway(&self, vm: &str, gateway: Option<&str>) -> (StatusCode, Value) {
+        self.call(Method::POST, "/ajar/v1/gatewayAssignment", Some(json!({"virtualMachineId": self.vm_id(vm), "gateway": gateway}))).await
     }
 
     /// A new user `name` holding the built-in or custom role `role` (its GUID) at `scope` (`/subscriptions/…`,

@@ -15,6 +15,7 @@ mod contract;
 mod dashboard;
 mod durability;
 mod exhaustion;
+mod gateways;
 mod lifecycle;
 mod oidc;
 mod schemathesis;
