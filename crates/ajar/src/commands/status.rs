@@ -47,11 +47,12 @@ fn live_grants(s: &VmStatusOut, now: OffsetDateTime) -> String {
                 Ok(end) => output::relative(end, now),
                 Err(_) => g.end_time_utc.clone(),
             };
-            // Whether the machine's agent has put it in force; nothing enforces it without one.
-            let applied = match (&s.agent, g.applied) {
-                (None, _) => ", no agent",
-                (Some(_), true) => ", applied",
-                (Some(_), false) => ", not yet applied",
+            // Whether what enforces it (the machine's agent, its gateway) has put it in force; nothing
+            // enforces it without either.
+            let applied = match (s.agent.is_some() || s.gateway.is_some(), g.applied) {
+                (false, _) => ", no agent",
+                (true, true) => ", applied",
+                (true, false) => ", not yet applied",
             };
             format!("{}/{} from {} {} ({}{applied})", g.number, g.protocol, g.allowed_source_address_prefixes.join(";"), until, g.requestor)
         })
