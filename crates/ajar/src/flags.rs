@@ -88,21 +88,23 @@ pub struct DemoArgs {
 pub enum DemoCommand {
     /// Start the demo and run until Ctrl-C (the default).
     Start,
-    /// Try to connect from the demo's client namespace to a VM's port: OPEN, REFUSED or TIMEOUT.
+    /// Try to connect from the demo's client namespace to a VM's port (db1's through the gateway, on the
+    /// port its live grant maps): OPEN, REFUSED, TIMEOUT or UNREACHABLE.
     Connect(DemoConnectArgs),
     /// Run `ajar ARGS...` inside the demo's client namespace, against the demo's server.
     Run(DemoRunArgs),
     /// (internal) A TCP listener that greets and closes each connection.
     #[command(hide = true)]
     Listen(DemoListenArgs),
-    /// (internal) One TCP connection attempt; prints OPEN / REFUSED / TIMEOUT, exits 0 / 1 / 2.
+    /// (internal) One TCP connection attempt; prints OPEN / REFUSED / TIMEOUT / UNREACHABLE, exits
+    /// 0 / 1 / 2 / 4.
     #[command(hide = true)]
     Probe(DemoProbeArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct DemoConnectArgs {
-    /// The VM: web1 or win1.
+    /// The VM: web1, win1 or db1 (behind the gateway gw1).
     pub vm: String,
     /// The TCP port.
     #[arg(value_parser = crate::spec::port_number)]

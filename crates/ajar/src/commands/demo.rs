@@ -2,12 +2,20 @@
 //! port go from closed to open to closed (needs root).
 //!
 //! Topology (names unique per run, prefix `ajdemo-<pid>-`): a `hub` namespace
-//! holding bridge `br0`, and four namespaces each with a veth `eth0` into it:
+//! holding bridge `br0`, and five namespaces each with a veth `eth0` into it:
 //! `ctl` (the server, 10.99.0.1), `client` (where the user's commands run,
-//! 10.99.0.10), `web1` (Linux-like, TCP 22, 10.99.0.21) and `win1`
-//! (Windows-like, TCP 3389, 10.99.0.22), the two VMs each with an agent. The
-//! veths are created inside the namespaces, so the host's own network is never
-//! touched and the fixed addresses cannot clash with it or with another demo.
+//! 10.99.0.10), `web1` (Linux-like, TCP 22, 10.99.0.21), `win1`
+//! (Windows-like, TCP 3389, 10.99.0.22), the two VMs each with a host agent, and
+//! `gw1` (the gateway, public address 10.99.0.30, with a gateway agent). Behind
+//! it, on a private network that is one veth pair (gw1's `eth1` 10.98.0.1/24,
+//! db1's `eth0`), `db1` (Linux-like, TCP 22, 10.98.0.21, default route via
+//! gw1, which forwards). db1 has no host agent: gw1 alone enforces it, mapping
+//! `10.99.0.30:mappedPort` to `10.98.0.21:22` for a grant's source. The client
+//! has no route to 10.98.0.0/24, and gw1 drops routed traffic to db1's
+//! protected port anyway, so db1 is reached only through a grant's mapped
+//! port. The veths are created inside the namespaces, so the host's own
+//! network is never touched and the fixed addresses cannot clash with it or
+//! with another demo.
 //!
 //! Every process is this binary re-executed with `ip netns exec`. The demo
 //! writes `DIR/demo.json` so that `ajar demo connect` and `ajar demo run`
@@ -31,16 +39,40 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::signal::unix::{SignalKind, signal};
 
-use ajar_api::ajar_v1::VmStatusList;
+use ajar_api::ajar_v1::{GatewayList, LiveGrantOut, VmStatusList};
 use ajar_api::bootstrap::BootstrapFile;
 
 use crate::flags::{DemoArgs, DemoCommand, DemoConnectArgs, DemoListenArgs, DemoProbeArgs};
 use crate::settings::{ENV_BOOTSTRAP, ENV_CA, ENV_SERVER, ENV_TOKEN};
 
 /// Role, address of its `eth0` (all /24 on the hub's bridge).
-const NODES: [(&str, &str); 4] = [("ctl", "10.99.0.1"), ("client", "10.99.0.10"), ("web1", "10.99.0.21"), ("win1", "10.99.0.22")];
-/// The VMs: name (also their namespace's role), `--os`, the port their policy's defaults protect.
-const VMS: [(&str, &str, u16); 2] = [("web1", "linux", 22), ("win1", "windows", 3389)];
+const NODES: [(&str, &str); 5] =
+    [("ctl", "10.99.0.1"), ("client", "10.99.0.10"), ("web1", "10.99.0.21"), ("win1", "10.99.0.22"), (GATEWAY, GATEWAY_PUBLIC)];
+/// The gateway: its name (also its namespace's role), its address on the hub (where clients connect)
+/// and on the private network.
+const GATEWAY: &str = "gw1";
+const GATEWAY_PUBLIC: &str = "10.99.0.30";
+const GATEWAY_PRIVATE: &str = "10.98.0.1";
+/// The machine behind the gateway (role, address of its `eth0`), on a private /24 that is one veth pair
+/// to the gateway's `eth1`.
+const PRIVATE_NODE: (&str, &str) = ("db1", "10.98.0.21");
+
+/// A VM of the demo; its name is also its namespace's role.
+struct DemoVm {
+    name: &'static str,
+    /// `--os`.
+    os: &'static str,
+    /// The port its policy's defaults protect, where its listener is.
+    port: u16,
+    /// Behind the gateway: enforced there only, so it runs no host agent.
+    behind_gateway: bool,
+}
+
+const VMS: [DemoVm; 3] = [
+    DemoVm { name: "web1", os: "linux", port: 22, behind_gateway: false },
+    DemoVm { name: "win1", os: "windows", port: 3389, behind_gateway: false },
+    DemoVm { name: "db1", os: "linux", port: 22, behind_gateway: true },
+];
 const SERVER_PORT: u16 = 8443;
 const STATE_FILE: &str = "demo.json";
 /// Marks a directory as the demo's, so a rerun may clear the previous run's server and agent data.
@@ -184,7 +216,7 @@ fn start(dir: &Path, exe: &Path, cancel: &AtomicBool) -> anyhow::Result<Lab> {
     let prefix = format!("ajdemo-{}-", std::process::id());
     let mut lab = Lab { namespaces: Vec::new(), children: Vec::new(), state_file: None };
     let ns = |role: &str| format!("{prefix}{role}");
-    let addr = |role: &str| NODES.iter().find(|(r, _)| *r == role).map(|(_, a)| *a).unwrap_or("0.0.0.0");
+    let addr = |role: &str| all_nodes().find(|(r, _)| *r == role).map(|(_, a)| a).unwrap_or("0.0.0.0");
     let logs = dir.join("logs");
 
     // The network.
@@ -201,11 +233,25 @@ fn start(dir: &Path, exe: &Path, cancel: &AtomicBool) -> anyhow::Result<Lab> {
         ip(&["-n", &name, "addr", "add", &format!("{address}/24"), "dev", "eth0"])?;
         ip(&["-n", &name, "link", "set", "eth0", "up"])?;
     }
+    // The private network. The machine's default route is the gateway: its replies must go back
+    // through the gateway, which translated only the destination of what reached it.
+    let (gw, (private_role, private_address)) = (ns(GATEWAY), PRIVATE_NODE);
+    let private = ns(private_role);
+    lab.add_netns(&private)?;
+    ip(&["-n", &gw, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", &private])?;
+    ip(&["-n", &gw, "addr", "add", &format!("{GATEWAY_PRIVATE}/24"), "dev", "eth1"])?;
+    ip(&["-n", &gw, "link", "set", "eth1", "up"])?;
+    ip(&["-n", &private, "addr", "add", &format!("{private_address}/24"), "dev", "eth0"])?;
+    ip(&["-n", &private, "link", "set", "eth0", "up"])?;
+    ip(&["-n", &private, "route", "add", "default", "via", GATEWAY_PRIVATE])?;
+    // The setting belongs to the gateway's namespace and goes with it.
+    in_netns(&gw, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])?;
 
     // The services the VMs guard.
-    for (vm, _, port) in VMS {
-        let listen = format!("{}:{port}", addr(vm));
-        lab.spawn(&ns(vm), exe, &["demo", "listen", &listen, "--name", vm], &[], &logs.join(format!("listen-{vm}.log")))?;
+    for vm in &VMS {
+        let listen = format!("{}:{}", addr(vm.name), vm.port);
+        let log = logs.join(format!("listen-{}.log", vm.name));
+        lab.spawn(&ns(vm.name), exe, &["demo", "listen", &listen, "--name", vm.name], &[], &log)?;
     }
 
     // The server.
@@ -219,43 +265,73 @@ fn start(dir: &Path, exe: &Path, cancel: &AtomicBool) -> anyhow::Result<Lab> {
     let join_token = wait_for_server(&mut lab, server, &server_log, &bootstrap, cancel)?;
     let url = format!("https://{ctl}:{SERVER_PORT}");
 
-    // The agents.
+    // The agents: one on each VM that is not behind the gateway, and the gateway's.
     let ca = path_str(&server_dir.join("tls").join("ca.pem"))?;
-    for (vm, os, _) in VMS {
-        let state_dir = path_str(&dir.join(format!("agent-{vm}")))?;
-        let args = ["agent", "--server", &url, "--ca", &ca, "--name", vm, "--os", os, "--state-dir", &state_dir];
+    for vm in VMS.iter().filter(|vm| !vm.behind_gateway) {
+        let state_dir = path_str(&dir.join(format!("agent-{}", vm.name)))?;
+        let args = ["agent", "--server", &url, "--ca", &ca, "--name", vm.name, "--os", vm.os, "--state-dir", &state_dir];
         // The join token goes in the environment, where `ps` does not show it.
-        lab.spawn(&ns(vm), exe, &args, &[("AJAR_JOIN_TOKEN", &join_token)], &logs.join(format!("agent-{vm}.log")))?;
+        lab.spawn(&ns(vm.name), exe, &args, &[("AJAR_JOIN_TOKEN", &join_token)], &logs.join(format!("agent-{}.log", vm.name)))?;
     }
+    let state_dir = path_str(&dir.join(format!("agent-{GATEWAY}")))?;
+    let args = [
+        "agent",
+        "--server",
+        &url,
+        "--ca",
+        &ca,
+        "--gateway",
+        "--public-address",
+        GATEWAY_PUBLIC,
+        "--name",
+        GATEWAY,
+        "--state-dir",
+        &state_dir,
+    ];
+    lab.spawn(&gw, exe, &args, &[("AJAR_JOIN_TOKEN", &join_token)], &logs.join(format!("agent-{GATEWAY}.log")))?;
 
     let state = DemoState {
         pid: std::process::id(),
-        namespaces: std::iter::once("hub").chain(NODES.iter().map(|(r, _)| *r)).map(|r| (r.to_owned(), ns(r))).collect(),
-        addresses: NODES.iter().map(|(r, a)| ((*r).to_owned(), (*a).to_owned())).collect(),
+        namespaces: std::iter::once("hub").chain(all_nodes().map(|(r, _)| r)).map(|r| (r.to_owned(), ns(r))).collect(),
+        addresses: all_nodes().map(|(r, a)| (r.to_owned(), a.to_owned())).collect(),
         server_url: url,
         bootstrap,
     };
     let client = Client { exe, ns: ns("client"), source: addr("client").to_owned(), bootstrap: &state.bootstrap, logs: &logs };
     wait_for_agents(&client, cancel)?;
 
-    // Ports open before JIT (which also shows the listeners are up), closed after.
-    for (vm, _, port) in VMS {
-        client.wait_port(addr(vm), port, true, cancel)?;
+    // A machine behind the gateway has no agent to enrol it: it is added with its address and put
+    // behind the gateway.
+    for vm in VMS.iter().filter(|vm| vm.behind_gateway) {
+        client.ajar(&["vm", "add", vm.name, "--os", vm.os, "--address", addr(vm.name)])?;
+        client.ajar(&["vm", "set-gateway", vm.name, GATEWAY])?;
     }
-    let vms: Vec<&str> = VMS.iter().map(|(vm, _, _)| *vm).collect();
+
+    // Ports open before JIT (which also shows the listeners are up), closed after. The client has no
+    // route to a machine behind the gateway: the gateway, on its network, checks that one's listener.
+    for vm in &VMS {
+        let (from_ns, from) = if vm.behind_gateway { (gw.as_str(), GATEWAY_PRIVATE) } else { (client.ns.as_str(), client.source.as_str()) };
+        client.wait_port(from_ns, from, addr(vm.name), vm.port, true, cancel)?;
+    }
     let mut enable = vec!["policy", "enable"];
-    enable.extend(&vms);
+    enable.extend(VMS.iter().map(|vm| vm.name));
     enable.push("--defaults");
     client.ajar(&enable)?;
-    for (vm, _, port) in VMS {
-        client.wait_port(addr(vm), port, false, cancel)?;
+    for vm in VMS.iter().filter(|vm| !vm.behind_gateway) {
+        client.wait_port(&client.ns, &client.source, addr(vm.name), vm.port, false, cancel)?;
     }
+    wait_for_gateway_in_sync(&client, cancel)?;
 
     let state_file = dir.join(STATE_FILE);
     let json = serde_json::to_vec_pretty(&state).context("cannot serialize the demo state")?;
     std::fs::write(&state_file, json).with_context(|| format!("cannot write {}", state_file.display()))?;
     lab.state_file = Some(state_file);
     Ok(lab)
+}
+
+/// Every node but the hub: role, address.
+fn all_nodes() -> impl Iterator<Item = (&'static str, &'static str)> {
+    NODES.into_iter().chain(std::iter::once(PRIVATE_NODE))
 }
 
 /// Waits (bounded) until the server says `listening on` and has written bootstrap.json; returns the
@@ -279,25 +355,58 @@ fn wait_for_server(lab: &mut Lab, server: usize, log: &Path, bootstrap: &Path, c
     }
 }
 
-/// Waits (bounded) until `ajar status` shows every VM with its agent.
+/// Waits (bounded) until `ajar status` shows every VM outside the gateway with its agent, and
+/// `ajar gateway list` shows the gateway.
 fn wait_for_agents(client: &Client, cancel: &AtomicBool) -> anyhow::Result<()> {
     let deadline = Instant::now() + START_LIMIT;
     loop {
         check_cancel(cancel)?;
-        let enrolled = match client.ajar(&["status", "--output", "json"]) {
-            Ok(out) => {
-                let list: VmStatusList = serde_json::from_str(&out).context("`ajar status --output json` did not print the status list")?;
-                VMS.iter().all(|(vm, _, _)| list.value.iter().any(|s| s.name == *vm && s.agent.is_some()))
+        let hosts = match client.status() {
+            Ok(list) => {
+                VMS.iter().filter(|vm| !vm.behind_gateway).all(|vm| list.value.iter().any(|s| s.name == vm.name && s.agent.is_some()))
             }
             Err(_) => false,
         };
-        if enrolled {
+        let gateway = hosts
+            && match client.ajar(&["gateway", "list", "--output", "json"]) {
+                Ok(out) => {
+                    let list: GatewayList =
+                        serde_json::from_str(&out).context("`ajar gateway list --output json` did not print the gateway list")?;
+                    list.value.iter().any(|g| g.name == GATEWAY)
+                }
+                Err(_) => false,
+            };
+        if gateway {
             return Ok(());
         }
         if Instant::now() >= deadline {
             bail!("the agents did not enrol within {START_LIMIT:?}; see {}", client.logs.display());
         }
         std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Waits (bounded) until the gateway has applied the state that protects the machines behind it: its
+/// agent reported the etag of that state (the status's `inSync`), so routed traffic to their ports is
+/// dropped from then on.
+fn wait_for_gateway_in_sync(client: &Client, cancel: &AtomicBool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + PORT_LIMIT;
+    loop {
+        check_cancel(cancel)?;
+        let in_sync = client.status().is_ok_and(|list| {
+            VMS.iter().filter(|vm| vm.behind_gateway).all(|vm| {
+                list.value.iter().any(|s| {
+                    s.name == vm.name && s.state == "Configured" && s.gateway.as_ref().is_some_and(|g| g.name == GATEWAY && g.agent.in_sync)
+                })
+            })
+        });
+        if in_sync {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("the gateway {GATEWAY} did not apply JIT within {PORT_LIMIT:?}; see {}", client.logs.display());
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -316,6 +425,9 @@ fn print_ready(dir: &Path, lab: &Lab) {
     println!("  server:     https://10.99.0.1:{SERVER_PORT} (in namespace {}ctl)", lab.prefix());
     println!("  bootstrap:  {} (the admin token is in it)", bootstrap.display());
     println!("  VMs:        web1 10.99.0.21 (Linux, 22/TCP), win1 10.99.0.22 (Windows, 3389/TCP), JIT enabled: ports closed");
+    println!("  gateway:    {GATEWAY} {GATEWAY_PUBLIC} (public), forwarding to the private network 10.98.0.0/24");
+    println!("  behind it:  db1 10.98.0.21 (Linux, 22/TCP), JIT enabled: no route from the client, reached only through");
+    println!("              {GATEWAY_PUBLIC} on the port {GATEWAY} maps for a grant (`demo connect db1 22` finds it in the status)");
     println!("  you:        the client namespace, 10.99.0.10 (`demo run` runs ajar there)");
     println!("  logs:       {}", dir.join("logs").display());
     println!();
@@ -328,6 +440,12 @@ fn print_ready(dir: &Path, lab: &Lab) {
         d("run -- revoke web1 --port 22"),
         d("connect web1 22                       # TIMEOUT again"),
         d("run -- activity --vm web1"),
+        String::new(),
+        d("connect db1 22                        # UNREACHABLE: no grant, so no mapped port"),
+        d("run -- request db1 --port 22 --for 2m # Connect to 10.99.0.30:PORT (through the gateway)"),
+        d("connect db1 22                        # OPEN, through 10.99.0.30:PORT"),
+        d("run -- vm show db1                    # the gateway, and where to connect"),
+        d("run -- revoke db1 --port 22"),
     ] {
         println!("{line}");
     }
@@ -424,6 +542,16 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `ARGS` inside namespace `ns` (bounded); an error names the command and quotes its message.
+fn in_netns(ns: &str, args: &[&str]) -> anyhow::Result<()> {
+    let (status, _, stderr) = run_bounded(Command::new("ip").args(["netns", "exec", ns]).args(args), CALL_LIMIT)
+        .with_context(|| format!("cannot run `{}` in {ns}", args.join(" ")))?;
+    if !status.success() {
+        bail!("`{}` in {ns} failed: {}", args.join(" "), stderr.trim());
+    }
+    Ok(())
+}
+
 /// Runs a command with its output captured in temporary files (a pipe could fill up and block it),
 /// killing it after `limit`.
 fn run_bounded(cmd: &mut Command, limit: Duration) -> anyhow::Result<(ExitStatus, String, String)> {
@@ -498,22 +626,21 @@ impl Client<'_> {
         Ok(stdout)
     }
 
-    /// Probes `addr:port` from the client until it is open (or, with `open` false, dropped), bounded.
-    fn wait_port(&self, addr: &str, port: u16, open: bool, cancel: &AtomicBool) -> anyhow::Result<()> {
+    /// `ajar status --output json`, parsed.
+    fn status(&self) -> anyhow::Result<VmStatusList> {
+        let out = self.ajar(&["status", "--output", "json"])?;
+        serde_json::from_str(&out).context("`ajar status --output json` did not print the status list")
+    }
+
+    /// Probes `addr:port` from `from` in namespace `ns` until it is open (or, with `open` false,
+    /// dropped), bounded.
+    fn wait_port(&self, ns: &str, from: &str, addr: &str, port: u16, open: bool, cancel: &AtomicBool) -> anyhow::Result<()> {
         let dst = format!("{addr}:{port}");
         let deadline = Instant::now() + PORT_LIMIT;
         loop {
             check_cancel(cancel)?;
             let mut cmd = Command::new("ip");
-            cmd.args(["netns", "exec", &self.ns]).arg(self.exe).args([
-                "demo",
-                "probe",
-                "--from",
-                &self.source,
-                "--timeout-ms",
-                "700",
-                &dst,
-            ]);
+            cmd.args(["netns", "exec", ns]).arg(self.exe).args(["demo", "probe", "--from", from, "--timeout-ms", "700", &dst]);
             let (status, _, _) = run_bounded(&mut cmd, CALL_LIMIT)?;
             // Exit 0 is OPEN, 2 is TIMEOUT (dropped by the VM's table inet ajar).
             if status.code() == Some(if open { 0 } else { 2 }) {
@@ -521,7 +648,7 @@ impl Client<'_> {
             }
             if Instant::now() >= deadline {
                 let want = if open { "open (is its listener up?)" } else { "closed after `policy enable`" };
-                bail!("{dst} was not {want} within {PORT_LIMIT:?}; see {}", self.logs.display());
+                bail!("{dst} was not {want} from {from} within {PORT_LIMIT:?}; see {}", self.logs.display());
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -544,18 +671,56 @@ fn client_command(ns: &str, exe: &Path, bootstrap: &Path) -> Command {
 fn connect(dir: &Path, args: &DemoConnectArgs) -> anyhow::Result<()> {
     require_root()?;
     let state = DemoState::read(dir)?;
-    if !VMS.iter().any(|(vm, _, _)| *vm == args.vm) {
-        bail!("the demo has no VM `{}`; it has {}", args.vm, VMS.map(|(vm, _, _)| vm).join(", "));
-    }
+    let Some(vm) = VMS.iter().find(|vm| vm.name == args.vm) else {
+        bail!("the demo has no VM `{}`; it has {}", args.vm, VMS.map(|vm| vm.name).join(", "));
+    };
     let client = state.live_client()?;
-    let dst = format!("{}:{}", state.address(&args.vm)?, args.port);
+    let source = state.address("client")?;
     let exe = std::env::current_exe().context("cannot find this program's path")?;
-    let err = Command::new("ip")
-        .args(["netns", "exec", client])
-        .arg(exe)
-        .args(["demo", "probe", "--from", state.address("client")?, &dst])
-        .exec();
+    let direct = format!("{}:{}", state.address(vm.name)?, args.port);
+    let dst = if vm.behind_gateway {
+        // A machine behind the gateway is reached at the gateway's public address, on the port its
+        // grant was given; only the server knows that port.
+        let mut cmd = client_command(client, &exe, &state.bootstrap);
+        cmd.args(["status", "--output", "json"]);
+        let (status, stdout, stderr) = run_bounded(&mut cmd, CALL_LIMIT)?;
+        if !status.success() {
+            bail!("`ajar status` failed ({status}), so the port {GATEWAY} maps to {} is unknown: {}", vm.name, stderr.trim());
+        }
+        let list: VmStatusList = serde_json::from_str(&stdout).context("`ajar status --output json` did not print the status list")?;
+        let grants = list.value.iter().find(|s| s.name == vm.name).map(|s| s.live_grants.as_slice()).unwrap_or_default();
+        match grant_to_connect(grants, args.port, source) {
+            Some(to) => {
+                println!(
+                    "{} is behind the gateway {GATEWAY}: connecting to {to}, the port it maps to {direct} for the live grant",
+                    vm.name
+                );
+                to.to_owned()
+            }
+            None => {
+                println!(
+                    "{} is behind the gateway {GATEWAY} and has no live grant on port {}, so {GATEWAY} maps no port to {direct}; trying {direct} itself:",
+                    vm.name, args.port
+                );
+                direct
+            }
+        }
+    } else {
+        direct
+    };
+    // The line above must be out before exec replaces this process.
+    std::io::Write::flush(&mut std::io::stdout()).context("cannot write to stdout")?;
+    let err = Command::new("ip").args(["netns", "exec", client]).arg(exe).args(["demo", "probe", "--from", source, &dst]).exec();
     Err(err).context("cannot run `ip netns exec`")
+}
+
+/// Where to connect for a live grant on `port` (`connectTo`, through the gateway): the grant for
+/// `source` if there is one (another source's mapping would not let the client in), else any.
+fn grant_to_connect<'a>(grants: &'a [LiveGrantOut], port: u16, source: &str) -> Option<&'a str> {
+    let on_port = || grants.iter().filter(|g| g.number == port).filter_map(|g| Some((g, g.connect_to.as_deref()?)));
+    let for_source =
+        |g: &LiveGrantOut| g.allowed_source_address_prefixes.iter().any(|p| p.split('/').next() == Some(source) || p == "*" || p == "Any");
+    on_port().find(|(g, _)| for_source(g)).or_else(|| on_port().next()).map(|(_, to)| to)
 }
 
 fn run_in_client(dir: &Path, args: &[String]) -> anyhow::Result<()> {
@@ -584,7 +749,7 @@ async fn listen(args: DemoListenArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Prints OPEN / REFUSED / TIMEOUT and exits 0 / 1 / 2 (3 for any other failure).
+/// Prints OPEN / REFUSED / TIMEOUT / UNREACHABLE and exits 0 / 1 / 2 / 4 (3 for any other failure).
 async fn probe(args: DemoProbeArgs) -> anyhow::Result<()> {
     let socket = if args.dst.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
         .context("cannot create a socket")?;
@@ -602,6 +767,9 @@ async fn probe(args: DemoProbeArgs) -> anyhow::Result<()> {
             ("OPEN", if banner.is_empty() { String::new() } else { format!(": {banner}") }, 0)
         }
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => ("REFUSED", String::new(), 1),
+        Ok(Err(e)) if matches!(e.kind(), std::io::ErrorKind::NetworkUnreachable | std::io::ErrorKind::HostUnreachable) => {
+            ("UNREACHABLE", ": no route from here".to_owned(), 4)
+        }
         Ok(Err(e)) => ("FAILED", format!(": {e}"), 3),
         Err(_) => ("TIMEOUT", format!(": no answer within {limit:?}"), 2),
     };
