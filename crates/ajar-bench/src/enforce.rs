@@ -1,14 +1,15 @@
 //! `ajar-bench enforce`: how long one machine takes to apply N live grants as
-//! one atomic nftables transaction, in a throwaway network namespace (root).
+//! one atomic nftables transaction, and one gateway N live mappings, in a
+//! throwaway network namespace (root).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use ajar_enforce::{Applied, DesiredState, Firewall, Grant, NftFirewall, Protected, Proto, Source, change, ruleset};
+use ajar_enforce::{Applied, DesiredState, Firewall, Grant, Mapping, NftFirewall, Protected, Proto, ServedPort, Source, change, ruleset};
 
 #[derive(Args, Debug, Clone)]
 pub struct EnforceArgs {
@@ -24,6 +25,10 @@ pub struct EnforceArgs {
     /// Incremental changes per count (each adds one new grant).
     #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=1000))]
     changes: u32,
+    /// Live mapping counts to measure on one gateway, comma-separated (at most 10,000: one mapped port each
+    /// in the default range 50000-59999).
+    #[arg(long, value_delimiter = ',', default_value = "1,1000,10000", value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    mappings: Vec<u32>,
     /// Internal: already inside the throwaway namespace; call `nft` directly, as an agent does.
     #[arg(long, hide = true)]
     inside: bool,
@@ -56,6 +61,37 @@ fn desired(n: u32) -> DesiredState {
     }
 }
 
+/// Machines behind the benchmark's gateway, 10.1.0.1 … on tcp/22.
+const GATEWAY_MACHINES: u32 = 100;
+
+fn gateway_machine(i: u32) -> IpAddr {
+    IpAddr::from(Ipv4Addr::from(0x0a01_0001u32 + i))
+}
+
+/// A gateway with `n` live mappings spread over [`GATEWAY_MACHINES`] machines, each from its own /32 source
+/// (as in [`desired`]) on its own mapped port from 50000, one hour each.
+fn gateway_desired(n: u32) -> DesiredState {
+    DesiredState {
+        protected: vec![Protected { proto: Proto::Tcp, port: 22 }],
+        public: vec![IpAddr::from(Ipv4Addr::new(10, 0, 255, 1))],
+        served: (0..GATEWAY_MACHINES).map(|m| ServedPort { address: gateway_machine(m), proto: Proto::Tcp, port: 22 }).collect(),
+        mappings: (0..n).map(|i| mapping(i, 0x0a00_0000u32 + 2 * i, 50000 + i)).collect(),
+        ..DesiredState::default()
+    }
+}
+
+fn mapping(i: u32, source: u32, mapped_port: u32) -> Mapping {
+    Mapping {
+        id: format!("bench-{i}"),
+        source: Source::Net(IpAddr::from(Ipv4Addr::from(source)).into()),
+        proto: Proto::Tcp,
+        mapped_port: u16::try_from(mapped_port).unwrap_or(u16::MAX),
+        target: gateway_machine(i % GATEWAY_MACHINES),
+        port: 22,
+        timeout: Duration::from_secs(3600),
+    }
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -81,7 +117,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         .args(["netns", "exec", &ns.0])
         .arg(me)
         .args(["enforce", "--inside", "--runs", &args.runs.to_string(), "--grants", &join(&args.grants)])
-        .args(["--changes", &args.changes.to_string(), "--change-grants", &join(&args.change_grants)])
+        .args(["--changes", &args.changes.to_string(), "--change-grants", &join(&args.change_grants), "--mappings", &join(&args.mappings)])
         .status()
         .context("running the benchmark inside the namespace")?;
     if !status.success() {
@@ -134,6 +170,7 @@ fn measure(args: &EnforceArgs) -> Result<()> {
         drop(state);
     }
     measure_changes(&firewall, args)?;
+    measure_gateway(&firewall, args)?;
     firewall.remove().context("removing the table")?;
     Ok(())
 }
@@ -191,6 +228,56 @@ fn measure_changes(firewall: &NftFirewall, args: &EnforceArgs) -> Result<()> {
         };
         let max = total.iter().max().copied().unwrap_or_default();
         println!("| {n} | {:.1} | {:.1} | {:.1} | {:.1} |", median(&mut total), millis(max), median(&mut pure), median(&mut batch));
+    }
+    Ok(())
+}
+
+/// A gateway applying N live mappings (the whole table, as after a restart or a drift repair), then one
+/// more mapping on top of them through the incremental path its agent uses for a new grant.
+fn measure_gateway(firewall: &NftFirewall, args: &EnforceArgs) -> Result<()> {
+    println!("\n## Enforcement: live mappings on one gateway\n");
+    println!(
+        "- a gateway in front of {GATEWAY_MACHINES} machines (tcp/22 served on each); N mappings, each from its own /32 source on its own \
+         mapped port (50000 + i) to one of the machines, one hour each: one address-map and one port-map element per mapping"
+    );
+    println!(
+        "- full: `Firewall::apply` replacing table `inet ajar`, {} times per count; change: `apply_change` adding one more mapping, {} times\n",
+        args.runs, args.changes
+    );
+    println!("| live mappings | full median ms | full max ms | change median ms | change max ms | RSS MiB | peak RSS MiB |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for &n in &args.mappings {
+        let state = gateway_desired(n);
+        let mut full = Vec::new();
+        for _ in 0..args.runs {
+            let t = Instant::now();
+            firewall.apply(&state).with_context(|| format!("applying {n} mappings"))?;
+            full.push(t.elapsed());
+        }
+        let mut from = state;
+        let mut changes = Vec::new();
+        for i in 0..args.changes {
+            let mut to = from.clone();
+            // Mapped ports past the live ones (the range wraps at 10,000 live mappings: reuse a low port of another
+            // source, which is still a new element).
+            to.mappings.push(mapping(n + i, 0x0b00_0000u32 + 2 * i, 50000 + (n + i) % 10_000));
+            let t = Instant::now();
+            firewall.apply_change(&from, &to).with_context(|| format!("change {i} on {n} mappings"))?;
+            changes.push(t.elapsed());
+            from = to;
+        }
+        full.sort();
+        changes.sort();
+        let (hwm, rss) = crate::memory_kib(std::process::id())?;
+        println!(
+            "| {n} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            millis(full[full.len() / 2]),
+            millis(full[full.len() - 1]),
+            millis(changes[changes.len() / 2]),
+            millis(changes[changes.len() - 1]),
+            mib(rss),
+            mib(hwm)
+        );
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! `ajar-bench latency`: end to end through `ajar demo`, how long from an
 //! `initiate` until the port accepts connections, and from a grant's end time
-//! until it refuses them again. Root; the demo's throwaway namespaces.
+//! until it refuses them again: on web1 (its host agent) or through the gateway
+//! to db1 (`--vm db1`: the gateway's public address and the grant's mapped port).
+//! Root; the demo's throwaway namespaces.
 //!
 //! The outer process starts `AJAR demo --dir TMP`, waits for "is ready", runs
 //! itself again inside the demo's client namespace (`--inside`), then reads
@@ -34,6 +36,26 @@ const CLOSE_PROBE: Duration = Duration::from_millis(10);
 /// Probing for the close starts this long before the grant's end time.
 const CLOSE_LEAD: Duration = Duration::from_millis(1500);
 const WEB1: &str = "10.99.0.21:22";
+/// The demo gateway's public address, where db1's grants are mapped.
+const GW1_PUBLIC: &str = "10.99.0.30";
+
+/// The demo machine measured.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoVm {
+    /// 22/TCP on web1, enforced by its host agent.
+    Web1,
+    /// 22/TCP on db1, reached through gateway gw1 on the grant's mapped port.
+    Db1,
+}
+
+impl DemoVm {
+    fn name(self) -> &'static str {
+        match self {
+            DemoVm::Web1 => "web1",
+            DemoVm::Db1 => "db1",
+        }
+    }
+}
 
 #[derive(Args, Debug, Clone)]
 pub struct LatencyArgs {
@@ -49,6 +71,9 @@ pub struct LatencyArgs {
     /// Duration of each grant of the expiry measurement, in seconds.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
     grant_seconds: u64,
+    /// The machine to measure.
+    #[arg(long, value_enum, default_value = "web1")]
+    vm: DemoVm,
     /// Internal: already inside the demo's client namespace.
     #[arg(long, hide = true)]
     inside: bool,
@@ -155,19 +180,30 @@ fn outer(args: &LatencyArgs) -> Result<()> {
     let bootstrap = state.get("bootstrap").and_then(Value::as_str).map(PathBuf::from).unwrap_or_else(|| dir.join("server/bootstrap.json"));
 
     let m = machine();
-    println!("## Latency: request → port open, end time → port closed (end to end)\n");
+    println!("## Latency: request → port open, end time → port closed (end to end, {})\n", args.vm.name());
     println!("- command: `{command_line}`");
     println!("- date: {started_at}");
     println!("- machine: {} CPUs, {}, {:.1} GiB RAM; server, agents and client on the same machine", m.cpus, m.cpu_model, m.mem_gib);
     if let Some(c) = &m.commit {
         println!("- ajar commit: {c}");
     }
+    match args.vm {
+        DemoVm::Web1 => println!(
+            "- setup: `ajar demo` (release build): server, agents (web1, win1, gateway gw1) and client each in a network namespace of their own on \
+             one bridge; the client measures web1's 22/TCP (JIT-protected, SYNs dropped when closed)"
+        ),
+        DemoVm::Db1 => println!(
+            "- setup: `ajar demo` (release build): server, agents (web1, win1, gateway gw1) and client each in a network namespace of their own on \
+             one bridge, db1 behind gw1 on a private network; the client measures db1's 22/TCP through gw1 ({GW1_PUBLIC}:mappedPort, the \
+             port from the initiate's answer; gw1 answers a reset when nothing is mapped)"
+        ),
+    }
+    let target = match args.vm {
+        DemoVm::Web1 => WEB1.to_owned(),
+        DemoVm::Db1 => format!("{GW1_PUBLIC}:mappedPort"),
+    };
     println!(
-        "- setup: `ajar demo` (release build): server, agents (web1, win1) and client each in a network namespace of their own on one bridge; \
-         the client measures web1's 22/TCP (JIT-protected, SYNs dropped when closed)"
-    );
-    println!(
-        "- request → open: `POST …/initiate` (PT1M, source = the caller's address), then TCP connects to 10.99.0.21:22, a new one every {} ms \
+        "- request → open: `POST …/initiate` (PT1M, source = the caller's address), then TCP connects to {target}, a new one every {} ms \
          ({} ms connect timeout each, overlapping), until one succeeds; the figure is from before the POST to that connect; \
          then `revoke` and wait until connects fail again, so each measurement starts closed",
         OPEN_STAGGER.as_millis(),
@@ -190,7 +226,7 @@ fn outer(args: &LatencyArgs) -> Result<()> {
         .args(["latency", "--inside", "--bootstrap"])
         .arg(&bootstrap)
         .args(["--requests", &args.requests.to_string(), "--expiries", &args.expiries.to_string()])
-        .args(["--grant-seconds", &args.grant_seconds.to_string()])
+        .args(["--grant-seconds", &args.grant_seconds.to_string(), "--vm", args.vm.name()])
         .stdin(Stdio::null())
         .status()
         .context("running the measurement inside the client namespace")?;
@@ -198,12 +234,13 @@ fn outer(args: &LatencyArgs) -> Result<()> {
         bail!("the measurement inside the client namespace failed ({status})");
     }
 
-    println!("\nMemory after the run (one live grant on web1, PT5M; none on win1), from /proc/PID/status:\n");
+    println!("\nMemory after the run (one live grant on {}, PT5M), from /proc/PID/status:\n", args.vm.name());
     println!("| process | RSS (VmRSS) MiB | peak RSS (VmHWM) MiB |");
     println!("|---|---:|---:|");
     let procs = [
         ("agent web1", "agent", dir.join("agent-web1")),
         ("agent win1", "agent", dir.join("agent-win1")),
+        ("gateway agent gw1", "agent", dir.join("agent-gw1")),
         ("server", "serve", dir.join("server")),
     ];
     for (name, sub, marker) in procs {
@@ -308,10 +345,21 @@ impl Inner {
 }
 
 fn find_end_time(v: &Value) -> Option<&str> {
-    match v {
-        Value::Object(map) => map.get("endTimeUtc").and_then(Value::as_str).or_else(|| map.values().find_map(find_end_time)),
-        Value::Array(items) => items.iter().find_map(find_end_time),
-        _ => None,
+    v.pointer("/virtualMachines/0/ports/0/endTimeUtc").and_then(Value::as_str)
+}
+
+/// Where a grant is reached: web1's port, or the gateway's address on the mapped port of the answer.
+fn target_of(vm: DemoVm, answer: &Value) -> Result<SocketAddr> {
+    match vm {
+        DemoVm::Web1 => WEB1.parse().context("parsing web1's address"),
+        DemoVm::Db1 => {
+            let mapped = answer
+                .pointer("/virtualMachines/0/ports/0/mappedPort")
+                .and_then(Value::as_u64)
+                .and_then(|p| u16::try_from(p).ok())
+                .ok_or_else(|| anyhow!("the initiate answer has no mappedPort: {answer}"))?;
+            Ok(SocketAddr::new(GW1_PUBLIC.parse().context("parsing gw1's address")?, mapped))
+        }
     }
 }
 
@@ -344,17 +392,21 @@ async fn inside(args: &LatencyArgs, bootstrap: &Path) -> Result<()> {
             boot.url, boot.subscription_id, boot.resource_group, boot.location
         ),
         vm: format!(
-            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/web1",
-            boot.subscription_id, boot.resource_group
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/{}",
+            boot.subscription_id,
+            boot.resource_group,
+            args.vm.name()
         ),
         token: boot.admin_token.to_owned(),
     };
-    let addr: SocketAddr = WEB1.parse().context("parsing web1's address")?;
-
-    // Starts closed (the demo waited for that); make sure.
-    wait_closed(addr, PORT_TIMEOUT).await.context("web1:22 is open before the benchmark")?;
-    // One warm-up round trip (TLS handshake, pooled connection), not measured.
-    api.initiate("PT1M").await.context("warm-up initiate")?;
+    if args.vm == DemoVm::Web1 {
+        // Starts closed (the demo waited for that); make sure.
+        wait_closed(WEB1.parse()?, PORT_TIMEOUT).await.context("web1:22 is open before the benchmark")?;
+    }
+    // One warm-up round trip (TLS handshake, pooled connection), not measured. A gateway keeps a
+    // repeated request's mapped port, so its answer names the port every later grant gets too.
+    let answer = api.initiate("PT1M").await.context("warm-up initiate")?;
+    let addr = target_of(args.vm, &answer)?;
     wait_open(addr, PORT_TIMEOUT).await.context("warm-up")?;
     api.revoke().await.context("warm-up revoke")?;
     wait_closed(addr, PORT_TIMEOUT).await.context("warm-up")?;
@@ -364,7 +416,8 @@ async fn inside(args: &LatencyArgs, bootstrap: &Path) -> Result<()> {
     let mut close_after_revoke = new_histogram()?;
     for i in 0..args.requests {
         let t0 = Instant::now();
-        api.initiate("PT1M").await.with_context(|| format!("initiate {i}"))?;
+        let answer = api.initiate("PT1M").await.with_context(|| format!("initiate {i}"))?;
+        let addr = target_of(args.vm, &answer)?;
         let opened = wait_open(addr, PORT_TIMEOUT).await.with_context(|| format!("request {i}"))?;
         record(&mut open_hist, opened.saturating_duration_since(t0));
         let r0 = Instant::now();
@@ -382,6 +435,7 @@ async fn inside(args: &LatencyArgs, bootstrap: &Path) -> Result<()> {
         let end = time::OffsetDateTime::parse(end_text, &time::format_description::well_known::Rfc3339)
             .with_context(|| format!("parsing endTimeUtc {end_text}"))?;
         let end = SystemTime::from(end);
+        let addr = target_of(args.vm, &answer)?;
         wait_open(addr, PORT_TIMEOUT).await.with_context(|| format!("expiry {i}"))?;
         if let Some(wait) = end.checked_sub(CLOSE_LEAD).and_then(|start| start.duration_since(SystemTime::now()).ok()) {
             tokio::time::sleep(wait).await;

@@ -197,7 +197,9 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     if !empty && !dir.join(MARKER_FILE).exists() {
         bail!("{} is not empty and not a demo directory; pick another --dir", dir.display());
     }
-    for sub in ["server", "agent-web1", "agent-win1", "logs", STATE_FILE] {
+    // Every agent's state goes too: a credential from the previous run's server would not enrol.
+    let agents = VMS.iter().filter(|vm| !vm.behind_gateway).map(|vm| vm.name).chain([GATEWAY]).map(|name| format!("agent-{name}"));
+    for sub in ["server", "logs", STATE_FILE].map(str::to_owned).into_iter().chain(agents) {
         let path = dir.join(sub);
         let res = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
         match res {
