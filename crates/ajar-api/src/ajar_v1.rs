@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use ajar_domain::gateway::{Gateway, GatewayName, address_for};
+use ajar_domain::gateway::{Gateway, GatewayName};
 use ajar_domain::initiate::Grant;
 use ajar_domain::inventory::{EnforcementPoint, OsType};
 use ajar_domain::policy::{PortRule, RECOMMENDED_PORTS, default_ports, recommended_rule};
@@ -145,11 +145,6 @@ pub fn gateway_assignment_in(body: &[u8]) -> Result<(VmId, Option<GatewayName>),
     Ok((vm, gateway))
 }
 
-/// `address:port`, with IPv6 addresses in brackets.
-pub fn socket_text(address: std::net::IpAddr, port: u16) -> String {
-    std::net::SocketAddr::new(address, port).to_string()
-}
-
 fn agent_out(a: &ajar_domain::inventory::AgentInfo, now: OffsetDateTime, in_sync: bool) -> AgentOut {
     AgentOut {
         version: a.version.clone(),
@@ -190,10 +185,7 @@ pub fn status_out(s: &VmJitStatus, now: OffsetDateTime) -> VmStatusOut {
         && agent.as_ref().is_none_or(|a| a.in_sync)
         && gateway.as_ref().is_none_or(|g| g.agent.in_sync);
     let public = s.gateway.as_ref().and_then(|g| g.gateway.connection_address());
-    let connect_to = |g: &Grant| {
-        let gateway = s.gateway.as_ref()?;
-        Some(socket_text(address_for(&gateway.gateway.public, g.sources.prefixes())?, g.mapped_port?))
-    };
+    let connect_to = |g: &Grant| s.gateway.as_ref()?.gateway.connect_to(g.sources.prefixes(), g.mapped_port?);
     VmStatusOut {
         id: s.vm.id.to_string(),
         name: s.vm.id.name.to_string(),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use crate::ids::{VmId, arm_key};
@@ -127,6 +127,18 @@ impl Gateway {
     pub fn connection_address(&self) -> Option<IpAddr> {
         connection_address(&self.public)
     }
+
+    /// Where a requester connects for a grant from `sources` mapped to `mapped_port`: [`connect_to`] at
+    /// [`address_for`] those sources; `None` only for a gateway without a public address.
+    pub fn connect_to(&self, sources: &[SourcePrefix], mapped_port: u16) -> Option<String> {
+        address_for(&self.public, sources).map(|a| connect_to(a, mapped_port))
+    }
+}
+
+/// `address:port` as a client takes it: `203.0.113.1:50022`, IPv6 in brackets (`[2001:db8::1]:50022`),
+/// which a bare `address:port` could not tell from the address's own colons.
+pub fn connect_to(address: IpAddr, port: u16) -> String {
+    SocketAddr::new(address, port).to_string()
 }
 
 /// Of a gateway's public addresses, the one a requester is told: IPv4 first.
@@ -246,6 +258,30 @@ mod tests {
         check(&both, &[], Some("203.0.113.1"));
         check(&[ip("203.0.113.1")], &[net("2001:db8:5::7")], Some("203.0.113.1"));
         check(&[], &[net("2001:db8:5::7")], None);
+    }
+
+    #[test]
+    fn connect_to_brackets_ipv6_and_follows_the_sources_family() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(connect_to(ip("203.0.113.1"), 50022), "203.0.113.1:50022");
+        assert_eq!(connect_to(ip("2001:db8::1"), 50022), "[2001:db8::1]:50022");
+        let mut gw = Gateway {
+            name: "gw1".parse().unwrap(),
+            public: vec![ip("2001:db8::1"), ip("203.0.113.1")],
+            mapped_ports: DEFAULT_MAPPED_PORTS,
+            agent: crate::inventory::AgentInfo {
+                agent_id: "a".into(),
+                version: "1".into(),
+                nftables: Ok(()),
+                last_seen: crate::test_ids::NOW,
+                applied: None,
+            },
+        };
+        let v6: SourcePrefix = "2001:db8:7::7".parse().unwrap();
+        assert_eq!(gw.connect_to(&[SourcePrefix::Any], 50000).as_deref(), Some("203.0.113.1:50000"));
+        assert_eq!(gw.connect_to(std::slice::from_ref(&v6), 50000).as_deref(), Some("[2001:db8::1]:50000"));
+        gw.public.retain(IpAddr::is_ipv6);
+        assert_eq!(gw.connect_to(&[SourcePrefix::Any], 50000).as_deref(), Some("[2001:db8::1]:50000"));
     }
 
     #[test]

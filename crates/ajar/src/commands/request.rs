@@ -4,10 +4,9 @@ use std::net::IpAddr;
 
 use time::OffsetDateTime;
 
-use ajar_api::ajar_v1::socket_text;
 use ajar_api::jit::{InitiateIn, InitiatePortIn, InitiateVmIn, JitNetworkAccessPolicyVirtualMachine, JitNetworkAccessRequest};
 use ajar_api::wire_time;
-use ajar_domain::gateway::address_for;
+use ajar_domain::gateway::{address_for, connect_to};
 use ajar_domain::ids::arm_key;
 use ajar_domain::prefix::SourcePrefix;
 
@@ -117,7 +116,7 @@ pub fn describe(
                 .collect();
             match (p.mapped_port, address_for(gateway, &prefixes), address) {
                 (Some(mapped), Some(ip), _) => {
-                    text.push_str(&format!("  Connect to {} (through the gateway: firewall)\n", socket_text(ip, mapped)))
+                    text.push_str(&format!("  Connect to {} (through the gateway: firewall)\n", connect_to(ip, mapped)))
                 }
                 (None, _, Some(addr)) => text.push_str(&format!("  Connect to {}\n", host_port(addr, p.number))),
                 _ => {}
@@ -130,9 +129,13 @@ pub fn describe(
     text
 }
 
-/// `10.0.0.4:22`, or `[fd00::4]:22` for IPv6.
+/// `10.0.0.4:22`, or `[fd00::4]:22` for IPv6: as the server and the dashboard write it.
 fn host_port(addr: &str, port: u16) -> String {
-    if addr.contains(':') { format!("[{addr}]:{port}") } else { format!("{addr}:{port}") }
+    match addr.parse() {
+        Ok(ip) => connect_to(ip, port),
+        // Not an address (the wire promises one): as it came, rather than nothing.
+        Err(_) => format!("{addr}:{port}"),
+    }
 }
 
 #[cfg(test)]
