@@ -7,7 +7,7 @@ use ajar_domain::ids::arm_key;
 use ajar_domain::inventory::Vm;
 use ajar_domain::status::{JitState, VmJitStatus};
 
-use crate::{DayChart, OpenGrant, RenderError, address, day_chart, encode, open_grants, query_string, vm_href, when};
+use crate::{DayChart, OpenGrant, RenderError, address, day_chart, encode, firewall_marker, open_grants, query_string, vm_href, when};
 
 /// The three tabs of the JIT page, as Azure's portal has them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +113,10 @@ pub struct Row {
     /// The same, day by day.
     pub chart: DayChart,
     pub last_access: String,
+    /// Where requesters connect and the JIT ports; through the gateway's address for one behind a gateway.
     pub connection: String,
+    /// "Firewall: gw1" for a machine reached through a gateway.
+    pub firewall: Option<String>,
     pub last_user: String,
     pub open_now: Vec<OpenGrant>,
     pub reason: String,
@@ -181,7 +184,11 @@ fn row(s: &VmJitStatus, allowed: Allowed, now: OffsetDateTime) -> Row {
         requests_7_days: s.requests_last_7_days(),
         chart: day_chart(&s.requests_by_day),
         last_access: s.last_access.map(|t| when(t, now)).unwrap_or_else(|| "never".to_owned()),
-        connection: format!("{} : {}", address(&s.vm), ports.join(", ")),
+        connection: match s.gateway.as_ref().and_then(|g| g.gateway.connection_address()) {
+            Some(public) => format!("{public} → {} : {}", address(&s.vm), ports.join(", ")),
+            None => format!("{} : {}", address(&s.vm), ports.join(", ")),
+        },
+        firewall: firewall_marker(s),
         last_user: s.last_user.clone().unwrap_or_default(),
         open_now: open_grants(s, now),
         reason: match &s.state {
@@ -291,7 +298,7 @@ mod tests {
             os: OsType::Linux,
             private_addresses: Vec::new(),
             enforcement: EnforcementPoint::None,
-        gateway: None,
+            gateway: None,
         };
         let filter = |rg: &str, location: &str, name: &str| Filter {
             subscription: "20FF7FC3-E762-44DD-BD96-B71116DCDC23".into(),

@@ -81,6 +81,8 @@ pub struct OpenGrant {
     pub protocol: String,
     pub who: String,
     pub end: GrantEnd,
+    /// `address:mappedPort` on the machine's gateway, for a machine reached through one.
+    pub connect_to: Option<String>,
 }
 
 /// When a grant ends: `<time class="countdown" datetime="{{ attr }}">{{ until }}</time>`, which the page's
@@ -112,12 +114,25 @@ impl GrantEnd {
     }
 }
 
-/// The live grants: port, protocol, who asked, and when each ends.
+/// The live grants: port, protocol, who asked, when each ends, and where to connect through a gateway.
 pub(crate) fn open_grants(s: &VmJitStatus, now: OffsetDateTime) -> Vec<OpenGrant> {
+    let gateway = s.gateway.as_ref().map(|g| &g.gateway);
     s.live
         .iter()
-        .map(|(who, g)| OpenGrant { port: g.number, protocol: g.protocol.to_string(), who: who.clone(), end: GrantEnd::new(g.end, now) })
+        .map(|(who, g)| OpenGrant {
+            port: g.number,
+            protocol: g.protocol.to_string(),
+            who: who.clone(),
+            end: GrantEnd::new(g.end, now),
+            connect_to: gateway.zip(g.mapped_port).and_then(|(gw, p)| gw.connect_to(g.sources.prefixes(), p)),
+        })
         .collect()
+}
+
+/// The gateway a machine is reached through, as the pages name it: "Firewall: gw1" (Azure's name for
+/// the path through a firewall).
+pub(crate) fn firewall_marker(s: &VmJitStatus) -> Option<String> {
+    s.gateway.as_ref().map(|g| format!("Firewall: {}", g.gateway.name))
 }
 
 /// The VM page's address.

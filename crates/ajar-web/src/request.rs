@@ -9,7 +9,7 @@ use ajar_domain::initiate::{MAX_JUSTIFICATION, RequestVm};
 use ajar_domain::problem::{Step, Target};
 use ajar_domain::status::VmJitStatus;
 
-use crate::{GrantEnd, RenderError, address, configure_href, connect_hint, durations_up_to, sources_text, vm_href};
+use crate::{GrantEnd, RenderError, address, configure_href, connect_hint, durations_up_to, firewall_marker, sources_text, vm_href};
 
 /// A field of one machine's part of the form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +160,10 @@ pub struct OpenedPort {
     pub protocol: String,
     pub sources: String,
     pub end: GrantEnd,
+    /// What to type: `ssh 10.0.0.4`, or `address:mappedPort` on the gateway.
     pub connect: String,
+    /// "through gateway gw1, firewall" for a port reached through a gateway; `None`: directly.
+    pub through: Option<String>,
 }
 
 /// What one machine's part of a granted request opened.
@@ -203,7 +206,11 @@ fn in_words(seconds: i64) -> String {
 }
 
 fn detail(s: &VmJitStatus) -> String {
-    format!("resource group {} · {} · {}", s.vm.id.resource_group, s.vm.location, address(&s.vm))
+    let mut text = format!("resource group {} · {} · {}", s.vm.id.resource_group, s.vm.location, address(&s.vm));
+    if let Some(marker) = firewall_marker(s) {
+        text.push_str(&format!(" · {marker} (reached through the gateway)"));
+    }
+    text
 }
 
 /// A machine's part of the form: every configured port (checked as chosen; a fresh form checks a lone
@@ -367,21 +374,37 @@ pub fn request_page(input: RequestPageInput<'_>) -> Result<String, RenderError> 
     Ok(page.render()?)
 }
 
-/// What a granted request opened on one machine: each port, from where, until when, and how to connect
-/// to `address`.
-pub fn opened_machine(granted: &RequestVm, address: &str, now: OffsetDateTime) -> OpenedMachine {
+/// What a granted request opened on one machine: each port, from where, until when, and how to connect,
+/// as `status` (the machine as read for the request; `None` if it could not be) tells: to the machine's
+/// address, or, for a port mapped on its gateway, to the gateway's address on the mapped port.
+pub fn opened_machine(granted: &RequestVm, status: Option<&VmJitStatus>, now: OffsetDateTime) -> OpenedMachine {
+    let address =
+        status.and_then(|s| s.vm.private_addresses.first()).map(ToString::to_string).unwrap_or_else(|| granted.vm.name.to_string());
+    let gateway = status.and_then(|s| s.gateway.as_ref()).map(|g| &g.gateway);
     OpenedMachine {
         name: granted.vm.name.to_string(),
         href: vm_href(&granted.vm.to_string()),
         ports: granted
             .grants
             .iter()
-            .map(|g| OpenedPort {
-                number: g.number,
-                protocol: g.protocol.to_string(),
-                sources: sources_text(&g.sources),
-                end: GrantEnd::new(g.end, now),
-                connect: connect_hint(address, g.number),
+            .map(|g| {
+                let (connect, through) = match (g.mapped_port, gateway) {
+                    (Some(mapped), Some(gw)) => (
+                        gw.connect_to(g.sources.prefixes(), mapped).unwrap_or_else(|| format!("mapped port {mapped}")),
+                        Some(format!("through gateway {}, firewall", gw.name)),
+                    ),
+                    // Put behind a gateway after it was read: the mapped port is known, the gateway not.
+                    (Some(mapped), None) => (format!("mapped port {mapped}"), Some("through the machine's gateway, firewall".to_owned())),
+                    (None, _) => (connect_hint(&address, g.number), None),
+                };
+                OpenedPort {
+                    number: g.number,
+                    protocol: g.protocol.to_string(),
+                    sources: sources_text(&g.sources),
+                    end: GrantEnd::new(g.end, now),
+                    connect,
+                    through,
+                }
             })
             .collect(),
     }

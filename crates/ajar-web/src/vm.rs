@@ -3,16 +3,53 @@
 use askama::Template;
 use time::OffsetDateTime;
 
-use ajar_domain::status::{JitState, VmJitStatus};
+use ajar_domain::status::{GatewayStatus, JitState, VmJitStatus};
 
 use crate::request::{RequestForm, single_machine_form};
-use crate::{OpenGrant, RenderError, address, open_grants, sources_text};
+use crate::{OpenGrant, RenderError, address, firewall_marker, open_grants, sources_text, stamp};
 
 pub struct PortView {
     pub number: u16,
     pub protocol: String,
     pub sources: String,
     pub max: String,
+}
+
+/// The gateway a machine is reached through, as its page shows it.
+pub struct GatewayView {
+    /// "Firewall: gw1".
+    pub marker: String,
+    pub name: String,
+    /// Its public addresses, the one requesters are told first.
+    pub public: String,
+    /// The address requesters connect to, on each grant's mapped port.
+    pub connect_address: String,
+    pub mapped_ports: String,
+    /// Whether its agent reports, and whether it has applied what it must enforce now.
+    pub agent: String,
+}
+
+impl GatewayView {
+    fn new(s: &VmJitStatus, g: &GatewayStatus, now: OffsetDateTime) -> GatewayView {
+        let gw = &g.gateway;
+        let first = gw.connection_address();
+        let public: Vec<String> =
+            first.into_iter().chain(gw.public.iter().copied().filter(|a| Some(*a) != first)).map(|a| a.to_string()).collect();
+        let mut agent =
+            if gw.agent.online(now) { "online".to_owned() } else { format!("offline (last seen {})", stamp(gw.agent.last_seen)) };
+        if let Err(reason) = &gw.agent.nftables {
+            agent.push_str(&format!(", nftables unusable: {reason}"));
+        }
+        agent.push_str(if g.in_sync() { ", in sync" } else { ", not in sync: it has not applied the latest changes yet" });
+        GatewayView {
+            marker: firewall_marker(s).unwrap_or_default(),
+            name: gw.name.to_string(),
+            public: public.join(", "),
+            connect_address: first.map(|a| a.to_string()).unwrap_or_else(|| "no public address".to_owned()),
+            mapped_ports: gw.mapped_ports.to_string(),
+            agent,
+        }
+    }
 }
 
 #[derive(Template)]
@@ -27,6 +64,8 @@ pub struct VmPage {
     pub os: String,
     pub address: String,
     pub state: String,
+    /// The gateway it is reached through (connection path "firewall"); `None`: directly.
+    pub gateway: Option<GatewayView>,
     pub ports: Vec<PortView>,
     pub live: Vec<OpenGrant>,
     /// The request form for this machine, if the caller may open its ports.
@@ -84,6 +123,7 @@ impl VmPage {
                 JitState::NotConfigured => "JIT not configured".to_owned(),
                 JitState::Unsupported(r) => format!("unsupported: {}", r.description()),
             },
+            gateway: s.gateway.as_ref().map(|g| GatewayView::new(s, g, now)),
             ports: s
                 .ports
                 .iter()

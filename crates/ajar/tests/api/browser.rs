@@ -170,7 +170,8 @@ async fn a_certificate_from_another_ca_is_refused() {
 }
 
 /// The dashboard in Chromium: sign in, the three tabs with the right machines, Connect on a machine's
-/// page with a justification and the live grant, a form post without the CSRF token refused, a narrow
+/// page with a justification and the live grant, a form post without the CSRF token refused, a machine
+/// behind a gateway opened and reached at the gateway's address on its mapped port, a narrow
 /// window, and a Reader who finds no way to change anything.
 #[tokio::test]
 async fn dashboard_in_chromium() {
@@ -184,8 +185,19 @@ async fn dashboard_in_chromium() {
     assert_eq!(st, reqwest::StatusCode::CREATED, "{v}");
     let (st, v) = s.call(reqwest::Method::POST, "/ajar/v1/jit/enable", Some(json!({"virtualMachines": [s.vm_id("web1")]}))).await;
     assert_eq!(st, reqwest::StatusCode::OK, "{v}");
+    // db1 behind gateway gw1, in a policy of its own: reached at the gateway's address on a mapped port.
+    s.add_vm("db1", "Linux", &s.loc, "10.0.3.2").await;
+    assert_eq!(s.enroll_gateway("gw1", &["203.0.113.1"], None).await.0, reqwest::StatusCode::CREATED);
+    assert_eq!(s.set_gateway("db1", Some("gw1")).await.0, reqwest::StatusCode::OK);
+    let db1_rules = json!({"id": s.vm_id("db1"), "ports": [{"number": 22, "protocol": "TCP", "allowedSourceAddressPrefix": "*", "maxRequestAccessDuration": "PT1H"}]});
+    let (st, v) = s.put_policy("gateways", json!({"kind": "Basic", "properties": {"virtualMachines": [db1_rules]}})).await;
+    assert_eq!(st, reqwest::StatusCode::OK, "{v}");
+    // With nothing else mapped on gw1, the port the server allocates is the allocator's first choice.
+    let db1_vm: ajar_domain::VmId = s.vm_id("db1").parse().unwrap();
+    let mapped = ajar_domain::gateway::allocate(ajar_domain::gateway::DEFAULT_MAPPED_PORTS, &Default::default(), &db1_vm, 22).unwrap();
     let (_, reader_token) = s.principal_with_role("auditor", crate::common::READER, &format!("/subscriptions/{}", s.sub)).await;
     let web1 = s.vm_id("web1");
+    let db1 = s.vm_id("db1");
     let out = screenshot_dir("dashboard_in_chromium");
     drive(
         &s,
@@ -224,6 +236,17 @@ async fn dashboard_in_chromium() {
             {"submitForm": "/ui/request", "fields": {"vm": s.vm_id("web1"), "port.0": "22", "source.0": "myip", "duration.0": "PT1H"}, "status": 403},
             {"expectText": "CSRF token"},
             {"screenshot": "csrf-refused"},
+            // A machine behind a gateway: its page names the firewall path, the result where to connect.
+            {"goto": format!("/ui/vm?id={db1}")},
+            {"expectText": "Firewall: gw1"},
+            {"expectText": "Connection path"},
+            {"screenshot": "vm-gateway"},
+            {"check": "#m0-port-22"},
+            {"click": "button:has-text('Open ports')"},
+            {"expectText": "Ports opened"},
+            {"expectText": format!("Connect to 203.0.113.1:{mapped} (through gateway gw1, firewall)")},
+            {"expectNoText": "ssh 10.0.3.2"},
+            {"screenshot": "gateway-opened"},
             // Enable JIT with the defaults on a Not configured machine, chosen on its tab.
             {"goto": "/ui/jit?tab=notconfigured"},
             {"check": "input[aria-label='Select app1']"},
@@ -298,6 +321,8 @@ async fn dashboard_in_chromium() {
         "vm",
         "vm-opened",
         "csrf-refused",
+        "vm-gateway",
+        "gateway-opened",
         "jit-narrow",
         "reader-jit",
         "reader-vm",
@@ -330,4 +355,7 @@ async fn dashboard_in_chromium() {
     );
     let status = s.get(&format!("/ajar/v1/subscriptions/{}/jitStatus?state=Configured", s.sub)).await;
     assert!(status["value"].as_array().unwrap().iter().any(|v| v["id"].as_str().unwrap().ends_with("/app1")), "{status}");
+    // The address the browser was told is the one the API gives.
+    let db1_status = status["value"].as_array().unwrap().iter().find(|v| v["name"] == "db1").unwrap();
+    assert_eq!(db1_status["liveGrants"][0]["connectTo"], format!("203.0.113.1:{mapped}"), "{db1_status}");
 }

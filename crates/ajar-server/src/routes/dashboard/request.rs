@@ -395,14 +395,8 @@ fn result(caller: &Caller, csrf: &str, found: &[Found], granted: &[AccessRequest
         .iter()
         .flat_map(|r| &r.vms)
         .map(|vm| {
-            let address = found
-                .iter()
-                .filter_map(Found::status)
-                .find(|s| s.vm.id.key() == vm.vm.key())
-                .and_then(|s| s.vm.private_addresses.first())
-                .map(ToString::to_string)
-                .unwrap_or_else(|| vm.vm.name.to_string());
-            ajar_web::opened_machine(vm, &address, now)
+            let status = found.iter().filter_map(Found::status).find(|s| s.vm.id.key() == vm.vm.key());
+            ajar_web::opened_machine(vm, status, now)
         })
         .collect();
     let page = Page { caller, csrf, machines: Vec::new(), justification, justification_error: None, problem: None, opened };

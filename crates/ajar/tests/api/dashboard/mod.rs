@@ -10,6 +10,7 @@ use crate::common::{API, READER, Server};
 
 mod activity;
 mod configure;
+mod gateway;
 mod oidc_signin;
 mod request;
 

@@ -27,7 +27,7 @@ async fn two_policies() -> Server {
 }
 
 /// What one machine's part of the form says.
-struct Ask<'a> {
+pub(super) struct Ask<'a> {
     vm: String,
     ports: &'a [&'a str],
     /// `None`: My IP.
@@ -35,12 +35,12 @@ struct Ask<'a> {
     duration: &'a str,
 }
 
-fn ask<'a>(s: &Server, vm: &str, ports: &'a [&'a str], range: Option<&'a str>, duration: &'a str) -> Ask<'a> {
+pub(super) fn ask<'a>(s: &Server, vm: &str, ports: &'a [&'a str], range: Option<&'a str>, duration: &'a str) -> Ask<'a> {
     Ask { vm: s.vm_id(vm), ports, range, duration }
 }
 
 /// The form's fields as a browser posts them: the machines in order, then each one's fields by position.
-fn form(csrf: Option<&str>, asks: &[Ask<'_>], justification: &str) -> Vec<(String, String)> {
+pub(super) fn form(csrf: Option<&str>, asks: &[Ask<'_>], justification: &str) -> Vec<(String, String)> {
     let mut fields = Vec::new();
     if let Some(csrf) = csrf {
         fields.push(("csrf".to_owned(), csrf.to_owned()));
@@ -60,7 +60,7 @@ fn form(csrf: Option<&str>, asks: &[Ask<'_>], justification: &str) -> Vec<(Strin
     fields
 }
 
-async fn post(ui: &Ui<'_>, fields: &[(String, String)]) -> (StatusCode, String) {
+pub(super) async fn post(ui: &Ui<'_>, fields: &[(String, String)]) -> (StatusCode, String) {
     let fields: Vec<(&str, String)> = fields.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     ui.post("/ui/request", &fields).await
 }
