@@ -262,18 +262,34 @@ pub async fn run(
         }
     }
 
-    let follow = follow(Arc::clone(&agent));
+    let (reports, to_report) = tokio::sync::mpsc::unbounded_channel();
+    let follow = follow(Arc::clone(&agent), reports);
     let watch = watch(Arc::clone(&agent));
     tokio::select! {
         _ = shutdown => tracing::info!("agent stopping; the table stays in force"),
         r = follow => r?,
         r = watch => r?,
+        () = report_applied(Arc::clone(&agent), to_report) => {}
     }
     Ok(())
 }
 
-/// Follows the desired state: applies each new version and reports it.
-async fn follow(agent: Arc<Agent>) -> anyhow::Result<()> {
+/// Reports what was applied, apart from following: the next change is fetched while the report is on
+/// its way, rather than after it (a write on the server). Reports queued meanwhile go as one, saying
+/// the newest applied state and every cut done.
+async fn report_applied(agent: Arc<Agent>, mut queue: tokio::sync::mpsc::UnboundedReceiver<Vec<CutDone>>) {
+    while let Some(mut cuts_done) = queue.recv().await {
+        while let Ok(more) = queue.try_recv() {
+            cuts_done.extend(more);
+        }
+        if let Err(e) = agent.client.report(&agent.report_body(None, cuts_done)).await {
+            tracing::warn!(error = %e, "report failed");
+        }
+    }
+}
+
+/// Follows the desired state: applies each new version and has it reported.
+async fn follow(agent: Arc<Agent>, reports: tokio::sync::mpsc::UnboundedSender<Vec<CutDone>>) -> anyhow::Result<()> {
     let mut backoff = Duration::from_millis(500);
     loop {
         let etag = agent.current.lock().ok().and_then(|c| c.as_ref().map(|s| s.etag.clone()));
@@ -291,7 +307,8 @@ async fn follow(agent: Arc<Agent>) -> anyhow::Result<()> {
                 match blocking(move || a.apply(saved)).await {
                     Ok(()) => {
                         backoff = Duration::from_millis(500);
-                        tracing::info!(etag = %out.etag, grants = out.grants.len(), "applied");
+                        let mappings = out.gateway.as_ref().map_or(0, |g| g.mappings.len());
+                        tracing::info!(etag = %out.etag, grants = out.grants.len(), mappings, "applied");
                         if !pending.is_empty() {
                             let a = Arc::clone(&agent);
                             match blocking(move || a.cut_connections(pending)).await {
@@ -307,9 +324,8 @@ async fn follow(agent: Arc<Agent>) -> anyhow::Result<()> {
                         backoff = (backoff * 2).min(Duration::from_secs(10));
                     }
                 }
-                if let Err(e) = agent.client.report(&agent.report_body(None, cuts_done)).await {
-                    tracing::warn!(error = %e, "report failed");
-                }
+                // The reporter lives as long as this loop (both end only with the agent).
+                let _ = reports.send(cuts_done);
             }
             Err(e) => {
                 // Fail closed: keep the table as it is; grants end on their own.

@@ -205,7 +205,8 @@ fn outer(args: &LatencyArgs) -> Result<()> {
     println!(
         "- request → open: `POST …/initiate` (PT1M, source = the caller's address), then TCP connects to {target}, a new one every {} ms \
          ({} ms connect timeout each, overlapping), until one succeeds; the figure is from before the POST to that connect; \
-         then `revoke` and wait until connects fail again, so each measurement starts closed",
+         then `revoke`, wait until connects fail again and until the status shows no live grant and the enforcing agent in sync, so each \
+         measurement starts closed, from an idle agent",
         OPEN_STAGGER.as_millis(),
         CONNECT_TIMEOUT.as_millis()
     );
@@ -308,6 +309,9 @@ struct Inner {
     client: reqwest::Client,
     policy: String,
     vm: String,
+    /// `…/ajar/v1/subscriptions/SUB/jitStatus`.
+    status: String,
+    machine: DemoVm,
     token: String,
 }
 
@@ -337,6 +341,40 @@ impl Inner {
     async fn initiate(&self, duration: &str) -> Result<Value> {
         let body = json!({"virtualMachines": [{"id": self.vm, "ports": [{"number": 22, "duration": duration}]}], "justification": "bench latency"});
         self.post("initiate", &body).await
+    }
+
+    /// Waits until the machine has no live grant and what enforces it (web1's agent, db1's gateway) has
+    /// applied that and said so: the next measurement starts from an idle enforcement point, not one
+    /// still busy with the revoke (the kernel may take a while to release deleted map elements).
+    async fn wait_idle(&self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let status: Value = self
+                .client
+                .get(&self.status)
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .map_err(|e| anyhow!("GET jitStatus: {}", error_chain(&e)))?
+                .json()
+                .await
+                .map_err(|e| anyhow!("GET jitStatus: {}", error_chain(&e)))?;
+            let machine = status["value"].as_array().and_then(|all| all.iter().find(|m| m["name"] == self.machine.name()));
+            let in_sync = machine.is_some_and(|m| {
+                let point = match self.machine {
+                    DemoVm::Web1 => &m["agent"],
+                    DemoVm::Db1 => &m["gateway"]["agent"],
+                };
+                m["liveGrants"].as_array().is_some_and(Vec::is_empty) && point["inSync"] == true
+            });
+            if in_sync {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("{} was not idle and in sync within {limit:?}", self.machine.name());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     async fn revoke(&self) -> Result<()> {
@@ -397,6 +435,8 @@ async fn inside(args: &LatencyArgs, bootstrap: &Path) -> Result<()> {
             boot.resource_group,
             args.vm.name()
         ),
+        status: format!("{}/ajar/v1/subscriptions/{}/jitStatus", boot.url, boot.subscription_id),
+        machine: args.vm,
         token: boot.admin_token.to_owned(),
     };
     if args.vm == DemoVm::Web1 {
@@ -410,6 +450,7 @@ async fn inside(args: &LatencyArgs, bootstrap: &Path) -> Result<()> {
     wait_open(addr, PORT_TIMEOUT).await.context("warm-up")?;
     api.revoke().await.context("warm-up revoke")?;
     wait_closed(addr, PORT_TIMEOUT).await.context("warm-up")?;
+    api.wait_idle(PORT_TIMEOUT).await.context("warm-up")?;
 
     eprintln!("request → open: {} measurements ...", args.requests);
     let mut open_hist = new_histogram()?;
@@ -424,6 +465,7 @@ async fn inside(args: &LatencyArgs, bootstrap: &Path) -> Result<()> {
         api.revoke().await.with_context(|| format!("revoke {i}"))?;
         let (closed, _) = wait_closed(addr, PORT_TIMEOUT).await.with_context(|| format!("revoke {i}"))?;
         record(&mut close_after_revoke, closed.saturating_duration_since(r0));
+        api.wait_idle(PORT_TIMEOUT).await.with_context(|| format!("after revoke {i}"))?;
     }
 
     eprintln!("end time → closed: {} measurements of PT{}S grants ...", args.expiries, args.grant_seconds);
