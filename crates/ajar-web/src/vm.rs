@@ -103,7 +103,11 @@ pub fn connect_hint(address: &str, port: u16) -> String {
     match port {
         22 => format!("ssh {address}"),
         3389 => format!("mstsc /v:{address}"),
-        _ => format!("{address}:{port}"),
+        // An IPv6 address needs brackets before a port (a name is shown as it is).
+        _ => match address.parse() {
+            Ok(ip) => ajar_domain::gateway::connect_to(ip, port),
+            Err(_) => format!("{address}:{port}"),
+        },
     }
 }
 
@@ -144,5 +148,23 @@ impl VmPage {
 
     pub fn render_page(&self) -> Result<String, RenderError> {
         Ok(self.render()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connect_hint;
+
+    #[test]
+    fn connect_hints_say_what_to_type() {
+        for (address, port, expected) in [
+            ("10.0.0.4", 22, "ssh 10.0.0.4"),
+            ("10.0.0.4", 3389, "mstsc /v:10.0.0.4"),
+            ("10.0.0.4", 8080, "10.0.0.4:8080"),
+            ("fd00::4", 8080, "[fd00::4]:8080"),
+            ("web1", 8080, "web1:8080"),
+        ] {
+            assert_eq!(connect_hint(address, port), expected);
+        }
     }
 }
