@@ -408,6 +408,10 @@ async fn openapi_describes_every_route() {
         ("post", "/ajar/v1/jit/enable"),
         ("get", "/ajar/v1/activity"),
         ("get", "/ajar/v1/activity/verify"),
+        ("get", "/ajar/v1/gateways"),
+        ("get", "/ajar/v1/gateways/{gatewayName}"),
+        ("delete", "/ajar/v1/gateways/{gatewayName}"),
+        ("post", "/ajar/v1/gatewayAssignment"),
         (
             "post",
             "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Security/locations/{ascLocation}/jitNetworkAccessPolicies/{jitNetworkAccessPolicyName}/revoke",
