@@ -631,7 +631,7 @@ impl Client<'_> {
     /// `ajar status --output json`, parsed.
     fn status(&self) -> anyhow::Result<VmStatusList> {
         let out = self.ajar(&["status", "--output", "json"])?;
-        serde_json::from_str(&out).context("`ajar status --output json` did not print the status list")
+        parse_status(&out)
     }
 
     /// Probes `addr:port` from `from` in namespace `ns` until it is open (or, with `open` false,
@@ -689,7 +689,7 @@ fn connect(dir: &Path, args: &DemoConnectArgs) -> anyhow::Result<()> {
         if !status.success() {
             bail!("`ajar status` failed ({status}), so the port {GATEWAY} maps to {} is unknown: {}", vm.name, stderr.trim());
         }
-        let list: VmStatusList = serde_json::from_str(&stdout).context("`ajar status --output json` did not print the status list")?;
+        let list = parse_status(&stdout)?;
         let grants = list.value.iter().find(|s| s.name == vm.name).map(|s| s.live_grants.as_slice()).unwrap_or_default();
         match grant_to_connect(grants, args.port, source) {
             Some(to) => {
@@ -716,12 +716,23 @@ fn connect(dir: &Path, args: &DemoConnectArgs) -> anyhow::Result<()> {
     Err(err).context("cannot run `ip netns exec`")
 }
 
+/// The output of `ajar status --output json`.
+fn parse_status(out: &str) -> anyhow::Result<VmStatusList> {
+    serde_json::from_str(out).context("`ajar status --output json` did not print the status list")
+}
+
 /// Where to connect for a live grant on `port` (`connectTo`, through the gateway): the grant for
 /// `source` if there is one (another source's mapping would not let the client in), else any.
 fn grant_to_connect<'a>(grants: &'a [LiveGrantOut], port: u16, source: &str) -> Option<&'a str> {
     let on_port = || grants.iter().filter(|g| g.number == port).filter_map(|g| Some((g, g.connect_to.as_deref()?)));
-    let for_source =
-        |g: &LiveGrantOut| g.allowed_source_address_prefixes.iter().any(|p| p.split('/').next() == Some(source) || p == "*" || p == "Any");
+    // A grant is the client's when one of its prefixes holds the client's address.
+    let client = source.parse::<ajar_domain::prefix::SourcePrefix>().ok();
+    let for_source = |g: &LiveGrantOut| {
+        g.allowed_source_address_prefixes
+            .iter()
+            .filter_map(|p| p.parse::<ajar_domain::prefix::SourcePrefix>().ok())
+            .any(|p| client.as_ref().is_some_and(|c| p.contains(c)))
+    };
     on_port().find(|(g, _)| for_source(g)).or_else(|| on_port().next()).map(|(_, to)| to)
 }
 
