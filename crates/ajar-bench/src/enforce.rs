@@ -29,7 +29,7 @@ pub struct EnforceArgs {
     /// in the default range 50000-59999).
     #[arg(long, value_delimiter = ',', default_value = "1,1000,10000", value_parser = clap::value_parser!(u32).range(0..=10_000))]
     mappings: Vec<u32>,
-    /// Internal: already inside the throwaway namespace; call `nft` directly, as an agent does.
+    /// Internal: already inside the throwaway namespace; apply as an agent does.
     #[arg(long, hide = true)]
     inside: bool,
 }
@@ -101,7 +101,7 @@ fn millis(d: Duration) -> f64 {
 }
 
 /// Creates a throwaway namespace and runs this benchmark again inside it, so
-/// that `nft` is called directly, as the agent on a machine calls it.
+/// that nftables is reached as the agent on a machine reaches it.
 pub fn run(args: EnforceArgs) -> Result<()> {
     if args.inside {
         return measure(&args);
@@ -130,9 +130,9 @@ fn measure(args: &EnforceArgs) -> Result<()> {
     let firewall = NftFirewall::new();
     println!("## Enforcement: applying live grants\n");
     println!(
-        "- grants: distinct, non-adjacent /32 IPv4 sources on tcp/22 (one kernel set element each), one hour each; one `nft -j -f -` transaction replacing table `inet ajar`"
+        "- grants: distinct, non-adjacent /32 IPv4 sources on tcp/22 (one kernel set element each), one hour each; one transaction replacing table `inet ajar`"
     );
-    println!("- {} applies per count, in a fresh network namespace, `nft` called directly as the agent does\n", args.runs);
+    println!("- {} applies per count, in a fresh network namespace, through {} as the agent does\n", args.runs, firewall.describe());
     // The process holds the state and has built and sent its batch, as an agent holding N grants has.
     let (_, rss_before) = crate::memory_kib(std::process::id())?;
     println!(
@@ -188,11 +188,11 @@ fn extra_grant(i: u32) -> Grant {
 
 /// One incremental change (one new grant) on top of a table already holding N live grants, as the agent
 /// makes it: `apply_change` from the state applied to the next (diff of both normalised states, then one
-/// `nft -j -f -` with only the new element). Also the nft batch alone, to show where the time goes.
+/// transaction with only the new element). Also the nft batch alone, to show where the time goes.
 fn measure_changes(firewall: &NftFirewall, args: &EnforceArgs) -> Result<()> {
     println!("\n## Enforcement: one change on top of N live grants\n");
     println!(
-        "- the table holds N grants (as above); each change adds one new /32 grant: `Firewall::apply_change` (normalise both states, diff, one `nft -j -f -` transaction with the new element only)"
+        "- the table holds N grants (as above); each change adds one new /32 grant: `Firewall::apply_change` (normalise both states, diff, one transaction with the new element only)"
     );
     println!("- {} changes per count; \"diff\" is the pure part (normalise + diff), \"nft\" the batch alone\n", args.changes);
     println!("| live grants | change median ms | change max ms | diff ms (median) | nft ms (median) |");

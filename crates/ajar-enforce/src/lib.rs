@@ -9,7 +9,8 @@
 //! - [`change`]: one state to the next as element deletes and adds only, when the protected ports, public
 //!   addresses and served ports are the same (pure).
 //! - [`observed`]: the table as read back, and [`drifted`] (pure).
-//! - [`nft`]: the [`Firewall`] trait and [`NftFirewall`], which runs `nft -j` (I/O).
+//! - [`nft`]: the [`Firewall`] trait and [`NftFirewall`], which runs the JSON batches through libnftables
+//!   in-process, or `nft -j` where the library does not load (I/O).
 //! - [`conntrack`]: which tracked connections a revoke cuts (pure), and [`Conntrack`], which cuts them (I/O).
 //!
 //! Invariants: ajar names no nftables table but `inet ajar`; expiry is enforced by the kernel through
@@ -22,6 +23,7 @@ mod command;
 pub mod conntrack;
 pub mod desired;
 mod error;
+mod libnft;
 pub mod nft;
 pub mod normalize;
 pub mod observed;

@@ -1,16 +1,20 @@
-//! Applying and reading `inet ajar` through the `nft` binary (I/O).
+//! Applying and reading `inet ajar` (I/O).
 //!
-//! The batch is the `nftables` crate's typed JSON model; it is run as `nft -j -f -`, as the crate's
-//! `helper::apply_ruleset` does. We spawn nft ourselves (see [`crate::command`]) rather than call the helper because the helper does
-//! not capture nft's stderr (the error would lose nft's explanation) and always puts `-j` first, which rules
-//! out running nft through a prefix such as `ip netns exec NS nft` (how the tests drive a namespace).
+//! The batch is the `nftables` crate's typed JSON model. The agent runs it in-process through libnftables
+//! (see [`crate::libnft`]) when the library loads, and otherwise as `nft -j -f -`, as the crate's
+//! `helper::apply_ruleset` does. We spawn nft ourselves (see [`crate::command`]) rather than call the helper
+//! because the helper does not capture nft's stderr (the error would lose nft's explanation) and always puts
+//! `-j` first, which rules out running nft through a prefix such as `ip netns exec NS nft` (how the tests
+//! drive a namespace).
 
 use std::ffi::OsString;
+use std::sync::Arc;
 
 use crate::change;
 use crate::command::Tool;
 use crate::desired::DesiredState;
 use crate::error::EnforceError;
+use crate::libnft::Libnft;
 use crate::observed::ObservedTable;
 use crate::ruleset::{self, TABLE};
 
@@ -45,10 +49,18 @@ pub enum Applied {
     Full { why: String },
 }
 
-/// [`Firewall`] through the `nft` command line (JSON in and out).
+/// [`Firewall`] through nftables' JSON interface, in-process or by the `nft` binary.
 #[derive(Debug, Clone)]
 pub struct NftFirewall {
-    nft: Tool,
+    nft: Backend,
+    /// Why [`NftFirewall::new`] fell back to the binary, for the operator.
+    no_library: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Library(Arc<Libnft>),
+    Binary(Tool),
 }
 
 impl Default for NftFirewall {
@@ -58,9 +70,12 @@ impl Default for NftFirewall {
 }
 
 impl NftFirewall {
-    /// `nft` from `PATH`.
+    /// libnftables in this process (and so in its network namespace) if it loads, else `nft` from `PATH`.
     pub fn new() -> Self {
-        NftFirewall { nft: Tool::new("nft", Vec::new()) }
+        match Libnft::new() {
+            Ok(library) => NftFirewall { nft: Backend::Library(Arc::new(library)), no_library: None },
+            Err(why) => NftFirewall { nft: Backend::Binary(Tool::new("nft", Vec::new())), no_library: Some(why) },
+        }
     }
 
     /// nft run as `program prefix_args… <nft arguments>`, e.g. `("ip", ["netns", "exec", "ns1", "nft"])`
@@ -70,19 +85,34 @@ impl NftFirewall {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        NftFirewall { nft: Tool::new(program, prefix_args.into_iter().map(Into::into).collect()) }
+        let nft = Tool::new(program, prefix_args.into_iter().map(Into::into).collect());
+        NftFirewall { nft: Backend::Binary(nft), no_library: None }
     }
 
-    /// Runs a raw JSON batch (`nft -j -f -`). Public for tests and tooling; the agent applies only what
-    /// [`ruleset`] builds.
+    /// How nftables is reached: `libnftables`, or the nft command line (and why not the library).
+    pub fn describe(&self) -> String {
+        match (&self.nft, &self.no_library) {
+            (Backend::Library(_), _) => crate::libnft::NAME.into(),
+            (Backend::Binary(tool), None) => tool.describe(),
+            (Backend::Binary(tool), Some(why)) => format!("{} ({why})", tool.describe()),
+        }
+    }
+
+    /// Runs a raw JSON batch (what `nft -j -f -` reads). Public for tests and tooling; the agent applies only
+    /// what [`ruleset`] builds.
     pub fn apply_json(&self, action: &str, json: &str) -> Result<(), EnforceError> {
-        self.nft.run(action, &["-j", "-f", "-"], Some(json)).map(|_| ())
+        match &self.nft {
+            Backend::Library(library) => library.run(action, json).map(|_| ()),
+            Backend::Binary(nft) => nft.run(action, &["-j", "-f", "-"], Some(json)).map(|_| ()),
+        }
     }
 
-    /// Ok if the nft binary runs, speaks JSON and can talk to the kernel over netlink (with the privileges
-    /// it has); otherwise why not, for "Unsupported: nftables unusable".
+    /// Ok if nftables speaks JSON here and can talk to the kernel over netlink (with the privileges we
+    /// have); otherwise why not, for "Unsupported: nftables unusable".
     pub fn usable(&self) -> Result<(), String> {
-        self.nft.run("running nft --version", &["--version"], None).map_err(|e| e.to_string())?;
+        if let Backend::Binary(nft) = &self.nft {
+            nft.run("running nft --version", &["--version"], None).map_err(|e| e.to_string())?;
+        }
         self.read_own().map(|_| ()).map_err(|e| e.to_string())
     }
 }
@@ -122,7 +152,12 @@ impl Firewall for NftFirewall {
     }
 
     fn read_own(&self) -> Result<Option<ObservedTable>, EnforceError> {
-        match self.nft.run("listing table inet ajar", &["-j", "list", "table", "inet", TABLE], None) {
+        const ACTION: &str = "listing table inet ajar";
+        let listed = match &self.nft {
+            Backend::Library(library) => library.run(ACTION, &format!("list table inet {TABLE}")),
+            Backend::Binary(nft) => nft.run(ACTION, &["-j", "list", "table", "inet", TABLE], None),
+        };
+        match listed {
             Ok(json) => ObservedTable::parse(&json).map(Some),
             Err(EnforceError::Failed { stderr, .. }) if stderr.contains("No such file or directory") => Ok(None),
             Err(e) => Err(e),
@@ -134,7 +169,7 @@ impl Firewall for NftFirewall {
     }
 }
 
-/// [`NftFirewall::usable`] for `nft` from `PATH`.
+/// [`NftFirewall::usable`] for [`NftFirewall::new`].
 pub fn nft_usable() -> Result<(), String> {
     NftFirewall::new().usable()
 }

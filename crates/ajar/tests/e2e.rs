@@ -332,6 +332,10 @@ fn enabled(listen: &str) -> Option<E2e> {
 fn enabling_jit_closes_22_and_leaves_8080_open() {
     let Some(mut e) = E2e::new("127.0.0.1:0") else { return };
     e.start_agent();
+    // In-process, through the library the nftables package installs with nft.
+    let log = std::fs::read_to_string(e.dir.path().join("agent.log")).unwrap_or_default();
+    let through = log.lines().find(|l| l.contains("enforcing with nftables")).unwrap_or_default();
+    assert!(through.contains("libnftables"), "the agent does not enforce through libnftables: {through:?}\n{}", e.logs());
     // Enrolled, nothing protected yet: everything is open.
     e.expect(A, VM4, 22, Proto::Tcp, Probe::Open);
     e.expect(A6, VM6, 22, Proto::Tcp, Probe::Open);

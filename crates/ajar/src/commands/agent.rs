@@ -24,6 +24,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         println!("removed table inet ajar");
         return Ok(());
     }
+    tracing::info!(through = %firewall.describe(), "enforcing with nftables");
     let ca = required(&args.ca, "--ca")?;
     let config = AgentConfig {
         server: required(&args.server, "--server")?,
