@@ -235,7 +235,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     state::create_dir(&config.state_dir)?;
-    let nftables = blocking(|| Ok(ajar_enforce::nft_usable())).await?;
+    let nftables = blocking({
+        let firewall = firewall.clone();
+        move || Ok(firewall.usable())
+    })
+    .await?;
     if let Err(why) = &nftables {
         tracing::error!(reason = %why, "nftables is unusable here; this machine will show as Unsupported");
     }

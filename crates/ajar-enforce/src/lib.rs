@@ -32,5 +32,5 @@ pub mod ruleset;
 pub use conntrack::{Conntrack, Cut};
 pub use desired::{DesiredState, Grant, L4, Mapping, Protected, Proto, ServedPort, Source};
 pub use error::EnforceError;
-pub use nft::{Applied, Firewall, NftFirewall, nft_usable};
+pub use nft::{Applied, Firewall, NftFirewall};
 pub use observed::{ObservedTable, drift_reasons, drifted};

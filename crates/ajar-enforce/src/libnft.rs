@@ -1,10 +1,10 @@
 //! libnftables, loaded at run time and called in-process (I/O).
 //!
 //! The same JSON batch that `nft -j -f -` would read, run by the library the `nft` binary is built on,
-//! without a process per change: a one-element change takes about 0.1 ms instead of about 3 ms (see
+//! without a process per change: a one-element change takes 0.2–0.7 ms instead of 2.5–3.4 ms (see
 //! BENCHMARKS.md). The library is opened with `dlopen`, not linked, so an agent built here still runs
 //! (through the `nft` binary) on a host that has nft but not `libnftables.so.1`, and the build needs no
-//! development headers. The bindings are five functions of libnftables' stable ABI
+//! development headers. The bindings are eight functions of libnftables' stable ABI
 //! (`libnftables(3)`); the published `-sys` crates link at build time, which is what we avoid.
 //!
 //! A context's netlink socket belongs to the network namespace of the thread that created it, which for
@@ -94,6 +94,7 @@ fn load() -> Result<Api, String> {
 /// libnftables, usable here. Each run gets a context of its own, as each `nft` process does: nothing read
 /// of the ruleset outlives the run, so no cache can go stale when something else changes the kernel's
 /// tables, and a new context costs little next to a transaction.
+#[derive(Clone, Copy)]
 pub(crate) struct Libnft {
     api: &'static Api,
 }

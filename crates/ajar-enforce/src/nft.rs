@@ -8,7 +8,6 @@
 //! drive a namespace).
 
 use std::ffi::OsString;
-use std::sync::Arc;
 
 use crate::change;
 use crate::command::Tool;
@@ -31,6 +30,9 @@ pub trait Firewall {
         self.apply(to)?;
         Ok(Applied::Full { why: "this firewall has no incremental path".into() })
     }
+    /// Ok if the kernel can be reached through this firewall (with the privileges we have); otherwise why
+    /// not, for "Unsupported: nftables unusable".
+    fn usable(&self) -> Result<(), String>;
     /// Reads `inet ajar` (and nothing else); `Ok(None)` if it does not exist.
     fn read_own(&self) -> Result<Option<ObservedTable>, EnforceError>;
     /// Deletes `inet ajar` if it exists. No other table is touched.
@@ -53,14 +55,13 @@ pub enum Applied {
 #[derive(Debug, Clone)]
 pub struct NftFirewall {
     nft: Backend,
-    /// Why [`NftFirewall::new`] fell back to the binary, for the operator.
-    no_library: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 enum Backend {
-    Library(Arc<Libnft>),
-    Binary(Tool),
+    Library(Libnft),
+    /// With why [`NftFirewall::new`] did not use the library, for the operator.
+    Binary(Tool, Option<String>),
 }
 
 impl Default for NftFirewall {
@@ -73,8 +74,8 @@ impl NftFirewall {
     /// libnftables in this process (and so in its network namespace) if it loads, else `nft` from `PATH`.
     pub fn new() -> Self {
         match Libnft::new() {
-            Ok(library) => NftFirewall { nft: Backend::Library(Arc::new(library)), no_library: None },
-            Err(why) => NftFirewall { nft: Backend::Binary(Tool::new("nft", Vec::new())), no_library: Some(why) },
+            Ok(library) => NftFirewall { nft: Backend::Library(library) },
+            Err(why) => NftFirewall { nft: Backend::Binary(Tool::new("nft", Vec::new()), Some(why)) },
         }
     }
 
@@ -86,15 +87,15 @@ impl NftFirewall {
         S: Into<OsString>,
     {
         let nft = Tool::new(program, prefix_args.into_iter().map(Into::into).collect());
-        NftFirewall { nft: Backend::Binary(nft), no_library: None }
+        NftFirewall { nft: Backend::Binary(nft, None) }
     }
 
     /// How nftables is reached: `libnftables`, or the nft command line (and why not the library).
     pub fn describe(&self) -> String {
-        match (&self.nft, &self.no_library) {
-            (Backend::Library(_), _) => crate::libnft::NAME.into(),
-            (Backend::Binary(tool), None) => tool.describe(),
-            (Backend::Binary(tool), Some(why)) => format!("{} ({why})", tool.describe()),
+        match &self.nft {
+            Backend::Library(_) => crate::libnft::NAME.into(),
+            Backend::Binary(tool, None) => tool.describe(),
+            Backend::Binary(tool, Some(why)) => format!("{} ({why})", tool.describe()),
         }
     }
 
@@ -103,17 +104,8 @@ impl NftFirewall {
     pub fn apply_json(&self, action: &str, json: &str) -> Result<(), EnforceError> {
         match &self.nft {
             Backend::Library(library) => library.run(action, json).map(|_| ()),
-            Backend::Binary(nft) => nft.run(action, &["-j", "-f", "-"], Some(json)).map(|_| ()),
+            Backend::Binary(nft, _) => nft.run(action, &["-j", "-f", "-"], Some(json)).map(|_| ()),
         }
-    }
-
-    /// Ok if nftables speaks JSON here and can talk to the kernel over netlink (with the privileges we
-    /// have); otherwise why not, for "Unsupported: nftables unusable".
-    pub fn usable(&self) -> Result<(), String> {
-        if let Backend::Binary(nft) = &self.nft {
-            nft.run("running nft --version", &["--version"], None).map_err(|e| e.to_string())?;
-        }
-        self.read_own().map(|_| ()).map_err(|e| e.to_string())
     }
 }
 
@@ -151,11 +143,18 @@ impl Firewall for NftFirewall {
         }
     }
 
+    fn usable(&self) -> Result<(), String> {
+        if let Backend::Binary(nft, _) = &self.nft {
+            nft.run("running nft --version", &["--version"], None).map_err(|e| e.to_string())?;
+        }
+        self.read_own().map(|_| ()).map_err(|e| e.to_string())
+    }
+
     fn read_own(&self) -> Result<Option<ObservedTable>, EnforceError> {
         const ACTION: &str = "listing table inet ajar";
         let listed = match &self.nft {
             Backend::Library(library) => library.run(ACTION, &format!("list table inet {TABLE}")),
-            Backend::Binary(nft) => nft.run(ACTION, &["-j", "list", "table", "inet", TABLE], None),
+            Backend::Binary(nft, _) => nft.run(ACTION, &["-j", "list", "table", "inet", TABLE], None),
         };
         match listed {
             Ok(json) => ObservedTable::parse(&json).map(Some),
@@ -167,9 +166,4 @@ impl Firewall for NftFirewall {
     fn remove(&self) -> Result<(), EnforceError> {
         self.apply_json("removing table inet ajar", &ruleset::to_json(ruleset::build_remove()))
     }
-}
-
-/// [`NftFirewall::usable`] for [`NftFirewall::new`].
-pub fn nft_usable() -> Result<(), String> {
-    NftFirewall::new().usable()
 }
